@@ -1,0 +1,183 @@
+/**
+ * Configuration: parsed once, at the edge, into a typed and frozen object.
+ *
+ * Sources, later wins: built-in defaults → the optional config file named by
+ * `TASKBROKER_CONFIG_FILE` (YAML or JSON, same keys as the environment) → environment variables.
+ * Nothing else in the broker reads `process.env`. A bad value stops the broker with a
+ * `ConfigError` naming the variable, the rule it broke and the value it got.
+ */
+import { readFileSync } from 'node:fs'
+import { Type, type Static, type TSchema } from 'typebox'
+import { Value } from 'typebox/value'
+import { parse as parseYaml } from 'yaml'
+
+const int = (def: number, minimum: number, maximum: number, description: string) =>
+  Type.Integer({ default: def, minimum, maximum, description })
+const bool = (def: boolean, description: string) => Type.Boolean({ default: def, description })
+const oneOf = <V extends string>(values: readonly V[], def: V, description: string) =>
+  Type.Enum(values as V[], { default: def, description })
+
+/** Every setting, its default, bounds and meaning. `.env.example` and the README table follow this. */
+export const ConfigSchema = Type.Object({
+  PORT: int(8080, 0, 65535, 'HTTP port (0 = any free port)'),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1, description: 'HTTP bind address' }),
+  LOG_LEVEL: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info', 'pino log level'),
+  TASKBROKER_DATABASE_URL: Type.Optional(Type.String({ minLength: 1, description: 'PostgreSQL URL; unset = embedded PGlite' })),
+  DATABASE_URL: Type.Optional(Type.String({ minLength: 1, description: 'fallback for TASKBROKER_DATABASE_URL' })),
+  TASKBROKER_DATA_DIR: Type.String({ default: './.taskbroker', minLength: 1, description: 'embedded store directory ("memory://" = in memory)' }),
+  TASKBROKER_RUN_MIGRATIONS: Type.Optional(Type.Boolean({ description: 'apply migrations at start (default: on for the embedded store, off for PostgreSQL)' })),
+  TASKBROKER_DB_POOL_SIZE: int(10, 1, 200, 'PostgreSQL connections per broker process'),
+  TASKBROKER_STATUS_BATCHING: bool(true, 'queue status reports and write them in bulk statements'),
+  TASKBROKER_STATUS_BATCH_SIZE: int(256, 1, 1000, 'reports per bulk statement (flush at once when reached)'),
+  TASKBROKER_STATUS_FLUSH_INTERVAL_MS: int(5, 0, 60_000, 'longest a queued report waits for a flush (0 = as soon as the previous flush ends)'),
+  TASKBROKER_STATUS_ACK: oneOf(['flushed', 'queued'], 'flushed', 'answer a report after its flush committed, or at enqueue'),
+  TASKBROKER_STATUS_MAX_QUEUED: int(20_000, 1, 10_000_000, 'bound on queued reports; beyond it reports get 503'),
+  TASKBROKER_STATUS_ACK_TIMEOUT_MS: int(5_000, 1, 600_000, 'flushed ack: answer 503 if the flush has not committed by then (the report stays queued)'),
+  TASKBROKER_UPKEEP_INTERVAL_MS: int(1_000, 10, 3_600_000, 'period of the upkeep pass'),
+  TASKBROKER_DEADLINE_RESET_SKIP_AFTER_STARTUP_SEC: int(60, 0, 86_400, 'after start, wait this long before resetting missed deadlines'),
+  TASKBROKER_PROCESSING_DEADLINE_GRACE_SEC: int(3, 0, 86_400, 'added to every processing deadline'),
+  TASKBROKER_MAX_PROCESSING_ATTEMPTS: int(5, 1, 1_000, 'deadline resets before a task fails'),
+  TASKBROKER_MAX_DELAY_SEC: int(3_600, 0, 31_536_000, 'longest delay honoured; longer delays are capped'),
+  TASKBROKER_DELIVERY_MODE: oneOf(['pull', 'push'], 'pull', 'workers claim tasks (pull) or the broker delivers them (push)'),
+  TASKBROKER_AUTH_SECRETS: Type.Optional(Type.String({ description: 'comma-separated HMAC secrets; unset = no auth' })),
+  TASKBROKER_BODY_LIMIT_BYTES: int(5 * 1024 * 1024, 1024, 1024 * 1024 * 1024, 'largest request body accepted (413 beyond)'),
+  TASKBROKER_CLAIM_MAX_WAIT_MS: int(30_000, 0, 300_000, 'upper bound for a claim request\'s wait_ms'),
+  TASKBROKER_SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000, 'how long shutdown may take before giving up on draining'),
+  TASKBROKER_RETRY_AFTER_SEC: int(1, 1, 3_600, 'Retry-After sent with 503 answers')
+}, { additionalProperties: true })
+
+export type DeliveryMode = 'pull' | 'push'
+export type StatusAck = 'flushed' | 'queued'
+
+export interface Config {
+  readonly host: string
+  readonly port: number
+  readonly logLevel: string
+  /** PostgreSQL URL, or undefined for the embedded PGlite store. */
+  readonly databaseUrl: string | undefined
+  readonly dataDir: string
+  readonly runMigrations: boolean
+  readonly dbPoolSize: number
+  readonly status: {
+    readonly batching: boolean
+    readonly batchSize: number
+    readonly flushIntervalMs: number
+    readonly ack: StatusAck
+    readonly maxQueued: number
+    readonly ackTimeoutMs: number
+  }
+  readonly upkeepIntervalMs: number
+  readonly deadlineResetSkipAfterStartupSec: number
+  readonly processingDeadlineGraceSec: number
+  readonly maxProcessingAttempts: number
+  readonly maxDelaySec: number
+  readonly deliveryMode: DeliveryMode
+  readonly authSecrets: readonly string[]
+  readonly bodyLimitBytes: number
+  readonly claimMaxWaitMs: number
+  readonly shutdownTimeoutMs: number
+  readonly retryAfterSec: number
+}
+
+export class ConfigError extends Error {
+  readonly code = 'TASKBROKER_CONFIG_INVALID'
+  constructor (readonly variable: string, message: string) {
+    super(`Invalid configuration: ${variable} ${message}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+/** Reads the config file named by TASKBROKER_CONFIG_FILE: a flat map of the same keys. */
+function readConfigFile (path: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError('TASKBROKER_CONFIG_FILE', `cannot be read (${(err as Error).message})`)
+  }
+  let parsed: unknown
+  try {
+    parsed = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
+  } catch (err) {
+    throw new ConfigError('TASKBROKER_CONFIG_FILE', `is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} (${(err as Error).message})`)
+  }
+  if (parsed === null || parsed === undefined) return {}
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError('TASKBROKER_CONFIG_FILE', 'must hold a map of settings')
+  }
+  return parsed as Record<string, unknown>
+}
+
+function describeError (schema: TSchema, key: string, value: unknown, message: string): string {
+  const property = (schema as { properties: Record<string, { enum?: unknown[] }> }).properties[key]
+  if (property?.enum !== undefined) return `must be one of ${property.enum.join(', ')} (got ${JSON.stringify(value)})`
+  return `${message} (got ${JSON.stringify(value)})`
+}
+
+/**
+ * Builds the frozen Config from environment variables (and the optional config file).
+ * Empty strings count as unset, so `PORT=` falls back to the default.
+ */
+export function loadConfig (env: Env = process.env): Config {
+  const fromEnv: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && value !== '') fromEnv[key] = value
+  }
+  const file = typeof fromEnv.TASKBROKER_CONFIG_FILE === 'string' ? readConfigFile(fromEnv.TASKBROKER_CONFIG_FILE) : {}
+  const known = Object.keys(ConfigSchema.properties)
+  for (const key of Object.keys(file)) {
+    if (!known.includes(key)) throw new ConfigError(key, 'is not a known setting (in TASKBROKER_CONFIG_FILE)')
+  }
+  const raw: Record<string, unknown> = {}
+  for (const key of known) {
+    const value = fromEnv[key] ?? file[key]
+    if (value !== undefined) raw[key] = value
+  }
+  const values = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, raw)) as Record<string, unknown>
+  const [error] = Value.Errors(ConfigSchema, values)
+  if (error !== undefined) {
+    const key = error.instancePath.split('/')[1] ?? '(config)'
+    throw new ConfigError(key, describeError(ConfigSchema, key, raw[key], error.message))
+  }
+  const v = values as Static<typeof ConfigSchema>
+  const databaseUrl = v.TASKBROKER_DATABASE_URL ?? v.DATABASE_URL
+  const secrets = (v.TASKBROKER_AUTH_SECRETS ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)
+  return deepFreeze({
+    host: v.HOST,
+    port: v.PORT,
+    logLevel: v.LOG_LEVEL,
+    databaseUrl,
+    dataDir: v.TASKBROKER_DATA_DIR,
+    runMigrations: v.TASKBROKER_RUN_MIGRATIONS ?? databaseUrl === undefined,
+    dbPoolSize: v.TASKBROKER_DB_POOL_SIZE,
+    status: {
+      batching: v.TASKBROKER_STATUS_BATCHING,
+      batchSize: v.TASKBROKER_STATUS_BATCH_SIZE,
+      flushIntervalMs: v.TASKBROKER_STATUS_FLUSH_INTERVAL_MS,
+      ack: v.TASKBROKER_STATUS_ACK,
+      maxQueued: v.TASKBROKER_STATUS_MAX_QUEUED,
+      ackTimeoutMs: v.TASKBROKER_STATUS_ACK_TIMEOUT_MS
+    },
+    upkeepIntervalMs: v.TASKBROKER_UPKEEP_INTERVAL_MS,
+    deadlineResetSkipAfterStartupSec: v.TASKBROKER_DEADLINE_RESET_SKIP_AFTER_STARTUP_SEC,
+    processingDeadlineGraceSec: v.TASKBROKER_PROCESSING_DEADLINE_GRACE_SEC,
+    maxProcessingAttempts: v.TASKBROKER_MAX_PROCESSING_ATTEMPTS,
+    maxDelaySec: v.TASKBROKER_MAX_DELAY_SEC,
+    deliveryMode: v.TASKBROKER_DELIVERY_MODE,
+    authSecrets: secrets,
+    bodyLimitBytes: v.TASKBROKER_BODY_LIMIT_BYTES,
+    claimMaxWaitMs: v.TASKBROKER_CLAIM_MAX_WAIT_MS,
+    shutdownTimeoutMs: v.TASKBROKER_SHUTDOWN_TIMEOUT_MS,
+    retryAfterSec: v.TASKBROKER_RETRY_AFTER_SEC
+  })
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner)
+    Object.freeze(value)
+  }
+  return value
+}

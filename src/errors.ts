@@ -1,0 +1,25 @@
+/**
+ * Every error the API answers with: a stable `TASKBROKER_*` code, a message and an HTTP status.
+ * The body is always `{statusCode, code, error, message}` (see the error handler in app.ts).
+ */
+import createError from '@fastify/error'
+
+// Client mistakes (4xx)
+export const InvalidRequestError = createError('TASKBROKER_INVALID_REQUEST', '%s', 400)
+export const TaskNotFoundError = createError('TASKBROKER_TASK_NOT_FOUND', 'Task %s not found', 404)
+export const WrongDeliveryModeError = createError('TASKBROKER_WRONG_DELIVERY_MODE', '%s', 409)
+
+// The broker cannot take the request right now (503 + Retry-After); nothing was lost.
+export const StoreUnavailableError = createError('TASKBROKER_STORE_UNAVAILABLE', 'The task store is unavailable: %s', 503)
+export const StatusQueueFullError = createError('TASKBROKER_STATUS_QUEUE_FULL', 'Too many status reports are queued; retry later', 503)
+export const StatusAckTimeoutError = createError(
+  'TASKBROKER_STATUS_ACK_TIMEOUT',
+  'The status report is queued but was not written in time; it will still be applied',
+  503
+)
+export const ShuttingDownError = createError('TASKBROKER_SHUTTING_DOWN', 'The broker is shutting down', 503)
+
+/** Errors answered with 503 carry a Retry-After header. */
+export function isRetryLater (error: { statusCode?: number }): boolean {
+  return error.statusCode === 503
+}

@@ -1,0 +1,91 @@
+/**
+ * Prometheus metrics: one registry per app (so several apps in one process, as in tests, never
+ * share counters), exposed at GET /metrics.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+export type Metrics = ReturnType<typeof createMetrics>
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+const BATCH_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
+
+export function createMetrics () {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'taskbroker_' })
+  const registers = [registry]
+  const depthProviders = new Map<string, () => number>()
+  return {
+    /** Reports a batcher's depth at every scrape. */
+    trackQueueDepth (batcher: string, depth: () => number) {
+      depthProviders.set(batcher, depth)
+    },
+    registry,
+    httpRequestDuration: new Histogram({
+      name: 'taskbroker_http_request_duration_seconds',
+      help: 'HTTP requests by route, method and status code',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers
+    }),
+    tasksProduced: new Counter({ name: 'taskbroker_tasks_produced_total', help: 'Tasks stored by produce requests', registers }),
+    tasksDuplicate: new Counter({ name: 'taskbroker_tasks_duplicate_total', help: 'Produced tasks ignored because their id exists', registers }),
+    tasksClaimed: new Counter({ name: 'taskbroker_tasks_claimed_total', help: 'Tasks handed to workers', registers }),
+    claimDuration: new Histogram({
+      name: 'taskbroker_claim_statement_duration_seconds',
+      help: 'Time of one claim statement',
+      buckets: LATENCY_BUCKETS,
+      registers
+    }),
+    claimWaiters: new Gauge({ name: 'taskbroker_claim_waiters', help: 'Claim requests long-polling for a task', registers }),
+    statusRequested: new Counter({
+      name: 'taskbroker_status_reports_requested_total',
+      help: 'Status reports received from workers',
+      labelNames: ['status'] as const,
+      registers
+    }),
+    statusApplied: new Counter({
+      name: 'taskbroker_status_reports_applied_total',
+      help: 'Status reports written to an existing task',
+      registers
+    }),
+    statusNotFound: new Counter({
+      name: 'taskbroker_status_reports_not_found_total',
+      help: 'Status reports for ids that are not (or no longer) in the store',
+      registers
+    }),
+    batchSize: new Histogram({
+      name: 'taskbroker_batcher_flush_size',
+      help: 'Items written per flush',
+      labelNames: ['batcher'] as const,
+      buckets: BATCH_BUCKETS,
+      registers
+    }),
+    flushDuration: new Histogram({
+      name: 'taskbroker_batcher_flush_duration_seconds',
+      help: 'Time of one flush (one bulk statement)',
+      labelNames: ['batcher'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers
+    }),
+    flushFailures: new Counter({
+      name: 'taskbroker_batcher_flush_failures_total',
+      help: 'Flushes that failed and will be retried',
+      labelNames: ['batcher'] as const,
+      registers
+    }),
+    queueDepth: new Gauge({
+      name: 'taskbroker_batcher_queue_depth',
+      help: 'Items waiting in a batcher (queued and in flight)',
+      labelNames: ['batcher'] as const,
+      registers,
+      collect () {
+        for (const [batcher, depth] of depthProviders) this.set({ batcher }, depth())
+      }
+    }),
+    storeUnavailable: new Counter({
+      name: 'taskbroker_store_unavailable_total',
+      help: 'Requests answered 503 because the store could not be reached',
+      registers
+    })
+  }
+}

@@ -1,0 +1,21 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { V1Services } from './index.js'
+import { ErrorResponseSchema, StatsResponseSchema } from './schemas.js'
+
+export const statsRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
+  app.get('/stats', {
+    schema: {
+      tags: ['operations'],
+      summary: 'Task counts by status and by queue, and the age of the oldest claimable task',
+      response: { 200: StatsResponseSchema, 503: ErrorResponseSchema }
+    }
+  }, async () => {
+    const stats = await services.store.stats(services.now())
+    return {
+      by_status: stats.byStatus,
+      queues: stats.byQueue,
+      oldest_pending_age_sec: stats.oldestPendingAgeSec,
+      status_queue_depth: services.statusWriter.depth
+    }
+  })
+}

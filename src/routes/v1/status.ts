@@ -1,0 +1,55 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { InvalidRequestError } from '../../errors.js'
+import type { StatusUpdate } from '../../store/types.js'
+import { toClaimedTask } from '../../tasks/activation.js'
+import type { V1Services } from './index.js'
+import {
+  BatchStatusBodySchema, BatchStatusResponseSchema, ErrorResponseSchema, StatusBodySchema, StatusResponseSchema,
+  TaskIdParamsSchema
+} from './schemas.js'
+
+const errors = { 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
+
+export const statusRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
+  const { statusWriter, claims } = services
+
+  app.post('/tasks/:id/status', {
+    schema: {
+      tags: ['workers'],
+      summary: 'Report a task\'s outcome, optionally claiming the next task in the same round trip',
+      params: TaskIdParamsSchema,
+      body: StatusBodySchema,
+      response: { 200: StatusResponseSchema, ...errors }
+    }
+  }, async (request) => {
+    const { status, max_attempts: maxAttempts, delay_on_retry: delayOnRetry, fetch_next: next } = request.body
+    if (next?.namespace !== undefined && next.application === undefined) {
+      throw new InvalidRequestError('body/fetch_next/namespace needs body/fetch_next/application')
+    }
+    const outcome = await statusWriter.report([{ id: request.params.id, status, maxAttempts, delayOnRetry }])
+    let task = null
+    if (next !== undefined && services.config.deliveryMode === 'pull') {
+      const [claimed] = await claims.claim({ application: next.application, namespace: next.namespace }, 1)
+      if (claimed !== undefined) task = toClaimedTask(claimed)
+    }
+    return { applied: outcome.applied.length === 1, queued: outcome.queued.length === 1, task }
+  })
+
+  app.post('/tasks/status', {
+    schema: {
+      tags: ['workers'],
+      summary: 'Report many outcomes at once (1–1000); unknown ids are listed, never fail the batch',
+      body: BatchStatusBodySchema,
+      response: { 200: BatchStatusResponseSchema, ...errors }
+    }
+  }, async (request) => {
+    // The same id twice in one request: the last report wins, as in the batcher.
+    const byId = new Map<string, StatusUpdate>()
+    for (const u of request.body.updates) {
+      byId.delete(u.id)
+      byId.set(u.id, { id: u.id, status: u.status, maxAttempts: u.max_attempts, delayOnRetry: u.delay_on_retry })
+    }
+    const outcome = await statusWriter.report([...byId.values()])
+    return { applied: outcome.applied.length, queued: outcome.queued.length, not_found: outcome.notFound }
+  })
+}

@@ -1,0 +1,43 @@
+/**
+ * The broker process: parse the configuration, build the app, listen, and shut down in order on
+ * SIGTERM/SIGINT (see app.ts for the close order). Nothing else lives here.
+ */
+import closeWithGrace from 'close-with-grace'
+import { buildApp, createLogger } from './app.js'
+import { ConfigError, loadConfig } from './config.js'
+
+let config
+try {
+  config = loadConfig(process.env)
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`)
+    process.exit(78) // EX_CONFIG
+  }
+  throw error
+}
+
+const log = createLogger(config)
+const app = await buildApp(config, { logger: log })
+
+// A second signal, or the timeout, ends the process at once.
+closeWithGrace({ delay: config.shutdownTimeoutMs + 2_000, logger: log }, async ({ signal, err }) => {
+  if (err !== undefined) log.error({ err }, 'shutting down after an error')
+  else log.info({ signal }, 'shutting down')
+  await app.close()
+  log.info('shutdown complete')
+})
+
+try {
+  await app.listen({ host: config.host, port: config.port })
+  log.info({
+    store: config.databaseUrl === undefined ? `embedded PGlite (${config.dataDir})` : 'postgres',
+    deliveryMode: config.deliveryMode,
+    statusBatching: config.status.batching,
+    statusAck: config.status.ack
+  }, 'taskbroker ready; API docs at /docs')
+} catch (error) {
+  log.fatal({ err: error }, 'cannot listen')
+  await app.close()
+  process.exit(1)
+}

@@ -1,0 +1,73 @@
+/** Domain types of the store: what a task is and what can happen to it (not HTTP types). */
+
+export const TASK_STATUSES = ['pending', 'claimed', 'processing', 'delay', 'retry', 'failure', 'complete'] as const
+export type TaskStatus = typeof TASK_STATUSES[number]
+
+/** The only statuses a worker may report. */
+export const CONCLUSIONS = ['complete', 'failure', 'retry'] as const
+export type Conclusion = typeof CONCLUSIONS[number]
+
+export type OnAttemptsExceeded = 'discard' | 'deadletter'
+
+export interface RetryState {
+  attempts: number
+  max_attempts: number
+  on_attempts_exceeded: OnAttemptsExceeded
+  at_most_once: boolean
+  delay_on_retry?: number
+}
+
+/** A task activation as workers receive it: upstream's TaskActivation in JSON, snake_case. */
+export interface Activation {
+  id: string
+  application: string
+  namespace: string
+  taskname: string
+  parameters: unknown
+  headers: Record<string, string>
+  /** RFC 3339 timestamp. */
+  received_at: string
+  /** Seconds a worker has to finish once it holds the task. */
+  processing_deadline_duration: number
+  /** Seconds after received_at when an unclaimed task is dropped. */
+  expires?: number
+  /** Seconds after received_at before the task may be claimed. */
+  delay?: number
+  retry_state: RetryState
+}
+
+/** A task with its broker-side state. */
+export interface StoredTask {
+  activation: Activation
+  status: TaskStatus
+  addedAt: Date
+  processingAttempts: number
+  processingDeadline: Date | null
+  expiresAt: Date | null
+  delayUntil: Date | null
+  claimExpiresAt: Date | null
+}
+
+export interface ClaimFilter {
+  application?: string | undefined
+  namespace?: string | undefined
+}
+
+/** One worker report. Retry fields patch the task's retry_state when given. */
+export interface StatusUpdate {
+  id: string
+  status: Conclusion
+  maxAttempts?: number | undefined
+  delayOnRetry?: number | undefined
+}
+
+export interface ProduceResult {
+  inserted: string[]
+  duplicates: string[]
+}
+
+export interface StoreStats {
+  byStatus: Record<TaskStatus, number>
+  byQueue: Array<{ application: string, namespace: string, status: TaskStatus, count: number }>
+  oldestPendingAgeSec: number
+}

@@ -1,0 +1,32 @@
+/** Builds a broker app for a test, on a test store, closed when the test ends. */
+import type { FastifyInstance } from 'fastify'
+import pino from 'pino'
+import type { Test } from 'tap'
+import { buildApp } from '../../src/app.js'
+import { loadConfig, type Config } from '../../src/config.js'
+import type { Database } from '../../src/db/database.js'
+import { createTestDatabase, type BackendName } from './database.js'
+
+export function testConfig (env: Record<string, string> = {}): Config {
+  return loadConfig({ LOG_LEVEL: 'silent', TASKBROKER_DATA_DIR: 'memory://', ...env })
+}
+
+export interface TestApp {
+  app: FastifyInstance
+  database: Database
+  config: Config
+}
+
+export async function buildTestApp (t: Test, backend: BackendName, env: Record<string, string> = {}): Promise<TestApp> {
+  const { database } = await createTestDatabase(t, backend)
+  const config = testConfig(env)
+  const app = await buildApp(config, { database, logger: pino({ level: 'silent' }) })
+  // Registered after the database's teardown, so it runs first: the app closes before its store.
+  t.teardown(() => app.close())
+  return { app, database, config }
+}
+
+/** A minimal valid task for produce requests. */
+export function task (overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return { namespace: 'ns', taskname: 'tests.noop', ...overrides }
+}

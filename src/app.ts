@@ -6,8 +6,10 @@
  * Close order (Fastify runs onClose hooks last-registered-first, so they are registered in the
  * reverse of this list):
  *   1. preClose: stop long-polls and report not-ready; HTTP stops accepting, in-flight requests finish
- *   2. the status batcher stops taking reports and flushes everything queued
- *   3. the store connection closes
+ *   2. upkeep stops (waits for a pass in progress, gives up the upkeep lock); the runtime config
+ *      file is no longer watched
+ *   3. the status batcher stops taking reports and flushes everything queued
+ *   4. the store connection closes
  */
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
@@ -19,10 +21,26 @@ import type { Config } from './config.js'
 import { openDatabase, type Database } from './db/database.js'
 import { createMetrics } from './metrics.js'
 import { registerDocs } from './plugins/docs.js'
+import { installValidation } from './plugins/validation.js'
 import { operationsRoutes } from './routes/operations.js'
 import { v1Routes } from './routes/v1/index.js'
+import { loadRuntimeConfig, type RuntimeConfigSource } from './runtime-config.js'
 import { createStatusWriter } from './status/status-writer.js'
+import { createDeadletterStore } from './store/deadletter-store.js'
 import { createTaskStore } from './store/task-store.js'
+import { createUpkeepStore, type Released } from './store/upkeep-store.js'
+import { createBackpressure } from './tasks/backpressure.js'
+import { createUpkeepJobs } from './upkeep/jobs.js'
+import { createUpkeep, type Upkeep } from './upkeep/upkeep.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The upkeep loop; tests call `upkeep.runOnce(now)` with TASKBROKER_UPKEEP_ENABLED=false. */
+    upkeep: Upkeep
+    /** The runtime config file (killswitch); server.ts reloads it on SIGHUP. */
+    runtimeConfig: RuntimeConfigSource
+  }
+}
 
 export interface AppDeps {
   /** Use this store connection instead of opening one from the config (tests). The caller closes it. */
@@ -34,6 +52,8 @@ export interface AppDeps {
 
 /** Channel for "tasks arrived" notifications between broker processes sharing one database. */
 const TASKS_CHANNEL = 'taskbroker_tasks'
+/** Advisory lock key held by the broker that runs upkeep ("tbuk"). */
+const UPKEEP_LOCK_KEY = 0x7462_756b
 
 export function createLogger (config: Pick<Config, 'logLevel'>): Logger {
   return pino({
@@ -50,10 +70,9 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     bodyLimit: config.bodyLimitBytes,
     // Per-request info logs would cost more than the work at 15k requests/s; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
-    // Unknown fields are rejected, not silently dropped: a typo must not go unnoticed.
-    ajv: { customOptions: { removeAdditional: false } }
+    return503OnClosing: true
   }).withTypeProvider<TypeBoxTypeProvider>()
+  installValidation(app)
 
   const metrics = createMetrics()
   installErrorHandling(app, config, metrics)
@@ -75,11 +94,42 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const store = createTaskStore(database, { processingDeadlineGraceSec: config.processingDeadlineGraceSec, maxDelaySec: config.maxDelaySec })
   const signal = createTaskSignal()
   const claims = createClaimService({ store, signal, metrics, maxWaitMs: config.claimMaxWaitMs })
+  const deadletters = createDeadletterStore(database)
+  metrics.trackTaskCounts(async () => ({ ...await store.countLive(), deadletter: await deadletters.count() }))
   const statusWriter = createStatusWriter({ store, config: config.status, metrics, log: log.child({ component: 'status-batcher' }) })
   app.addHook('onClose', async () => { await statusWriter.close(config.shutdownTimeoutMs) })
 
   const announce = await connectBrokers(database, signal, log)
   app.addHook('onClose', async () => { await announce.close() })
+
+  const runtimeConfig = await loadRuntimeConfig({ path: config.runtimeConfigPath, log: log.child({ component: 'runtime-config' }) })
+  app.decorate('runtimeConfig', runtimeConfig)
+  app.addHook('onClose', async () => { runtimeConfig.close() })
+
+  const wake = (released: Released) => {
+    for (const { count, ...queue } of released) {
+      signal.notify(queue, count)
+      announce.send(queue, count)
+    }
+  }
+  const upkeep = createUpkeep({
+    jobs: createUpkeepJobs(createUpkeepStore(database), {
+      limit: config.upkeep.batchLimit,
+      maxProcessingAttempts: config.maxProcessingAttempts,
+      startedAt: now(),
+      deadlineResetSkipAfterStartupSec: config.deadlineResetSkipAfterStartupSec,
+      killswitched: () => runtimeConfig.current().dropTaskKillswitch
+    }),
+    intervalMs: config.upkeepIntervalMs,
+    lock: database.leaderLock(UPKEEP_LOCK_KEY),
+    log: log.child({ component: 'upkeep' }),
+    metrics,
+    now,
+    onReleased: wake
+  })
+  app.decorate('upkeep', upkeep)
+  if (config.upkeep.enabled) app.addHook('onReady', async () => { upkeep.start() })
+  app.addHook('onClose', async () => { await upkeep.stop() })
 
   let closing = false
   app.addHook('preClose', async () => {
@@ -100,12 +150,24 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
       store,
       metrics,
       retryAfterSec: config.retryAfterSec,
-      notReadyReason: () => closing ? 'shutting down' : null
+      notReadyReason: () => closing ? 'shutting down' : upkeep.lateReason()
     }
   })
   await app.register(v1Routes, {
     prefix: '/v1',
-    services: { config, store, claims, signal, statusWriter, metrics, now, announce: announce.send }
+    services: {
+      config,
+      store,
+      deadletters,
+      claims,
+      signal,
+      statusWriter,
+      metrics,
+      backpressure: createBackpressure(store, config.backpressure),
+      isKillswitched: (taskname) => runtimeConfig.isKillswitched(taskname),
+      now,
+      announce: announce.send
+    }
   })
   return app
 }

@@ -38,6 +38,13 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_PROCESSING_DEADLINE_GRACE_SEC: int(3, 0, 86_400, 'added to every processing deadline'),
   TASKBROKER_MAX_PROCESSING_ATTEMPTS: int(5, 1, 1_000, 'deadline resets before a task fails'),
   TASKBROKER_MAX_DELAY_SEC: int(3_600, 0, 31_536_000, 'longest delay honoured; longer delays are capped'),
+  TASKBROKER_UPKEEP_ENABLED: bool(true, 'run upkeep in this process (off: another broker on the database does it)'),
+  TASKBROKER_UPKEEP_BATCH_LIMIT: int(10_000, 1, 1_000_000, 'rows one upkeep step may touch per pass'),
+  TASKBROKER_MAX_PENDING_COUNT: int(2_048, 0, 1_000_000_000, 'produce gets 503 when pending tasks would pass this'),
+  TASKBROKER_MAX_DELAY_COUNT: int(8_192, 0, 1_000_000_000, 'produce gets 503 when delayed tasks would pass this'),
+  TASKBROKER_MAX_PROCESSING_COUNT: int(2_048, 0, 1_000_000_000, 'produce gets 503 while processing + claimed tasks reach this'),
+  TASKBROKER_BACKPRESSURE_CACHE_MS: int(250, 0, 60_000, 'how long the task counts behind backpressure are reused'),
+  TASKBROKER_RUNTIME_CONFIG: Type.Optional(Type.String({ minLength: 1, description: 'YAML/JSON runtime config (killswitch), reloaded on change and SIGHUP' })),
   TASKBROKER_DELIVERY_MODE: oneOf(['pull', 'push'], 'pull', 'workers claim tasks (pull) or the broker delivers them (push)'),
   TASKBROKER_AUTH_SECRETS: Type.Optional(Type.String({ description: 'comma-separated HMAC secrets; unset = no auth' })),
   TASKBROKER_BODY_LIMIT_BYTES: int(5 * 1024 * 1024, 1024, 1024 * 1024 * 1024, 'largest request body accepted (413 beyond)'),
@@ -71,6 +78,17 @@ export interface Config {
   readonly processingDeadlineGraceSec: number
   readonly maxProcessingAttempts: number
   readonly maxDelaySec: number
+  readonly upkeep: {
+    readonly enabled: boolean
+    readonly batchLimit: number
+  }
+  readonly backpressure: {
+    readonly maxPending: number
+    readonly maxDelay: number
+    readonly maxProcessing: number
+    readonly cacheMs: number
+  }
+  readonly runtimeConfigPath: string | undefined
   readonly deliveryMode: DeliveryMode
   readonly authSecrets: readonly string[]
   readonly bodyLimitBytes: number
@@ -165,6 +183,14 @@ export function loadConfig (env: Env = process.env): Config {
     processingDeadlineGraceSec: v.TASKBROKER_PROCESSING_DEADLINE_GRACE_SEC,
     maxProcessingAttempts: v.TASKBROKER_MAX_PROCESSING_ATTEMPTS,
     maxDelaySec: v.TASKBROKER_MAX_DELAY_SEC,
+    upkeep: { enabled: v.TASKBROKER_UPKEEP_ENABLED, batchLimit: v.TASKBROKER_UPKEEP_BATCH_LIMIT },
+    backpressure: {
+      maxPending: v.TASKBROKER_MAX_PENDING_COUNT,
+      maxDelay: v.TASKBROKER_MAX_DELAY_COUNT,
+      maxProcessing: v.TASKBROKER_MAX_PROCESSING_COUNT,
+      cacheMs: v.TASKBROKER_BACKPRESSURE_CACHE_MS
+    },
+    runtimeConfigPath: v.TASKBROKER_RUNTIME_CONFIG,
     deliveryMode: v.TASKBROKER_DELIVERY_MODE,
     authSecrets: secrets,
     bodyLimitBytes: v.TASKBROKER_BODY_LIMIT_BYTES,

@@ -17,9 +17,14 @@ export const StatusAckTimeoutError = createError(
   'The status report is queued but was not written in time; it will still be applied',
   503
 )
+export const BackpressureError = createError('TASKBROKER_BACKPRESSURE', 'The broker is over its task limits: %s; retry later', 503)
 export const ShuttingDownError = createError('TASKBROKER_SHUTTING_DOWN', 'The broker is shutting down', 503)
 
 /** Errors answered with 503 carry a Retry-After header. */
 export function isRetryLater (error: { statusCode?: number }): boolean {
   return error.statusCode === 503
 }
+
+// Dead letters (/v1/deadletters)
+export const DeadletterNotFoundError = createError('TASKBROKER_DEADLETTER_NOT_FOUND', 'Dead letter %s not found', 404)
+export const TaskAlreadyLiveError = createError('TASKBROKER_TASK_EXISTS', 'Task %s is live; a dead letter with its id cannot be requeued', 409)

@@ -14,7 +14,26 @@ export function createMetrics () {
   collectDefaultMetrics({ register: registry, prefix: 'taskbroker_' })
   const registers = [registry]
   const depthProviders = new Map<string, () => number>()
+  let countTasks: (() => Promise<Record<string, number>>) | undefined
   return {
+    /** Reads live task counts (by status, plus dead letters) at every scrape. */
+    trackTaskCounts (counts: () => Promise<Record<string, number>>) {
+      countTasks = counts
+    },
+    tasks: new Gauge({
+      name: 'taskbroker_tasks',
+      help: 'Tasks in the store by status (deadletter = the dead-letter table), read at scrape time',
+      labelNames: ['status'] as const,
+      registers,
+      async collect () {
+        if (countTasks === undefined) return
+        try {
+          for (const [status, count] of Object.entries(await countTasks())) this.set({ status }, count)
+        } catch {
+          // The store is down: keep the last figures; readiness and the 503 counter tell the story.
+        }
+      }
+    }),
     /** Reports a batcher's depth at every scrape. */
     trackQueueDepth (batcher: string, depth: () => number) {
       depthProviders.set(batcher, depth)
@@ -82,6 +101,33 @@ export function createMetrics () {
         for (const [batcher, depth] of depthProviders) this.set({ batcher }, depth())
       }
     }),
+    upkeepTransitions: new Counter({
+      name: 'taskbroker_upkeep_transitions_total',
+      help: 'Tasks moved by upkeep, by job and transition (e.g. processing_deadline/reset, failure/deadlettered)',
+      labelNames: ['job', 'transition'] as const,
+      registers
+    }),
+    upkeepFailures: new Counter({
+      name: 'taskbroker_upkeep_job_failures_total',
+      help: 'Upkeep jobs that failed (the pass went on with the others)',
+      labelNames: ['job'] as const,
+      registers
+    }),
+    upkeepPassDuration: new Histogram({
+      name: 'taskbroker_upkeep_pass_duration_seconds',
+      help: 'Time of one upkeep pass',
+      buckets: LATENCY_BUCKETS,
+      registers
+    }),
+    upkeepLastPass: new Gauge({ name: 'taskbroker_upkeep_last_pass_timestamp_seconds', help: 'When the last upkeep pass ended', registers }),
+    upkeepLeader: new Gauge({ name: 'taskbroker_upkeep_leader', help: '1 when this broker holds the upkeep lock', registers }),
+    produceRefused: new Counter({
+      name: 'taskbroker_produce_refused_total',
+      help: 'Produce requests refused (backpressure limit reached, or every task killswitched)',
+      labelNames: ['reason'] as const,
+      registers
+    }),
+    tasksKillswitched: new Counter({ name: 'taskbroker_tasks_killswitched_total', help: 'Produced tasks dropped by the killswitch', registers }),
     storeUnavailable: new Counter({
       name: 'taskbroker_store_unavailable_total',
       help: 'Requests answered 503 because the store could not be reached',

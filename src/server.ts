@@ -28,6 +28,11 @@ closeWithGrace({ delay: config.shutdownTimeoutMs + 2_000, logger: log }, async (
   log.info('shutdown complete')
 })
 
+// SIGHUP re-reads the runtime config file (it is also re-read when it changes).
+process.on('SIGHUP', () => {
+  app.runtimeConfig.reload().catch((error: unknown) => log.error({ err: error }, 'runtime config reload failed'))
+})
+
 try {
   await app.listen({ host: config.host, port: config.port })
   log.info({

@@ -44,7 +44,18 @@ export interface Database {
   /** Subscribes to a NOTIFY channel (PostgreSQL only; PGlite has a single process). */
   listen (channel: string, onPayload: (payload: string) => void): Promise<{ unlisten: () => Promise<void> }>
   notify (channel: string, payload: string): Promise<void>
+  /**
+   * A session-level advisory lock held on a connection of its own, for work that one broker at a
+   * time must do (upkeep). PGlite is one process: its lock is always held.
+   */
+  leaderLock (key: number): LeaderLock
   close (): Promise<void>
+}
+
+export interface LeaderLock {
+  /** Takes the lock if free, or confirms it is still held (its connection alive). */
+  acquire (): Promise<boolean>
+  release (): Promise<void>
 }
 
 export interface DatabaseOptions {
@@ -102,6 +113,7 @@ function openPostgres (url: string, options: DatabaseOptions): Database {
     async notify (channel, payload) {
       await client.notify(channel, payload)
     },
+    leaderLock: (key) => postgresLeaderLock(client, key),
     close: () => client.end({ timeout: 5 })
   }
 }
@@ -122,7 +134,47 @@ async function openPglite (options: DatabaseOptions): Promise<Database> {
       return { unlisten: async () => {} }
     },
     async notify () {},
+    leaderLock: () => ({ acquire: async () => true, release: async () => {} }),
     close: () => client.close()
+  }
+}
+
+function postgresLeaderLock (client: postgres.Sql, key: number): LeaderLock {
+  let held: postgres.ReservedSql | undefined
+  async function drop () {
+    const connection = held
+    held = undefined
+    if (connection === undefined) return
+    await connection`select pg_advisory_unlock(${key})`.catch(() => {})
+    connection.release()
+  }
+  return {
+    async acquire () {
+      if (held !== undefined) {
+        try {
+          await held`select 1`
+          return true
+        } catch {
+          // The connection died, and the server released the lock with it.
+          held.release()
+          held = undefined
+        }
+      }
+      const connection = await client.reserve()
+      try {
+        const [row] = await connection`select pg_try_advisory_lock(${key}) as locked`
+        if (row?.locked === true) {
+          held = connection
+          return true
+        }
+      } catch (error) {
+        connection.release()
+        throw error
+      }
+      connection.release()
+      return false
+    },
+    release: drop
   }
 }
 

@@ -32,7 +32,9 @@ export const inflightTasks = pgTable('inflight_tasks', {
   /** discard | deadletter */
   onAttemptsExceeded: text('on_attempts_exceeded').notNull().default('discard'),
   /** Last byte of a UUID id (0–255), 0 otherwise; splits push fetch loops. */
-  bucket: smallint('bucket').notNull().default(0)
+  bucket: smallint('bucket').notNull().default(0),
+  /** While status = failure: why (see FailureReason), kept with a dead letter. */
+  failureReason: text('failure_reason')
 }, (table) => [
   // Claims: oldest pending first, with or without an application (and namespace) filter.
   // Partial indexes stay small: only claimable rows are in them.
@@ -47,3 +49,26 @@ export const inflightTasks = pgTable('inflight_tasks', {
 
 export type InflightTaskRow = typeof inflightTasks.$inferSelect
 export type NewInflightTaskRow = typeof inflightTasks.$inferInsert
+
+/**
+ * Tasks that failed for good with `on_attempts_exceeded: deadletter`. Moved here by upkeep in the
+ * same statement that removes them from inflight_tasks, so a task is never in neither table.
+ */
+export const deadletterTasks = pgTable('deadletter_tasks', {
+  id: text('id').primaryKey(),
+  activation: jsonb('activation').notNull(),
+  application: text('application').notNull(),
+  namespace: text('namespace').notNull(),
+  taskname: text('taskname').notNull(),
+  /** Why it failed (see FailureReason in src/store/types.ts). */
+  reason: text('reason').notNull(),
+  processingAttempts: integer('processing_attempts').notNull(),
+  receivedAt: ts('received_at').notNull(),
+  deadletteredAt: ts('deadlettered_at').notNull().default(sql`clock_timestamp()`)
+}, (table) => [
+  // Listing pages newest-last by (deadlettered_at, id), optionally filtered.
+  index('deadletter_tasks_deadlettered_at_idx').on(table.deadletteredAt, table.id),
+  index('deadletter_tasks_queue_idx').on(table.application, table.namespace, table.taskname)
+])
+
+export type DeadletterTaskRow = typeof deadletterTasks.$inferSelect

@@ -87,13 +87,13 @@ export function createStatusWriter (deps: { store: TaskStore, config: Config['st
      * all of them, before any is queued, so a rejected request changes nothing.
      */
     async report (updates: StatusUpdate[]): Promise<ReportOutcome> {
+      if (config.batching && batcher.closed) throw new ShuttingDownError()
+      if (config.batching && batcher.queued + updates.length > config.maxQueued) throw new StatusQueueFullError()
       for (const u of updates) metrics.statusRequested.inc({ status: u.status })
       let applied: Set<string>
       if (!config.batching) {
         applied = await writeDirect(updates)
       } else {
-        if (batcher.closed) throw new ShuttingDownError()
-        if (batcher.queued + updates.length > config.maxQueued) throw new StatusQueueFullError()
         const pending = updates.map(enqueue)
         if (config.ack === 'queued') return { applied: [], notFound: [], queued: updates.map(u => u.id) }
         const found = await Promise.all(pending.map(awaitAck).map(p => p.catch((error: unknown) => { throw translate(error) })))

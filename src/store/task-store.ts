@@ -28,6 +28,8 @@ export interface TaskStoreOptions {
 
 export type TaskStore = ReturnType<typeof createTaskStore>
 
+export interface LiveCounts { pending: number, delay: number, processing: number, claimed: number }
+
 /** Columns returned to callers for a task; one list so every query maps rows the same way. */
 const TASK_COLUMNS = sql.raw(
   't.id, t.activation, t.status, t.added_at, t.processing_attempts, t.processing_deadline, ' +
@@ -39,6 +41,11 @@ export function createTaskStore (database: Database, options: TaskStoreOptions) 
   const graceSec = options.processingDeadlineGraceSec
   const deleteCompleted = (options.completedRows ?? 'delete') === 'delete'
 
+  const statements = {
+    countLive: database.prepare('taskbroker_count_live', sql`
+      select status, count(*)::int as count from inflight_tasks
+      where status in ('pending', 'delay', 'processing', 'claimed') group by status`)
+  }
   const claimStatements = {
     any: prepareClaim(database, 'taskbroker_claim_any', sql``, graceSec),
     application: prepareClaim(database, 'taskbroker_claim_app',
@@ -108,7 +115,7 @@ export function createTaskStore (database: Database, options: TaskStoreOptions) 
     async stats (now: Date): Promise<StoreStats> {
       const rows = await guard(() => database.rows(sql`
         select status, application, namespace, count(*)::int as count,
-               min(coalesce(delay_until, received_at)) as oldest
+               min(coalesce(delay_until, received_at)) filter (where expires_at is null or expires_at > now()) as oldest
         from ${inflightTasks} group by status, application, namespace`))
       const byStatus = Object.fromEntries(TASK_STATUSES.map(s => [s, 0])) as Record<TaskStatus, number>
       let oldestPending: Date | null = null
@@ -121,6 +128,14 @@ export function createTaskStore (database: Database, options: TaskStoreOptions) 
       })
       const oldestPendingAgeSec = oldestPending === null ? 0 : Math.max(0, (now.getTime() - (oldestPending as Date).getTime()) / 1000)
       return { byStatus, byQueue, oldestPendingAgeSec }
+    },
+
+    /** Live task counts behind produce backpressure: one grouped count over the status index. */
+    async countLive (): Promise<LiveCounts> {
+      const rows = await guard(() => statements.countLive.run())
+      const counts: LiveCounts = { pending: 0, delay: 0, processing: 0, claimed: 0 }
+      for (const row of rows) counts[row.status as keyof LiveCounts] = Number(row.count)
+      return counts
     },
 
     /** Cheap round trip for readiness checks. */
@@ -167,7 +182,8 @@ function setStatusText (rows: number, deleteCompleted: boolean): string {
     `($${i * 4 + 1}::text, $${i * 4 + 2}::text, $${i * 4 + 3}::int, $${i * 4 + 4}::int)`).join(', ')
   const head = `with v(id, status, max_attempts, delay_on_retry) as (values ${values})`
   const update = (where: string) => `update inflight_tasks t
-    set status = v.status, processing_deadline = null, activation = ${PATCH_ACTIVATION}
+    set status = v.status, processing_deadline = null, activation = ${PATCH_ACTIVATION},
+      failure_reason = case when v.status = 'failure' then 'reported_failure' end
     from v where t.id = v.id${where} returning t.id`
   const text = deleteCompleted
     ? `${head},
@@ -190,18 +206,28 @@ function setStatusParams (updates: readonly StatusUpdate[]): unknown[] {
   return params
 }
 
+/** When a delayed task may first be claimed (delay capped at maxDelaySec), or null. */
+function delayUntilOf (activation: Activation, maxDelaySec: number): Date | null {
+  const delaySec = Math.min(activation.delay ?? 0, maxDelaySec)
+  return delaySec > 0 ? new Date(new Date(activation.received_at).getTime() + delaySec * 1000) : null
+}
+
+/** A new task starts as `delay` while its delay lasts, `pending` otherwise. */
+export function initialStatus (activation: Activation, now: Date, maxDelaySec: number): 'pending' | 'delay' {
+  const delayUntil = delayUntilOf(activation, maxDelaySec)
+  return delayUntil !== null && delayUntil > now ? 'delay' : 'pending'
+}
+
 function toRow (activation: Activation, now: Date, maxDelaySec: number) {
   const receivedAt = new Date(activation.received_at)
-  const delaySec = Math.min(activation.delay ?? 0, maxDelaySec)
-  const delayUntil = delaySec > 0 ? new Date(receivedAt.getTime() + delaySec * 1000) : null
   return {
     id: activation.id,
     activation,
     receivedAt,
     expiresAt: activation.expires === undefined ? null : new Date(receivedAt.getTime() + activation.expires * 1000),
-    delayUntil,
+    delayUntil: delayUntilOf(activation, maxDelaySec),
     processingDeadlineDuration: activation.processing_deadline_duration,
-    status: delayUntil !== null && delayUntil > now ? 'delay' : 'pending',
+    status: initialStatus(activation, now, maxDelaySec),
     atMostOnce: activation.retry_state.at_most_once,
     application: activation.application,
     namespace: activation.namespace,

@@ -9,6 +9,13 @@ export type Conclusion = typeof CONCLUSIONS[number]
 
 export type OnAttemptsExceeded = 'discard' | 'deadletter'
 
+/** Why a task ended in `failure` (kept with its dead letter). */
+export type FailureReason =
+  | 'reported_failure' // a worker reported failure
+  | 'retries_exhausted' // a worker asked for a retry beyond retry_state.max_attempts
+  | 'processing_attempts_exceeded' // the processing deadline passed too many times
+  | 'deadline_missed_at_most_once' // an at_most_once task missed its deadline and may not run again
+
 export interface RetryState {
   attempts: number
   max_attempts: number

@@ -40,7 +40,7 @@ export async function createTestDatabase (t: Test, backend: BackendName): Promis
       })
     }
     const database = await sharedPglite
-    await database.rows(sql`truncate table inflight_tasks`)
+    await database.rows(sql`truncate table inflight_tasks, deadletter_tasks`)
     return { database }
   }
   const adminUrl = TEST_DATABASE_URL as string
@@ -59,9 +59,12 @@ export async function createTestDatabase (t: Test, backend: BackendName): Promis
   return { database, url: url.toString() }
 }
 
-/** Runs `fn` as a subtest once per backend. */
-export function eachBackend (t: Test, name: string, fn: (t: Test, backend: BackendName) => Promise<void>): void {
+type BackendTest = (t: Test, backend: BackendName) => Promise<void>
+
+/** Runs `fn` as a subtest once per backend (options: tap's, e.g. a longer timeout). */
+export function eachBackend (t: Test, name: string, ...args: [BackendTest] | [{ timeout?: number }, BackendTest]): void {
+  const [options, fn] = args.length === 1 ? [{}, args[0]] : args
   for (const backend of backends()) {
-    t.test(`${name} [${backend}]`, (tt) => fn(tt, backend))
+    t.test(`${name} [${backend}]`, options, (tt) => fn(tt, backend))
   }
 }

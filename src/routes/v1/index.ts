@@ -5,8 +5,11 @@ import type { TaskSignal } from '../../claims/task-signal.js'
 import type { Config } from '../../config.js'
 import type { Metrics } from '../../metrics.js'
 import type { StatusWriter } from '../../status/status-writer.js'
+import type { DeadletterStore } from '../../store/deadletter-store.js'
+import type { Backpressure } from '../../tasks/backpressure.js'
 import type { TaskStore } from '../../store/task-store.js'
 import { claimRoutes } from './claims.js'
+import { deadletterRoutes } from './deadletters.js'
 import { statsRoutes } from './stats.js'
 import { statusRoutes } from './status.js'
 import { taskRoutes } from './tasks.js'
@@ -14,10 +17,14 @@ import { taskRoutes } from './tasks.js'
 export interface V1Services {
   config: Config
   store: TaskStore
+  deadletters: DeadletterStore
   claims: ClaimService
   signal: TaskSignal
   statusWriter: StatusWriter
   metrics: Metrics
+  backpressure: Backpressure
+  /** True when produce must drop tasks of this name (runtime config killswitch). */
+  isKillswitched: (taskname: string) => boolean
   now: () => Date
   /** Tells other broker processes that tasks arrived (PostgreSQL NOTIFY); a no-op on PGlite. */
   announce: (queue: { application: string, namespace: string }, count: number) => void
@@ -28,4 +35,5 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ services: V1Services }> = asy
   await app.register(claimRoutes, { services })
   await app.register(statusRoutes, { services })
   await app.register(statsRoutes, { services })
+  await app.register(deadletterRoutes, { services })
 }

@@ -50,7 +50,8 @@ export const ProduceBodySchema = Type.Object({
 export const ProduceResponseSchema = Type.Object({
   ids: Type.Array(Type.String(), { description: 'the id of every task in the request, in order' }),
   inserted: Type.Integer({ description: 'tasks stored by this request' }),
-  duplicates: Type.Array(Type.String(), { description: 'ids that already existed (or repeated in the request); ignored' })
+  duplicates: Type.Array(Type.String(), { description: 'ids that already existed (or repeated in the request); ignored' }),
+  killswitched: Type.Array(Type.String(), { description: 'ids dropped because their task name is killswitched (runtime config)' })
 })
 
 export const RetryStateSchema = Type.Object({
@@ -151,6 +152,7 @@ export const StatsResponseSchema = Type.Object({
     status: Status,
     count: Type.Integer()
   })),
+  deadletters: Type.Integer({ description: 'tasks in the dead-letter table' }),
   oldest_pending_age_sec: Type.Number({ description: 'how long the oldest claimable task has waited' }),
   status_queue_depth: Type.Integer({ description: 'status reports queued in this broker, not yet written' })
 })

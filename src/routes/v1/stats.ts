@@ -6,14 +6,15 @@ export const statsRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = 
   app.get('/stats', {
     schema: {
       tags: ['operations'],
-      summary: 'Task counts by status and by queue, and the age of the oldest claimable task',
+      summary: 'Task counts by status and by queue, dead letters, and the age of the oldest claimable task',
       response: { 200: StatsResponseSchema, 503: ErrorResponseSchema }
     }
   }, async () => {
-    const stats = await services.store.stats(services.now())
+    const [stats, deadletters] = await Promise.all([services.store.stats(services.now()), services.deadletters.count()])
     return {
       by_status: stats.byStatus,
       queues: stats.byQueue,
+      deadletters,
       oldest_pending_age_sec: stats.oldestPendingAgeSec,
       status_queue_depth: services.statusWriter.depth
     }

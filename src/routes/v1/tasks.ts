@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { TaskNotFoundError } from '../../errors.js'
+import { BackpressureError, TaskNotFoundError } from '../../errors.js'
+import { initialStatus } from '../../store/task-store.js'
 import { toActivation, toTaskState } from '../../tasks/activation.js'
 import type { V1Services } from './index.js'
 import {
@@ -12,19 +13,36 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = a
   app.post('/tasks', {
     schema: {
       tags: ['tasks'],
-      summary: 'Produce tasks (1–1000); idempotent on id',
+      summary: 'Produce tasks (1–1000); idempotent on id; 503 when the broker is over its limits',
       body: ProduceBodySchema,
       response: { 201: ProduceResponseSchema, 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request, reply) => {
     const now = services.now()
     const activations = request.body.tasks.map(input => toActivation(input, now))
-    const result = await store.produce(activations, now)
-    metrics.tasksProduced.inc(result.inserted.length)
-    metrics.tasksDuplicate.inc(result.duplicates.length)
+    // Killswitched task names are dropped here, and removed by upkeep if already stored.
+    const killswitched = activations.filter(a => services.isKillswitched(a.taskname)).map(a => a.id)
+    metrics.tasksKillswitched.inc(killswitched.length)
+    const accepted = killswitched.length === 0 ? activations : activations.filter(a => !services.isKillswitched(a.taskname))
+    const delayed = new Set(accepted.filter(a => initialStatus(a, now, services.config.maxDelaySec) === 'delay').map(a => a.id))
+    const refusal = await services.backpressure.refusal({ pending: accepted.length - delayed.size, delay: delayed.size })
+    if (refusal !== null) {
+      metrics.produceRefused.inc({ reason: 'backpressure' })
+      throw new BackpressureError(refusal)
+    }
+    const result = await store.produce(accepted, now)
     const inserted = new Set(result.inserted)
-    wakeClaimers(services, activations.filter(a => inserted.has(a.id) && (a.delay ?? 0) === 0))
-    return reply.code(201).send({ ids: activations.map(a => a.id), inserted: result.inserted.length, duplicates: result.duplicates })
+    const insertedDelayed = result.inserted.filter(id => delayed.has(id)).length
+    services.backpressure.record({ pending: inserted.size - insertedDelayed, delay: insertedDelayed })
+    metrics.tasksProduced.inc(inserted.size)
+    metrics.tasksDuplicate.inc(result.duplicates.length)
+    wakeClaimers(services, accepted.filter(a => inserted.has(a.id) && !delayed.has(a.id)))
+    return reply.code(201).send({
+      ids: activations.map(a => a.id),
+      inserted: inserted.size,
+      duplicates: result.duplicates,
+      killswitched
+    })
   })
 
   app.get('/tasks/:id', {

@@ -20,6 +20,7 @@ import { createTaskSignal, type QueueRef } from './claims/task-signal.js'
 import type { Config } from './config.js'
 import { openDatabase, type Database } from './db/database.js'
 import { createMetrics } from './metrics.js'
+import { installAuth } from './plugins/auth.js'
 import { registerDocs } from './plugins/docs.js'
 import { installValidation } from './plugins/validation.js'
 import { operationsRoutes } from './routes/operations.js'
@@ -73,6 +74,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     return503OnClosing: true
   }).withTypeProvider<TypeBoxTypeProvider>()
   installValidation(app)
+  installAuth(app, { secrets: config.authSecrets, maxSkewSec: config.authMaxSkewSec, exemptPaths: config.authExemptPaths })
 
   const metrics = createMetrics()
   installErrorHandling(app, config, metrics)
@@ -93,11 +95,12 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
 
   const store = createTaskStore(database, { processingDeadlineGraceSec: config.processingDeadlineGraceSec, maxDelaySec: config.maxDelaySec })
   const signal = createTaskSignal()
-  const claims = createClaimService({ store, signal, metrics, maxWaitMs: config.claimMaxWaitMs })
+  const claims = createClaimService({ store, signal, metrics, maxWaitMs: config.claimMaxWaitMs, coalesce: config.claimCoalescing })
   const deadletters = createDeadletterStore(database)
   metrics.trackTaskCounts(async () => ({ ...await store.countLive(), deadletter: await deadletters.count() }))
   const statusWriter = createStatusWriter({ store, config: config.status, metrics, log: log.child({ component: 'status-batcher' }) })
   app.addHook('onClose', async () => { await statusWriter.close(config.shutdownTimeoutMs) })
+  app.addHook('onClose', async () => { await claims.close() })
 
   const announce = await connectBrokers(database, signal, log)
   app.addHook('onClose', async () => { await announce.close() })

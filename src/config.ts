@@ -47,7 +47,10 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_RUNTIME_CONFIG: Type.Optional(Type.String({ minLength: 1, description: 'YAML/JSON runtime config (killswitch), reloaded on change and SIGHUP' })),
   TASKBROKER_DELIVERY_MODE: oneOf(['pull', 'push'], 'pull', 'workers claim tasks (pull) or the broker delivers them (push)'),
   TASKBROKER_AUTH_SECRETS: Type.Optional(Type.String({ description: 'comma-separated HMAC secrets; unset = no auth' })),
+  TASKBROKER_AUTH_MAX_SKEW_SEC: int(300, 1, 86_400, 'signed requests older or newer than this are refused (replay protection)'),
+  TASKBROKER_AUTH_EXEMPT_PATHS: Type.String({ default: '/healthz,/readyz,/metrics,/docs*,/openapi.json', description: 'comma-separated paths that need no signature ("/docs*" = a prefix)' }),
   TASKBROKER_BODY_LIMIT_BYTES: int(5 * 1024 * 1024, 1024, 1024 * 1024 * 1024, 'largest request body accepted (413 beyond)'),
+  TASKBROKER_CLAIM_COALESCING: bool(true, 'serve concurrent claims for one filter with one claim statement'),
   TASKBROKER_CLAIM_MAX_WAIT_MS: int(30_000, 0, 300_000, 'upper bound for a claim request\'s wait_ms'),
   TASKBROKER_SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000, 'how long shutdown may take before giving up on draining'),
   TASKBROKER_RETRY_AFTER_SEC: int(1, 1, 3_600, 'Retry-After sent with 503 answers')
@@ -91,8 +94,11 @@ export interface Config {
   readonly runtimeConfigPath: string | undefined
   readonly deliveryMode: DeliveryMode
   readonly authSecrets: readonly string[]
+  readonly authMaxSkewSec: number
+  readonly authExemptPaths: readonly string[]
   readonly bodyLimitBytes: number
   readonly claimMaxWaitMs: number
+  readonly claimCoalescing: boolean
   readonly shutdownTimeoutMs: number
   readonly retryAfterSec: number
 }
@@ -193,8 +199,11 @@ export function loadConfig (env: Env = process.env): Config {
     runtimeConfigPath: v.TASKBROKER_RUNTIME_CONFIG,
     deliveryMode: v.TASKBROKER_DELIVERY_MODE,
     authSecrets: secrets,
+    authMaxSkewSec: v.TASKBROKER_AUTH_MAX_SKEW_SEC,
+    authExemptPaths: v.TASKBROKER_AUTH_EXEMPT_PATHS.split(',').map(s => s.trim()).filter(s => s.length > 0),
     bodyLimitBytes: v.TASKBROKER_BODY_LIMIT_BYTES,
     claimMaxWaitMs: v.TASKBROKER_CLAIM_MAX_WAIT_MS,
+    claimCoalescing: v.TASKBROKER_CLAIM_COALESCING,
     shutdownTimeoutMs: v.TASKBROKER_SHUTDOWN_TIMEOUT_MS,
     retryAfterSec: v.TASKBROKER_RETRY_AFTER_SEC
   })

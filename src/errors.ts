@@ -6,6 +6,7 @@ import createError from '@fastify/error'
 
 // Client mistakes (4xx)
 export const InvalidRequestError = createError('TASKBROKER_INVALID_REQUEST', '%s', 400)
+export const UnauthorizedError = createError('TASKBROKER_UNAUTHORIZED', 'Authentication failed', 401)
 export const TaskNotFoundError = createError('TASKBROKER_TASK_NOT_FOUND', 'Task %s not found', 404)
 export const WrongDeliveryModeError = createError('TASKBROKER_WRONG_DELIVERY_MODE', '%s', 409)
 

@@ -20,7 +20,9 @@
  *   of an already queued key is still accepted). In-flight items do not count towards `maxQueued`.
  *   The returned promise can later reject (close timeout, bad flush result): callers that don't
  *   await it ("queued ack" mode) MUST attach a `.catch()`, or Node reports an unhandled rejection.
- * - Failure: a flush that throws/rejects wrote nothing. Its items go back to the front of the queue
+ * - Failure: a flush that throws/rejects wrote nothing. With `retryFailedFlushes: false` its callers
+ *   are rejected with the error at once (for reads such as claims, where failing fast beats waiting).
+ *   Otherwise its items go back to the front of the queue
  *   (in order, ahead of newer items; a newer queued value for the same key wins and inherits the
  *   callers) and are retried after an exponential backoff (`retryBackoffMs`, doubling up to `max`,
  *   reset after a success). Nothing is dropped; callers stay pending; with the store down the queue
@@ -48,6 +50,7 @@ export interface BatcherOptions<T, K, R> {
   keyOf: (item: T) => K // dedupe key: a later item replaces a queued one with the same key (last report wins)
   flush: (items: T[]) => Promise<R[]> // writes one batch; one result per item, same order; throwing = nothing written
   retryBackoffMs?: { initial: number, max: number } // default { initial: 50, max: 5000 }, doubling, reset on success
+  retryFailedFlushes?: boolean // default true; false: a failed flush rejects its callers with the error (reads, e.g. claims, that must fail fast)
   onFlush?: (info: FlushInfo) => void // after each flush attempt (error set when it failed)
   onError?: (error: unknown, attempt: number, size: number) => void // each failure; attempt = consecutive failures (1 = first)
   now?: () => number // clock in ms; default performance.now
@@ -168,7 +171,10 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
       safeCall(opts.onFlush, { size: batch.length, durationMs: now() - started, error, reason })
       return
     }
-    if (failed) {
+    if (failed && opts.retryFailedFlushes === false) {
+      for (const entry of batch) for (const w of entry.waiters) w.reject(error)
+      safeCall(opts.onError, error, 1, batch.length)
+    } else if (failed) {
       failures++
       retryAt = now() + Math.min(backoff.initial * 2 ** (failures - 1), backoff.max)
       requeue(batch)

@@ -11,16 +11,17 @@
  *   3. the status batcher stops taking reports and flushes everything queued
  *   4. the store connection closes
  */
-import { randomUUID } from 'node:crypto'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import pino, { type Logger } from 'pino'
 import { createClaimService } from './claims/claim-service.js'
-import { createTaskSignal, type QueueRef } from './claims/task-signal.js'
+import { connectBrokers } from './claims/broker-notifications.js'
+import { createTaskSignal } from './claims/task-signal.js'
 import type { Config } from './config.js'
 import { openDatabase, type Database } from './db/database.js'
-import { createMetrics } from './metrics.js'
+import { createMetrics, type Metrics } from './metrics.js'
 import { installAuth } from './plugins/auth.js'
+import { installErrorHandling } from './plugins/errors.js'
 import { registerDocs } from './plugins/docs.js'
 import { installValidation } from './plugins/validation.js'
 import { operationsRoutes } from './routes/operations.js'
@@ -51,8 +52,6 @@ export interface AppDeps {
   now?: () => Date
 }
 
-/** Channel for "tasks arrived" notifications between broker processes sharing one database. */
-const TASKS_CHANNEL = 'taskbroker_tasks'
 /** Advisory lock key held by the broker that runs upkeep ("tbuk"). */
 const UPKEEP_LOCK_KEY = 0x7462_756b
 
@@ -77,7 +76,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   installAuth(app, { secrets: config.authSecrets, maxSkewSec: config.authMaxSkewSec, exemptPaths: config.authExemptPaths })
 
   const metrics = createMetrics()
-  installErrorHandling(app, config, metrics)
+  installErrorHandling(app, config.retryAfterSec, metrics)
 
   const database = deps.database ?? await openDatabase({
     url: config.databaseUrl,
@@ -85,14 +84,22 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     poolSize: config.dbPoolSize,
     log: log.child({ component: 'db' })
   })
-  if (deps.database === undefined) {
-    app.addHook('onClose', async () => { await database.close() })
-    if (config.runMigrations) {
+  if (deps.database === undefined) app.addHook('onClose', async () => { await database.close() })
+  try {
+    if (deps.database === undefined && config.runMigrations) {
       log.info({ store: database.kind }, 'applying migrations')
       await database.migrate()
     }
+    await assemble(app, config, database, metrics, log, now)
+  } catch (error) {
+    // Whatever was opened so far (the store, its pool, timers) is closed before giving up.
+    await app.close().catch(() => {})
+    throw error
   }
+  return app
+}
 
+async function assemble (app: FastifyInstance, config: Config, database: Database, metrics: Metrics, log: Logger, now: () => Date): Promise<void> {
   const store = createTaskStore(database, { processingDeadlineGraceSec: config.processingDeadlineGraceSec, maxDelaySec: config.maxDelaySec })
   const signal = createTaskSignal()
   const claims = createClaimService({ store, signal, metrics, maxWaitMs: config.claimMaxWaitMs, coalesce: config.claimCoalescing })
@@ -172,109 +179,4 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
       announce: announce.send
     }
   })
-  return app
-}
-
-/**
- * Brokers sharing a PostgreSQL database tell each other about new tasks with NOTIFY, so a
- * long-poll on one broker wakes for a task produced through another. Each broker ignores its own
- * notifications (it woke its waiters already).
- */
-async function connectBrokers (database: Database, signal: ReturnType<typeof createTaskSignal>, log: Logger) {
-  const noop = { send: () => {}, close: async () => {} }
-  if (database.kind !== 'postgres') return noop
-  const self = randomUUID()
-  let subscription: { unlisten: () => Promise<void> } | undefined
-  try {
-    subscription = await database.listen(TASKS_CHANNEL, payload => {
-      try {
-        const message = JSON.parse(payload) as { from: string, queue: QueueRef, count: number }
-        if (message.from !== self) signal.notify(message.queue, message.count)
-      } catch (error) {
-        log.warn({ err: error }, 'ignoring a malformed task notification')
-      }
-    })
-  } catch (error) {
-    // Not fatal: long-polls still re-check every second.
-    log.warn({ err: error }, 'cannot LISTEN for task notifications; long-polls fall back to polling')
-    return noop
-  }
-  return {
-    send (queue: QueueRef, count: number) {
-      const payload = JSON.stringify({ from: self, queue, count })
-      database.notify(TASKS_CHANNEL, payload).catch((error: unknown) => {
-        log.debug({ err: error }, 'task notification not sent')
-      })
-    },
-    close: async () => { await subscription?.unlisten().catch(() => {}) }
-  }
-}
-
-const FASTIFY_CODES: Record<string, string> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: 'TASKBROKER_INVALID_JSON',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'TASKBROKER_INVALID_JSON',
-  FST_ERR_CTP_BODY_TOO_LARGE: 'TASKBROKER_BODY_TOO_LARGE',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'TASKBROKER_UNSUPPORTED_MEDIA_TYPE',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'TASKBROKER_INVALID_REQUEST',
-  FST_ERR_VALIDATION: 'TASKBROKER_INVALID_REQUEST'
-}
-
-/**
- * One place maps every error to `{statusCode, code, error, message}`: client mistakes keep a
- * stable TASKBROKER_* code and name the field; 503s carry Retry-After; anything unexpected is
- * logged and answered 500 without internals.
- */
-function installErrorHandling (app: FastifyInstance, config: Config, metrics: ReturnType<typeof createMetrics>) {
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    const statusCode = error.statusCode ?? 500
-    if (statusCode >= 500 && statusCode !== 503) {
-      request.log.error({ err: error }, 'request failed')
-      return reply.code(500).send({ statusCode: 500, code: 'TASKBROKER_INTERNAL', error: 'Internal Server Error', message: 'Internal Server Error' })
-    }
-    if (statusCode === 503) {
-      if (error.code === 'TASKBROKER_STORE_UNAVAILABLE') metrics.storeUnavailable.inc()
-      request.log.warn({ code: error.code, message: error.message }, 'answering 503')
-      reply.header('retry-after', String(config.retryAfterSec))
-    }
-    const code = error.code in FASTIFY_CODES ? FASTIFY_CODES[error.code] as string : error.code ?? 'TASKBROKER_INVALID_REQUEST'
-    const message = error.validation !== undefined ? validationMessage(error) : error.message
-    return reply.code(statusCode).send({ statusCode, code, error: httpReason(statusCode), message })
-  })
-  app.setNotFoundHandler((request, reply) => {
-    return reply.code(404).send({
-      statusCode: 404, code: 'TASKBROKER_ROUTE_NOT_FOUND', error: 'Not Found', message: `Route ${request.method} ${request.url} not found`
-    })
-  })
-}
-
-/** "body/tasks/0/namespace must have required property 'namespace'", with allowed values spelled out. */
-function validationMessage (error: FastifyError): string {
-  const first = error.validation?.[0]
-  if (first === undefined) return error.message
-  const params = first.params as { allowedValues?: unknown[], additionalProperty?: string, missingProperty?: string }
-  let field = `${error.validationContext ?? 'body'}${first.instancePath}`
-  let detail = first.message ?? 'is invalid'
-  if (params.additionalProperty !== undefined) {
-    field += `/${params.additionalProperty}`
-    detail = 'is not a known field'
-  } else if (params.missingProperty !== undefined) {
-    field += `/${params.missingProperty}`
-    detail = 'is required'
-  } else if (params.allowedValues !== undefined) {
-    detail = `must be one of: ${params.allowedValues.join(', ')}`
-  }
-  return `${field} ${detail}`
-}
-
-function httpReason (statusCode: number): string {
-  switch (statusCode) {
-    case 400: return 'Bad Request'
-    case 401: return 'Unauthorized'
-    case 404: return 'Not Found'
-    case 409: return 'Conflict'
-    case 413: return 'Payload Too Large'
-    case 415: return 'Unsupported Media Type'
-    case 503: return 'Service Unavailable'
-    default: return 'Error'
-  }
 }

@@ -18,7 +18,13 @@ try {
 }
 
 const log = createLogger(config)
-const app = await buildApp(config, { logger: log })
+let app: Awaited<ReturnType<typeof buildApp>>
+try {
+  app = await buildApp(config, { logger: log })
+} catch (error) {
+  log.fatal({ err: error }, 'cannot start the broker')
+  process.exit(1)
+}
 
 // A second signal, or the timeout, ends the process at once.
 closeWithGrace({ delay: config.shutdownTimeoutMs + 2_000, logger: log }, async ({ signal, err }) => {

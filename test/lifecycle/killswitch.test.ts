@@ -2,8 +2,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import pino from 'pino'
 import t from 'tap'
-import { buildTestApp, task } from '../helpers/app.js'
+import { buildApp } from '../../src/app.js'
+import { buildTestApp, task, testConfig } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
 
 eachBackend(t, 'killswitched task names are dropped at produce and removed by upkeep after a reload', async (t, backend) => {
@@ -33,4 +35,11 @@ eachBackend(t, 'killswitched task names are dropped at produce and removed by up
   writeFileSync(file, 'drop_task_killswitch: [oops\n')
   t.equal(await app.runtimeConfig.reload(), false, 'a broken edit is refused')
   t.same(app.runtimeConfig.current().dropTaskKillswitch, ['shop.spam', 'shop.mail'], 'the last good config stays')
+})
+
+t.test('a broken runtime config file stops the broker at start, naming the file', async (t) => {
+  const file = join(mkdtempSync(join(tmpdir(), 'tb-runtime-')), 'runtime.yaml')
+  writeFileSync(file, 'drop_task_killswich: [a]\n')
+  await t.rejects(buildApp(testConfig({ TASKBROKER_RUNTIME_CONFIG: file }), { logger: pino({ level: 'silent' }) }),
+    { message: new RegExp(`Invalid runtime config ${file}.*drop_task_killswich`) })
 })

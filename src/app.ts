@@ -126,6 +126,7 @@ async function assemble (app: FastifyInstance, config: Config, database: Databas
     jobs: createUpkeepJobs(createUpkeepStore(database), {
       limit: config.upkeep.batchLimit,
       maxProcessingAttempts: config.maxProcessingAttempts,
+      maxDelaySec: config.maxDelaySec,
       startedAt: now(),
       deadlineResetSkipAfterStartupSec: config.deadlineResetSkipAfterStartupSec,
       killswitched: () => runtimeConfig.current().dropTaskKillswitch

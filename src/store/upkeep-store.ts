@@ -93,14 +93,15 @@ export function createUpkeepStore (database: Database) {
       returning t.status, t.application, t.namespace`),
 
     // A retry: same id, retry_state.attempts + 1, at the back of the queue (new added_at), the
-    // expiry window restarted from now, delayed by delay_on_retry when set. When the attempts
+    // expiry window restarted from now, delayed by delay_on_retry when set (capped at the maximum
+    // delay, as a produced delay is). When the attempts
     // would reach max_attempts the broker fails the task instead (upstream leaves that to workers).
     requeueRetries: database.prepare('taskbroker_upkeep_retries', sql`
       with due as (
         select id,
           coalesce((activation -> 'retry_state' ->> 'attempts')::int, 0) + 1 as attempts,
           coalesce((activation -> 'retry_state' ->> 'max_attempts')::int, 1) as max_attempts,
-          coalesce((activation -> 'retry_state' ->> 'delay_on_retry')::int, 0) as delay_sec,
+          least(coalesce((activation -> 'retry_state' ->> 'delay_on_retry')::int, 0), ${sql.placeholder('maxDelaySec')}::int) as delay_sec,
           (activation ->> 'expires')::int as expires_sec
         from inflight_tasks
         where status = 'retry'
@@ -179,8 +180,8 @@ export function createUpkeepStore (database: Database) {
       const rows = await guard(() => statements.releaseDelayed.run(at(now, limit)))
       return { released: released(rows), count: rows.length }
     },
-    async requeueRetries (now: Date, limit: number) {
-      const rows = await guard(() => statements.requeueRetries.run({ ...at(now, limit), nowIso: now.toISOString() }))
+    async requeueRetries (now: Date, maxDelaySec: number, limit: number) {
+      const rows = await guard(() => statements.requeueRetries.run({ ...at(now, limit), nowIso: now.toISOString(), maxDelaySec }))
       return {
         requeued: countWhere(rows, 'pending'),
         delayed: countWhere(rows, 'delay'),

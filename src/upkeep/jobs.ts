@@ -22,6 +22,8 @@ export interface JobSettings {
   /** Rows one step may touch per pass. */
   limit: number
   maxProcessingAttempts: number
+  /** Longest delay honoured; a longer delay_on_retry is capped. */
+  maxDelaySec: number
   /** When the broker started, and how long deadline and claim resets wait after that. */
   startedAt: Date
   deadlineResetSkipAfterStartupSec: number
@@ -79,7 +81,7 @@ export function createUpkeepJobs (store: UpkeepStore, settings: JobSettings): Up
     {
       name: 'retry',
       async runOnce (now) {
-        const { requeued, delayed, failed, released } = await store.requeueRetries(now, limit)
+        const { requeued, delayed, failed, released } = await store.requeueRetries(now, settings.maxDelaySec, limit)
         return { counts: { requeued, delayed, failed }, released }
       }
     },

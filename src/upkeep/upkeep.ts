@@ -38,6 +38,15 @@ export function createUpkeep (deps: {
   let stopped = true
   let lastCompletedAt: number | undefined
 
+  /** Waking long-polls must not count as a failure of the job whose changes are already saved. */
+  function wake (released: Released) {
+    try {
+      deps.onReleased(released)
+    } catch (error) {
+      log.warn({ err: error }, 'upkeep: waking claimers failed')
+    }
+  }
+
   async function runOnce (now: Date): Promise<PassResult> {
     const result: PassResult = { leader: false, counts: {}, errors: {} }
     const endTimer = metrics.upkeepPassDuration.startTimer()
@@ -56,7 +65,7 @@ export function createUpkeep (deps: {
             result.counts[`${job.name}.${transition}`] = count
             if (count > 0 && transition !== 'skipped') metrics.upkeepTransitions.inc({ job: job.name, transition }, count)
           }
-          if (released !== undefined && released.length > 0) deps.onReleased(released)
+          if (released !== undefined && released.length > 0) wake(released)
         } catch (error) {
           result.errors[job.name] = error
           metrics.upkeepFailures.inc({ job: job.name })

@@ -1,38 +1,325 @@
 /**
- * `npm run bench [-- scenario] [--flag value]`: runs benchmark scenarios against a real
- * PostgreSQL (TASKBROKER_DATABASE_URL, default the local server), prints the configuration beside
- * the results and writes them as JSON under bench/results/.
+ * `npm run bench [-- scenario] [--flag value …]`: benchmarks against a real PostgreSQL. Without a
+ * scenario it runs the HTTP suite (`all`). Prints the configuration, progress while it runs and
+ * the results as tables; writes them as JSON and Markdown under bench/results/. `--help` lists
+ * the scenarios and flags.
  */
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus } from 'node:os'
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import postgres from 'postgres'
 import { completeMode } from './complete-mode.js'
+import { HttpBench, log, type Ack, type Batching, type HttpOptions } from './http.js'
+import { ROOT, ensureBuilt, killBrokers, prepareDatabase } from './lib/broker.js'
+import { peerVersion } from './lib/peers.js'
+import { markdown, summarize, type Results } from './lib/report.js'
+import { median, sleep } from './lib/stats.js'
+
+const SCENARIOS: Record<string, string> = {
+  all: 'the HTTP suite (default): throughput (single, batch × status batching on/off), latency at half of peak (ack flushed, queued), sustained (with --sustained S), peers (unless --no-peers)',
+  throughput: 'single and batch, status batching on and off, interleaved rep by rep (+ the produce figure)',
+  produce: 'POST /v1/tasks in batches of 1000: tasks/s',
+  single: 'claim one, then status complete + fetch_next until none comes back: tasks/s, status batching on/off',
+  batch: 'claim --limit, one POST /v1/tasks/status for them: tasks/s, status batching on/off',
+  latency: 'open-loop load at --rate (default half the single peak, measured first): produce→claim and status ack latency, ack flushed and queued',
+  sustained: 'single for --sustained S seconds (default 60) with a closed-loop producer: broker RSS over time',
+  peers: 'graphile-worker 0.17.3 and pg-boss 10.4.2 on the same PostgreSQL (bench/peers, installed on first use)',
+  'complete-mode': 'store level: delete a completed row in the flush statement vs mark it and delete in upkeep'
+}
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     tasks: { type: 'string', default: '20000' },
+    workers: { type: 'string', default: '32' },
+    'batch-workers': { type: 'string' },
+    'latency-workers': { type: 'string' },
+    limit: { type: 'string', default: '64' },
+    reps: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '1' },
+    'warmup-tasks': { type: 'string', default: '2000' },
+    rate: { type: 'string' },
+    sustained: { type: 'string', default: '0' },
+    window: { type: 'string', default: '10000' },
+    'produce-concurrency': { type: 'string', default: '4' },
+    payload: { type: 'string', default: '100' },
+    'wait-ms': { type: 'string', default: '1000' },
+    'tick-ms': { type: 'string', default: '5' },
+    batching: { type: 'string', default: 'on,off' },
+    ack: { type: 'string', default: 'flushed,queued' },
+    'no-fetch-next': { type: 'boolean', default: false },
+    'broker-env': { type: 'string', multiple: true, default: [] },
+    'from-source': { type: 'boolean', default: false },
+    build: { type: 'boolean', default: false },
+    'no-build': { type: 'boolean', default: false },
+    'no-peers': { type: 'boolean', default: false },
+    'peer-jobs': { type: 'string' },
+    'peer-reps': { type: 'string', default: '1' },
+    'max-run-seconds': { type: 'string', default: '15' },
+    'db-url': { type: 'string' },
+    database: { type: 'string', default: 'taskbroker_bench' },
+    out: { type: 'string' },
     batch: { type: 'string', default: '256' },
-    reps: { type: 'string', default: '3' }
+    help: { type: 'boolean', short: 'h', default: false }
   }
 })
-const url = process.env.TASKBROKER_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const scenario = positionals[0] ?? 'complete-mode'
-const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version }
-const config = { url: url.replace(/:[^:@/]*@/, ':***@'), tasks: Number(values.tasks), batch: Number(values.batch), reps: Number(values.reps) }
 
-process.stdout.write(`scenario ${scenario}\nconfig ${JSON.stringify(config)}\nmachine ${JSON.stringify(machine)}\n`)
-let result: Record<string, unknown>
-switch (scenario) {
-  case 'complete-mode':
-    result = await completeMode({ ...config, url })
-    break
-  default:
-    process.stderr.write(`unknown scenario ${scenario}; known: complete-mode\n`)
-    process.exit(2)
+if (values.help) {
+  process.stdout.write(`usage: npm run bench [-- <scenario>] [--flag value …]
+
+scenarios:
+${Object.entries(SCENARIOS).map(([k, v]) => `  ${k.padEnd(14)} ${v}`).join('\n')}
+
+flags (default):
+  --tasks N (20000)          tasks per throughput run (and peer jobs unless --peer-jobs)
+  --workers K (32)           concurrent workers for single, sustained (and latency, batch unless set)
+  --batch-workers K          workers for batch (default --workers)
+  --latency-workers K        workers for latency (default --workers)
+  --limit L (64)             tasks per claim in batch
+  --reps R (3)               repetitions of throughput runs; medians reported
+  --max-run-seconds S (15)   single/batch: stop a run after S s and report tasks/s over that time (0 = drain all)
+  --duration S (10)          latency: measured seconds     --warmup S (1) seconds before measuring
+  --warmup-tasks N (2000)    untimed tasks through every fresh broker first (JIT warm-up)
+  --rate R                   latency: offered tasks/s (default half the measured single peak)
+  --sustained S (0)          also run sustained for S seconds (scenario sustained: default 60)
+  --window N (10000)         sustained: most tasks queued ahead of the workers
+  --produce-concurrency P (4) concurrent produce requests      --payload B (100) bytes of padding per task
+  --wait-ms W (1000)         long-poll wait_ms for latency and sustained claims
+  --tick-ms T (5)            latency: the producer sends what is due every T ms
+  --batching on,off          status batching variants         --ack flushed,queued  latency ack modes
+  --no-fetch-next            latency: report without fetch_next (claim every task by long-poll)
+  --broker-env KEY=VALUE     extra broker setting (repeatable), e.g. TASKBROKER_DB_POOL_SIZE=20
+  --build / --no-build       always / never run npm run build (default: when dist is older than src)
+  --from-source              run src/server.ts through tsx instead of dist (smoke tests; not for numbers)
+  --no-peers                 all: skip the peers               --peer-jobs N, --peer-reps R (1)
+  --db-url URL               server to use (default TASKBROKER_DATABASE_URL, DATABASE_URL, postgres://postgres@127.0.0.1:5432/postgres)
+  --database NAME (taskbroker_bench)  database the bench creates and empties on that server
+  --out DIR (bench/results)  where results go; --batch N (256) complete-mode batch size
+`)
+  process.exit(0)
 }
-process.stdout.write(JSON.stringify(result, null, 2) + '\n')
-mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
-const file = new URL(`./results/${scenario}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url)
-writeFileSync(file, JSON.stringify({ ...result, machine, at: new Date().toISOString() }, null, 2) + '\n')
-process.stdout.write(`wrote ${file.pathname}\n`)
+
+const scenario = positionals[0] ?? 'all'
+if (SCENARIOS[scenario] === undefined || positionals.length > 1) {
+  process.stderr.write(`unknown scenario ${positionals.join(' ')}; known: ${Object.keys(SCENARIOS).join(', ')} (--help)\n`)
+  process.exit(2)
+}
+
+function int (name: string, value: string | undefined, min = 0): number {
+  const n = Number(value)
+  if (!Number.isFinite(n) || n < min) {
+    process.stderr.write(`--${name} must be a number ≥ ${min} (got ${String(value)})\n`)
+    process.exit(2)
+  }
+  return n
+}
+function list<T extends string> (name: string, value: string, allowed: readonly T[]): T[] {
+  const items = value.split(',').map(s => s.trim()).filter(s => s !== '')
+  for (const item of items) {
+    if (!allowed.includes(item as T)) {
+      process.stderr.write(`--${name}: ${item} is not one of ${allowed.join(', ')}\n`)
+      process.exit(2)
+    }
+  }
+  return items as T[]
+}
+
+const adminUrl = values['db-url'] ?? process.env.TASKBROKER_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const mask = (url: string) => url.replace(/:[^:@/]*@/, ':***@')
+const brokerEnv: Record<string, string> = {}
+for (const pair of values['broker-env']) {
+  const eq = pair.indexOf('=')
+  if (eq < 1) {
+    process.stderr.write(`--broker-env takes KEY=VALUE (got ${pair})\n`)
+    process.exit(2)
+  }
+  brokerEnv[pair.slice(0, eq)] = pair.slice(eq + 1)
+}
+const tasks = int('tasks', values.tasks, 1)
+const workers = int('workers', values.workers, 1)
+const sustainedSec = scenario === 'sustained' && values.sustained === '0' ? 60 : int('sustained', values.sustained)
+const outDir = values.out === undefined ? join(ROOT, 'bench', 'results') : resolve(values.out)
+
+let url = ''
+const options: Omit<HttpOptions, 'url'> = {
+  tasks,
+  workers,
+  batchWorkers: int('batch-workers', values['batch-workers'] ?? String(workers), 1),
+  latencyWorkers: int('latency-workers', values['latency-workers'] ?? String(workers), 1),
+  limit: int('limit', values.limit, 1),
+  reps: int('reps', values.reps, 1),
+  duration: int('duration', values.duration, 1),
+  warmup: int('warmup', values.warmup),
+  warmupTasks: int('warmup-tasks', values['warmup-tasks']),
+  rate: values.rate === undefined ? undefined : int('rate', values.rate, 1),
+  sustained: sustainedSec,
+  window: int('window', values.window, 100),
+  produceConcurrency: int('produce-concurrency', values['produce-concurrency'], 1),
+  payload: int('payload', values.payload),
+  waitMs: int('wait-ms', values['wait-ms']),
+  tickMs: int('tick-ms', values['tick-ms'], 1),
+  batching: list<Batching>('batching', values.batching, ['on', 'off']),
+  acks: list<Ack>('ack', values.ack, ['flushed', 'queued']),
+  fetchNext: !values['no-fetch-next'],
+  brokerEnv,
+  fromSource: values['from-source'],
+  peerJobs: int('peer-jobs', values['peer-jobs'] ?? String(tasks), 1),
+  peerReps: int('peer-reps', values['peer-reps'], 1),
+  maxRunSeconds: int('max-run-seconds', values['max-run-seconds'])
+}
+
+// Never leave a broker behind: on a signal, stop the brokers we started (worker processes exit when their IPC channel closes).
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`\n${signal}: stopping ${killBrokers()} broker(s)`)
+    setTimeout(() => process.exit(130), 500)
+  })
+}
+process.once('exit', () => { killBrokers('SIGKILL') })
+
+const git = (...args: string[]) => {
+  try { return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() } catch { return undefined }
+}
+
+async function machine (databaseUrl: string): Promise<Record<string, unknown>> {
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
+  try {
+    const [v] = await sql`select version() as version, current_setting('shared_buffers') as shared_buffers, current_setting('synchronous_commit') as synchronous_commit, current_setting('max_connections') as max_connections`
+    return {
+      cores: cpus().length,
+      available_parallelism: availableParallelism(),
+      cpu: cpus()[0]?.model,
+      memory_gb: Math.round(totalmem() / 2 ** 30),
+      kernel: release(),
+      node: process.version,
+      postgres: v?.version,
+      postgres_settings: { shared_buffers: v?.shared_buffers, synchronous_commit: v?.synchronous_commit, max_connections: v?.max_connections },
+      git_commit: git('rev-parse', '--short', 'HEAD'),
+      src_uncommitted_changes: (git('status', '--porcelain', '--', 'src') ?? '') !== '',
+      load_average_at_start: loadavg().map(l => Math.round(l * 100) / 100)
+    }
+  } finally {
+    await sql.end()
+  }
+}
+
+/** A run that fails (the database restarted under it, the broker died) is retried once; the failure is recorded. */
+const retries: Array<{ run: string, error: string }> = []
+async function attempt<T> (label: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
+  } catch (error) {
+    const message = String((error as Error).message ?? error)
+    log(`  ${label} failed: ${message.split('\n')[0] ?? ''} — retrying once in 3 s`)
+    retries.push({ run: label, error: message.slice(0, 2000) })
+    await sleep(3000)
+    return await fn()
+  }
+}
+
+const started = new Date()
+const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim()
+let results: Results
+let exitCode = 0
+
+if (scenario === 'complete-mode') {
+  url = adminUrl
+  const m = await machine(adminUrl)
+  const config = { url: mask(adminUrl), tasks, batch: int('batch', values.batch, 1), reps: options.reps }
+  process.stdout.write(`scenario complete-mode\nconfig ${JSON.stringify(config)}\nmachine ${JSON.stringify(m)}\n`)
+  const result = await completeMode({ ...config, url: adminUrl })
+  results = { scenario, command, started_at: started.toISOString(), options: config, broker_env: {}, machine: m, complete_mode: result }
+} else {
+  const needsBroker = scenario !== 'peers'
+  if (needsBroker && !options.fromSource) ensureBuilt(values['no-build'] ? 'never' : values.build ? 'always' : 'auto', log)
+  url = await prepareDatabase(adminUrl, values.database)
+  const fullOptions: HttpOptions = { ...options, url }
+  const bench = new HttpBench(fullOptions)
+  const shownEnv = Object.fromEntries(Object.entries(bench.brokerEnv()).map(([k, v]) => [k, k.endsWith('DATABASE_URL') ? mask(v) : v]))
+  results = {
+    scenario,
+    command,
+    started_at: started.toISOString(),
+    options: { ...options, url: mask(url), out: outDir },
+    broker_env: { ...shownEnv, '(per run)': 'TASKBROKER_STATUS_BATCHING / TASKBROKER_STATUS_ACK as the table says; HOST 127.0.0.1, PORT a free port' },
+    machine: await machine(url)
+  }
+  process.stdout.write(`scenario ${scenario}: ${SCENARIOS[scenario]}\n`)
+  process.stdout.write(`options ${JSON.stringify(results.options)}\n`)
+  process.stdout.write(`broker  node ${options.fromSource ? '--import tsx src/server.ts' : 'dist/src/server.js'} with ${JSON.stringify(shownEnv)}\n`)
+  process.stdout.write(`machine ${JSON.stringify(results.machine)}\n`)
+  const load = results.machine.load_average_at_start as number[]
+  if ((load[0] ?? 0) > 1) log(`note: load average ${load.join(' ')} at start — something else is using the CPU; numbers will be lower and noisier`)
+  try {
+    const modes = { all: ['single', 'batch'], throughput: ['single', 'batch'], single: ['single'], batch: ['batch'] }[scenario as 'all'] as Array<'single' | 'batch'> | undefined
+    if (modes !== undefined) {
+      results.throughput = []
+      for (let rep = 1; rep <= options.reps; rep++) {
+        for (const mode of modes) {
+          for (const batching of options.batching) results.throughput.push(await attempt(`${mode} batching ${batching} rep ${rep}`, () => bench.throughput(mode, batching, rep)))
+        }
+      }
+    }
+    if (scenario === 'produce') {
+      results.produce = []
+      for (let rep = 1; rep <= options.reps; rep++) results.produce.push(await attempt(`produce rep ${rep}`, () => bench.produceOnly(rep)))
+    }
+    if (scenario === 'all' || scenario === 'latency') {
+      let rate = options.rate
+      if (rate === undefined) {
+        let peaks = (results.throughput ?? []).filter(t => t.scenario === 'single' && t.batching === 'on').map(t => t.tasks_per_sec)
+        if (peaks.length === 0) {
+          log('latency: measuring the single peak first (status batching on, 1 run; --rate R skips this)')
+          const run = await attempt('single batching on (peak for latency)', () => bench.throughput('single', 'on', 1))
+          results.throughput = [...(results.throughput ?? []), run]
+          peaks = [run.tasks_per_sec]
+        }
+        results.latency_peak_per_sec = Math.round(median(peaks))
+        rate = results.latency_peak_per_sec / 2
+      }
+      results.latency = []
+      for (const ack of options.acks) results.latency.push(await attempt(`latency ack=${ack}`, () => bench.latency(ack, rate)))
+    }
+    if (scenario === 'sustained' || (scenario === 'all' && sustainedSec > 0)) results.sustained = await attempt('sustained', () => bench.sustained(sustainedSec))
+    if (scenario === 'peers' || (scenario === 'all' && !values['no-peers'])) {
+      results.peers = await bench.peers()
+      results.peer_versions = { 'graphile-worker': peerVersion('graphile-worker'), 'pg-boss': peerVersion('pg-boss') }
+    }
+  } catch (error) {
+    log(`FAILED: ${String((error as Error).stack ?? error)}`)
+    results.error = String((error as Error).message ?? error).slice(0, 4000)
+    exitCode = 1
+  } finally {
+    await bench.close()
+    if (retries.length > 0) results.retries = retries
+  }
+}
+
+const finished = new Date()
+results.finished_at = finished.toISOString()
+results.duration_sec = Math.round((finished.getTime() - started.getTime()) / 100) / 10
+results.machine.load_average_at_end = loadavg().map(l => Math.round(l * 100) / 100)
+if (scenario !== 'complete-mode') results.summary = summarize(results)
+const md = markdown(results)
+process.stdout.write('\n' + md)
+
+mkdirSync(outDir, { recursive: true })
+const stamp = started.toISOString().replace(/[:.]/g, '-')
+const json = JSON.stringify(results, null, 2) + '\n'
+const base = join(outDir, `${scenario}-${stamp}${exitCode === 0 ? '' : '-failed'}`)
+if (scenario === 'complete-mode') {
+  // The format complete-mode always had (the README's numbers come from it).
+  writeFileSync(`${base}.json`, JSON.stringify({ ...results.complete_mode, machine: results.machine, at: results.started_at }, null, 2) + '\n')
+} else {
+  writeFileSync(`${base}.json`, json)
+  writeFileSync(`${base}.md`, md)
+  if (exitCode === 0) {
+    writeFileSync(join(outDir, 'latest.json'), json)
+    writeFileSync(join(outDir, 'latest.md'), md)
+  }
+}
+process.stdout.write(`\nwrote ${base}.json${scenario === 'complete-mode' ? '' : ` and .md${exitCode === 0 ? ` (and ${join(outDir, 'latest.{json,md}')})` : ''}`}\n`)
+process.exit(exitCode)

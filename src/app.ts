@@ -11,7 +11,7 @@
  *   3. the status batcher stops taking reports and flushes everything queued
  *   4. the store connection closes
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import pino, { type Logger } from 'pino'
 import { createClaimService } from './claims/claim-service.js'
@@ -20,10 +20,11 @@ import { createTaskSignal } from './claims/task-signal.js'
 import type { Config } from './config.js'
 import { openDatabase, type Database } from './db/database.js'
 import { createMetrics, type Metrics } from './metrics.js'
+import { ShuttingDownError } from './errors.js'
 import { installAuth } from './plugins/auth.js'
 import { installErrorHandling } from './plugins/errors.js'
 import { registerDocs } from './plugins/docs.js'
-import { installValidation } from './plugins/validation.js'
+import { installStorableCheck, installValidation } from './plugins/validation.js'
 import { operationsRoutes } from './routes/operations.js'
 import { v1Routes } from './routes/v1/index.js'
 import { loadRuntimeConfig, type RuntimeConfigSource } from './runtime-config.js'
@@ -68,11 +69,30 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
+    // Ids may be 255 characters; longer path segments are refused with a 4xx before routing.
+    routerOptions: { maxParamLength: 1024 },
+    // Errors Fastify raises before routing (a bad URL, an overlong path segment) and malformed HTTP
+    // get the same body shape and a stable code as every other error.
+    frameworkErrors: (error, _request, reply) => {
+      const statusCode = error.statusCode ?? 400
+      const message = 'params/id: the request path is malformed (bad percent-encoding) or a path segment is too long'
+      ;(reply as FastifyReply).code(statusCode).send({ statusCode, code: 'TASKBROKER_INVALID_REQUEST', error: statusCode === 414 ? 'URI Too Long' : 'Bad Request', message })
+    },
+    clientErrorHandler: (error, socket) => {
+      if (socket.writable) {
+        const body = JSON.stringify({ statusCode: 400, code: 'TASKBROKER_INVALID_REQUEST', error: 'Bad Request', message: 'Malformed HTTP request' })
+        socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+      } else {
+        socket.destroy(error)
+      }
+    },
     // Per-request info logs would cost more than the work at 15k requests/s; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true
+    // Our own onRequest hook answers during shutdown, with a code and Retry-After.
+    return503OnClosing: false
   }).withTypeProvider<TypeBoxTypeProvider>()
   installValidation(app)
+  installStorableCheck(app)
   installAuth(app, { secrets: config.authSecrets, maxSkewSec: config.authMaxSkewSec, exemptPaths: config.authExemptPaths })
 
   const metrics = createMetrics()
@@ -146,6 +166,9 @@ async function assemble (app: FastifyInstance, config: Config, database: Databas
   app.addHook('preClose', async () => {
     closing = true
     signal.close()
+  })
+  app.addHook('onRequest', async (request) => {
+    if (closing && !request.url.startsWith('/healthz') && !request.url.startsWith('/readyz')) throw new ShuttingDownError()
   })
 
   app.addHook('onResponse', async (request, reply) => {

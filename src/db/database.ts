@@ -113,7 +113,7 @@ function openPostgres (url: string, options: DatabaseOptions): Database {
     async notify (channel, payload) {
       await client.notify(channel, payload)
     },
-    leaderLock: (key) => postgresLeaderLock(client, key),
+    leaderLock: (key) => postgresLeaderLock(url, key),
     close: () => client.end({ timeout: 5 })
   }
 }
@@ -139,42 +139,27 @@ async function openPglite (options: DatabaseOptions): Promise<Database> {
   }
 }
 
-function postgresLeaderLock (client: postgres.Sql, key: number): LeaderLock {
-  let held: postgres.ReservedSql | undefined
-  async function drop () {
-    const connection = held
-    held = undefined
-    if (connection === undefined) return
-    await connection`select pg_advisory_unlock(${key})`.catch(() => {})
-    connection.release()
-  }
+/**
+ * The lock lives on a client of its own with one connection (not a reserved pool connection:
+ * postgres.js 3.4 throws an uncatchable error when a reserved connection's server session is
+ * killed). Each pass asks for the lock again; it is re-entrant within the session, and if the
+ * session died the server released it and the new session simply competes for it again.
+ */
+function postgresLeaderLock (url: string, key: number): LeaderLock {
+  let client: postgres.Sql | undefined
   return {
     async acquire () {
-      if (held !== undefined) {
-        try {
-          await held`select 1`
-          return true
-        } catch {
-          // The connection died, and the server released the lock with it.
-          held.release()
-          held = undefined
-        }
-      }
-      const connection = await client.reserve()
-      try {
-        const [row] = await connection`select pg_try_advisory_lock(${key}) as locked`
-        if (row?.locked === true) {
-          held = connection
-          return true
-        }
-      } catch (error) {
-        connection.release()
-        throw error
-      }
-      connection.release()
-      return false
+      client ??= postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 5, idle_timeout: 0, connection: { application_name: 'taskbroker-upkeep-lock' } })
+      const [row] = await client`select pg_try_advisory_lock(${key}) as locked`
+      return row?.locked === true
     },
-    release: drop
+    async release () {
+      const current = client
+      client = undefined
+      if (current === undefined) return
+      await current`select pg_advisory_unlock_all()`.catch(() => {})
+      await current.end({ timeout: 2 }).catch(() => {})
+    }
   }
 }
 

@@ -15,7 +15,7 @@ import { createBatcher, BatcherClosedError, BatcherFullError } from '../batcher/
 import type { Config } from '../config.js'
 import { ShuttingDownError, StatusAckTimeoutError, StatusQueueFullError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
-import type { TaskStore } from '../store/task-store.js'
+import { isStoreUnavailable, type TaskStore } from '../store/task-store.js'
 import type { StatusUpdate } from '../store/types.js'
 
 export type StatusWriter = ReturnType<typeof createStatusWriter>
@@ -32,6 +32,16 @@ export interface ReportOutcome {
 export function createStatusWriter (deps: { store: TaskStore, config: Config['status'], metrics: Metrics, log: Logger }) {
   const { store, config, metrics, log } = deps
 
+  async function writeAlone (update: StatusUpdate): Promise<boolean> {
+    try {
+      return (await store.setStatusMany([update])).has(update.id)
+    } catch (error) {
+      if (isStoreUnavailable(error)) throw error
+      log.error({ err: error, id: update.id }, 'a status report cannot be written; answered as not applied')
+      return false
+    }
+  }
+
   const batcher = createBatcher<StatusUpdate, string, boolean>({
     name: 'status',
     maxBatchSize: config.batchSize,
@@ -39,8 +49,16 @@ export function createStatusWriter (deps: { store: TaskStore, config: Config['st
     maxQueued: config.maxQueued,
     keyOf: update => update.id,
     flush: async (updates) => {
-      const applied = await store.setStatusMany(updates)
-      return updates.map(u => applied.has(u.id))
+      try {
+        const applied = await store.setStatusMany(updates)
+        return updates.map(u => applied.has(u.id))
+      } catch (error) {
+        // The store is down: the batcher retries the batch. Any other error means some report in
+        // it cannot be written; one at a time the good ones still are, and a bad one is answered
+        // as not applied instead of failing every flush it is part of.
+        if (isStoreUnavailable(error)) throw error
+        return Promise.all(updates.map(writeAlone))
+      }
     },
     onFlush: ({ size, durationMs, error }) => {
       if (error !== undefined) return

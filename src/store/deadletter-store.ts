@@ -90,6 +90,8 @@ export function decodeCursor (text: string): Cursor | null {
   if (millis === undefined) return null
   const date = new Date(`${millis}Z`)
   if (Number.isNaN(date.getTime()) || date.toISOString() !== `${millis}Z`) return null
+  // Year 0 is a valid JS date but not a PostgreSQL one; a NUL cannot be stored or compared.
+  if (date.getUTCFullYear() < 1 || id.includes('\u0000')) return null
   return { deadletteredAt, id }
 }
 

@@ -280,13 +280,23 @@ export function isStoreUnavailable (error: unknown): boolean {
   return err.cause !== undefined && err.cause !== error && isStoreUnavailable(err.cause)
 }
 
+function rootMessage (error: unknown): string {
+  let current = error as { cause?: unknown, message?: unknown }
+  while (current.cause !== undefined && current.cause !== null && typeof current.cause === 'object') {
+    current = current.cause as { cause?: unknown, message?: unknown }
+  }
+  return typeof current.message === 'string' ? current.message.slice(0, 500) : 'unknown error'
+}
+
 /** Runs a store call, turning connection failures into StoreUnavailableError (503). */
 export async function guard<T> (call: () => Promise<T>): Promise<T> {
   try {
     return await call()
   } catch (error) {
     if (isStoreUnavailable(error)) {
-      throw new StoreUnavailableError((error as Error).message, { cause: error })
+      // The innermost message ("connect ECONNREFUSED …"), not drizzle's wrapper, which quotes the
+      // whole statement with every parameter (hundreds of KB for a produce).
+      throw new StoreUnavailableError(rootMessage(error), { cause: error })
     }
     throw error
   }

@@ -1,0 +1,511 @@
+/**
+ * The HTTP benchmark: the broker in its own process (`node dist/src/server.js`), simulated workers
+ * in another (bench/worker.ts, undici), the producer and the clock in this one. Every scenario
+ * run gets an emptied database and a fresh broker, stopped with SIGTERM when it ends.
+ */
+import postgres from 'postgres'
+import { NO_BACKPRESSURE, startBroker, type Broker } from './lib/broker.js'
+import { Api, benchTask, type ProduceReply } from './lib/http.js'
+import { PEER_CONFIGS, ensurePeersInstalled, runPeer, type PeerRun } from './lib/peers.js'
+import type { WorkerMode } from './lib/protocol.js'
+import { fmt, median, sleep, slope, summarize, wallMs, type LatencySummary } from './lib/stats.js'
+import { WorkerProcess } from './lib/workers.js'
+
+export type Batching = 'on' | 'off'
+export type Ack = 'flushed' | 'queued'
+
+export interface HttpOptions {
+  /** URL of the bench database (created by the caller) */
+  url: string
+  tasks: number
+  workers: number
+  batchWorkers: number
+  latencyWorkers: number
+  limit: number
+  reps: number
+  duration: number
+  warmup: number
+  warmupTasks: number
+  rate: number | undefined
+  sustained: number
+  window: number
+  produceConcurrency: number
+  payload: number
+  waitMs: number
+  tickMs: number
+  batching: Batching[]
+  acks: Ack[]
+  fetchNext: boolean
+  brokerEnv: Record<string, string>
+  fromSource: boolean
+  peerJobs: number
+  peerReps: number
+  /** single/batch runs stop after this many seconds (0 = drain every task) */
+  maxRunSeconds: number
+}
+
+export interface ThroughputRun {
+  scenario: 'single' | 'batch'
+  batching: Batching
+  rep: number
+  tasks: number
+  workers: number
+  limit: number
+  seconds: number
+  tasks_per_sec: number
+  produce_seconds: number
+  produce_per_sec: number
+  completed: number
+  /** stopped by --max-run-seconds before every task was done (tasks/s is over that time) */
+  capped: boolean
+  remaining: number
+  requests: number
+  errors: number
+  error_samples: string[]
+  rss_start_mb: number | undefined
+  rss_end_mb: number | undefined
+  broker_exit: string
+}
+
+export interface ProduceRun {
+  rep: number
+  tasks: number
+  concurrency: number
+  seconds: number
+  tasks_per_sec: number
+  errors: number
+  error_samples: string[]
+  rss_start_mb: number | undefined
+  rss_end_mb: number | undefined
+  broker_exit: string
+}
+
+export interface LatencyRun {
+  ack: Ack
+  offered_per_sec: number
+  duration_sec: number
+  warmup_sec: number
+  workers: number
+  wait_ms: number
+  fetch_next: boolean
+  produced: number
+  completed: number
+  /** tasks claimed per second inside the measuring window */
+  achieved_per_sec: number
+  produce_to_claim_ms: LatencySummary
+  status_ack_ms: LatencySummary
+  produce_request_ms: LatencySummary
+  /** ticks when the producer had MAX_INFLIGHT requests unanswered and sent nothing (the broker fell behind) */
+  producer_skipped_ticks: number
+  errors: number
+  error_samples: string[]
+  remaining: number
+  rss_start_mb: number | undefined
+  rss_end_mb: number | undefined
+  broker_exit: string
+}
+
+export interface SustainedRun {
+  seconds: number
+  workers: number
+  window: number
+  completed: number
+  tasks_per_sec: number
+  errors: number
+  rss_start_mb: number | undefined
+  rss_end_mb: number | undefined
+  rss_min_mb: number
+  rss_max_mb: number
+  /** least-squares slope of RSS over the second half of the run */
+  rss_slope_mb_per_min: number
+  flat: boolean
+  samples: Array<{ t: number, rss_mb: number | undefined, done: number }>
+  broker_exit: string
+}
+
+/** Logging and progress, on stderr (stdout carries the configuration and the tables). */
+export const log = (line: string) => { process.stderr.write(`${line}\n`) }
+
+class Progress {
+  private readonly started = performance.now()
+  private last = { t: this.started, done: 0 }
+  private done = 0
+  private errors = 0
+  private readonly timer: NodeJS.Timeout
+  constructor (private readonly label: string, private readonly total?: number, private readonly extra?: () => string) {
+    this.timer = setInterval(() => this.print(false), 1000)
+  }
+
+  update (done: number, errors = 0): void { this.done = done; this.errors = errors }
+
+  private print (final: boolean): void {
+    const now = performance.now()
+    const rate = (this.done - this.last.done) / ((now - this.last.t) / 1000)
+    const avg = this.done / ((now - this.started) / 1000)
+    this.last = { t: now, done: this.done }
+    const total = this.total === undefined ? '' : `/${fmt(this.total)}`
+    const line = `  ${this.label}: ${fmt(this.done)}${total} in ${((now - this.started) / 1000).toFixed(1)} s, ` +
+      `${final ? '' : `${fmt(rate)}/s now, `}${fmt(avg)}/s avg${this.errors > 0 ? `, ${this.errors} errors` : ''}${this.extra?.() ?? ''}`
+    if (process.stderr.isTTY === true && !final) process.stderr.write(`\r\x1b[2K${line}`)
+    else process.stderr.write(`${process.stderr.isTTY === true ? '\r\x1b[2K' : ''}${line}\n`)
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    this.print(true)
+  }
+}
+
+/** `signal` aborts when the broker dies, so a run's loops stop instead of retrying into the void. */
+interface Session { broker: Broker, workers: WorkerProcess, api: Api, signal: AbortSignal }
+
+export class HttpBench {
+  private readonly sql: postgres.Sql
+  private readonly pad: string
+  constructor (readonly options: HttpOptions) {
+    this.sql = postgres(options.url, { max: 1, onnotice: () => {} })
+    this.pad = 'x'.repeat(options.payload)
+  }
+
+  async close (): Promise<void> { await this.sql.end() }
+
+  /** The broker's environment for one run: no backpressure, the user's --broker-env, then the variant's settings. */
+  brokerEnv (variant: Record<string, string> = {}): Record<string, string> {
+    return {
+      TASKBROKER_DATABASE_URL: this.options.url,
+      TASKBROKER_RUN_MIGRATIONS: 'true',
+      LOG_LEVEL: 'warn',
+      ...NO_BACKPRESSURE,
+      ...this.options.brokerEnv,
+      ...variant
+    }
+  }
+
+  private async truncate (): Promise<void> {
+    // Before the broker runs migrations on a fresh database the tables may not exist yet.
+    const tables = await this.sql`select count(*)::int as n from pg_tables where schemaname = 'public' and tablename in ('inflight_tasks', 'deadletter_tasks')`
+    if (tables[0]?.n === 2) await this.sql`truncate inflight_tasks, deadletter_tasks`
+  }
+
+  private async count (): Promise<number> {
+    const rows = await this.sql`select count(*)::int as n from inflight_tasks`
+    return rows[0]?.n as number
+  }
+
+  /** Rows left in inflight_tasks; with ack=queued the last flush may still be under way, so wait a little for zero. */
+  private async remaining (): Promise<number> {
+    const deadline = Date.now() + 3000
+    for (;;) {
+      const n = await this.count()
+      if (n === 0 || Date.now() > deadline) return n
+      await sleep(100)
+    }
+  }
+
+  /** A fresh broker and worker process around `fn`: emptied tables before, SIGTERM and wait after. */
+  private async session<T> (variant: Record<string, string>, fn: (s: Session) => Promise<T>): Promise<T & { rss_start_mb: number | undefined, rss_end_mb: number | undefined, broker_exit: string }> {
+    await this.truncate()
+    const [b, w] = await Promise.allSettled([startBroker(this.brokerEnv(variant), log, this.options.fromSource), WorkerProcess.start()])
+    if (b.status === 'rejected' || w.status === 'rejected') {
+      if (b.status === 'fulfilled') await b.value.stop()
+      if (w.status === 'fulfilled') await w.value.close()
+      throw b.status === 'rejected' ? b.reason : (w as PromiseRejectedResult).reason
+    }
+    const broker = b.value
+    const workers = w.value
+    const api = new Api(broker.url, this.options.produceConcurrency + 1)
+    const rssStart = broker.rss()
+    const abort = new AbortController()
+    let result: T
+    let rssEnd: number | undefined
+    let exit: string
+    try {
+      // A broker that exits in the middle of a run ends the run at once, with its last words.
+      const died = broker.exited.then((code) => {
+        abort.abort()
+        throw new Error(`the broker exited (${code}) during the run; its last output: ${broker.tail() === '' ? '(none)' : `\n${broker.tail()}`}`)
+      })
+      died.catch(() => {}) // also rejects when we stop the broker below, after the race is over
+      result = await Promise.race([fn({ broker, workers, api, signal: abort.signal }), died])
+      rssEnd = broker.rss()
+    } finally {
+      await workers.close()
+      await api.close()
+      exit = await broker.stop()
+      if (exit !== '0') log(`  broker exited with ${exit}`)
+    }
+    return { ...result, rss_start_mb: rssStart, rss_end_mb: rssEnd, broker_exit: exit }
+  }
+
+  /** POST /v1/tasks in batches of 1000 on `concurrency` connections; the bodies are serialised before the clock starts. */
+  private async produce (api: Api, n: number, signal: AbortSignal, onProgress?: (done: number, errors: number) => void): Promise<{ seconds: number, errors: number, errorSamples: string[] }> {
+    const bodies: Array<{ body: string, count: number }> = []
+    for (let i = 0; i < n; i += 1000) {
+      const count = Math.min(1000, n - i)
+      bodies.push({ body: JSON.stringify({ tasks: Array.from({ length: count }, () => benchTask(this.pad)) }), count })
+    }
+    let next = 0
+    let inserted = 0
+    let errors = 0
+    const errorSamples: string[] = []
+    const sample = (message: string) => { if (errorSamples.length < 5) errorSamples.push(`produce: ${message.slice(0, 300)}`) }
+    const started = performance.now()
+    const lane = async () => {
+      while (next < bodies.length) {
+        const chunk = bodies[next++]!
+        for (let attempt = 1; ; attempt++) {
+          signal.throwIfAborted()
+          try {
+            const reply = await api.post<ProduceReply>('/v1/tasks', chunk.body)
+            // A retried chunk whose first attempt was stored after all comes back as duplicates.
+            if (reply.status === 201) { inserted += reply.body.inserted + (attempt > 1 ? reply.body.duplicates.length : 0); break }
+            errors++
+            sample(`HTTP ${reply.status} ${JSON.stringify(reply.body)}`)
+            if (attempt >= 20) throw new Error(`produce failed: HTTP ${reply.status} ${JSON.stringify(reply.body).slice(0, 300)}`)
+          } catch (error) {
+            if (attempt >= 20) throw error
+            errors++
+            sample(String((error as Error).message ?? error))
+          }
+          await sleep(50 * attempt)
+        }
+        onProgress?.(inserted, errors)
+      }
+    }
+    await Promise.all(Array.from({ length: this.options.produceConcurrency }, lane))
+    const seconds = (performance.now() - started) / 1000
+    if (inserted !== n) throw new Error(`produce stored ${inserted} of ${n} tasks`)
+    return { seconds, errors, errorSamples }
+  }
+
+  /** Untimed: the first few thousand requests of a fresh process run before the JIT has warmed up. */
+  private async warmUp ({ broker, workers, api, signal }: Session, mode: WorkerMode): Promise<void> {
+    if (this.options.warmupTasks <= 0) return
+    await this.produce(api, this.options.warmupTasks, signal)
+    const drainMode = mode === 'stream' ? 'single' : mode
+    await workers.run({ mode: drainMode, baseUrl: broker.url, workers: drainMode === 'batch' ? this.options.batchWorkers : this.options.workers, limit: this.options.limit, waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0 })
+  }
+
+  /** Pre-produce N (timed: the produce figure), then K workers drain them (timed: tasks/s). */
+  async throughput (scenario: 'single' | 'batch', batching: Batching, rep: number): Promise<ThroughputRun> {
+    const o = this.options
+    const label = `${scenario} batching ${batching} rep ${rep}/${o.reps}`
+    const workerCount = scenario === 'batch' ? o.batchWorkers : o.workers
+    return await this.session({ TASKBROKER_STATUS_BATCHING: batching === 'on' ? 'true' : 'false' }, async (session) => {
+      await this.warmUp(session, scenario)
+      const p1 = new Progress(`${label} produce`, o.tasks)
+      let produced: { seconds: number, errors: number, errorSamples: string[] }
+      try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p1.update(d, e)) } finally { p1.stop() }
+      const p2 = new Progress(`${label} ${scenario === 'single' ? 'claim + status/fetch_next' : `claim ${o.limit} + batch status`}`, o.tasks)
+      let result
+      try {
+        result = await session.workers.run({ mode: scenario, baseUrl: session.broker.url, workers: workerCount, limit: o.limit, waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: o.maxRunSeconds * 1000 }, (d, e) => p2.update(d, e))
+      } finally { p2.stop() }
+      const remaining = result.capped ? await this.count() : await this.remaining()
+      if (result.capped) log(`  capped at --max-run-seconds ${o.maxRunSeconds}: ${fmt(result.done)} of ${fmt(o.tasks)} completed`)
+      else if (result.done !== o.tasks || remaining !== 0) log(`  WARNING: completed ${result.done} of ${o.tasks}, ${remaining} rows left in inflight_tasks`)
+      return {
+        scenario,
+        batching,
+        rep,
+        tasks: o.tasks,
+        workers: workerCount,
+        limit: scenario === 'batch' ? o.limit : 1,
+        seconds: result.wallMs / 1000,
+        tasks_per_sec: result.done / (result.wallMs / 1000),
+        produce_seconds: produced.seconds,
+        produce_per_sec: o.tasks / produced.seconds,
+        completed: result.done,
+        capped: result.capped,
+        remaining,
+        requests: result.requests,
+        errors: result.errors + produced.errors,
+        error_samples: [...produced.errorSamples, ...result.errorSamples]
+      }
+    })
+  }
+
+  /** Produce only (the `produce` scenario): N tasks in batches of 1000. */
+  async produceOnly (rep: number): Promise<ProduceRun> {
+    const o = this.options
+    return await this.session({}, async (session) => {
+      await this.warmUp(session, 'batch')
+      const p = new Progress(`produce rep ${rep}/${o.reps}`, o.tasks)
+      let produced: { seconds: number, errors: number, errorSamples: string[] }
+      try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p.update(d, e)) } finally { p.stop() }
+      return { rep, tasks: o.tasks, concurrency: o.produceConcurrency, seconds: produced.seconds, tasks_per_sec: o.tasks / produced.seconds, errors: produced.errors, error_samples: produced.errorSamples }
+    })
+  }
+
+  /**
+   * Open-loop offered load: the producer sends what is due every `tickMs` (one request, the send
+   * time in each task's parameters), workers long-poll claim and report with fetch_next.
+   */
+  async latency (ack: Ack, rate: number): Promise<LatencyRun> {
+    const o = this.options
+    return await this.session({ TASKBROKER_STATUS_ACK: ack }, async (session) => {
+      await this.warmUp(session, 'stream')
+      const measureFrom = wallMs() + o.warmup * 1000
+      const measureUntil = measureFrom + o.duration * 1000
+      let done = 0
+      const p = new Progress(`latency ack=${ack} at ${fmt(rate)}/s offered`, undefined)
+      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.latencyWorkers, limit: 1, waitMs: o.waitMs, fetchNext: o.fetchNext, measureFrom, measureUntil, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
+      let produced
+      try {
+        produced = await this.openLoop(session.broker.url, rate, (o.warmup + o.duration) * 1000, measureFrom, measureUntil, session.signal)
+        const stored = produced.stored
+        const caughtUp = () => done >= stored
+        const deadline = Date.now() + 10_000
+        while (!caughtUp() && Date.now() < deadline && !session.signal.aborted) await sleep(50)
+      } finally {
+        session.workers.stop()
+        p.stop()
+      }
+      const result = await running
+      const remaining = await this.remaining()
+      return {
+        ack,
+        offered_per_sec: Math.round(rate),
+        duration_sec: o.duration,
+        warmup_sec: o.warmup,
+        workers: o.latencyWorkers,
+        wait_ms: o.waitMs,
+        fetch_next: o.fetchNext,
+        produced: produced.stored,
+        completed: result.done,
+        achieved_per_sec: (result.claimLatency?.count ?? 0) / o.duration,
+        produce_to_claim_ms: result.claimLatency ?? summarize([]),
+        status_ack_ms: result.ackLatency ?? summarize([]),
+        produce_request_ms: produced.rtt,
+        producer_skipped_ticks: produced.skippedTicks,
+        errors: result.errors + produced.errors,
+        error_samples: result.errorSamples,
+        remaining
+      }
+    })
+  }
+
+  /**
+   * Sends what is due every tick as one request, never waiting for answers: up to MAX_INFLIGHT
+   * requests at once, each on a connection of its own (a queue in the client would count as
+   * produce→claim latency).
+   */
+  private async openLoop (baseUrl: string, rate: number, totalMs: number, measureFrom: number, measureUntil: number, signal: AbortSignal): Promise<{ stored: number, errors: number, rtt: LatencySummary, skippedTicks: number }> {
+    const MAX_INFLIGHT = 64
+    const api = new Api(baseUrl, MAX_INFLIGHT)
+    try {
+      return await this.openLoopOn(api, MAX_INFLIGHT, rate, totalMs, measureFrom, measureUntil, signal)
+    } finally {
+      await api.close()
+    }
+  }
+
+  private async openLoopOn (api: Api, maxInflight: number, rate: number, totalMs: number, measureFrom: number, measureUntil: number, signal: AbortSignal): Promise<{ stored: number, errors: number, rtt: LatencySummary, skippedTicks: number }> {
+    const inflight = new Set<Promise<void>>()
+    let skippedTicks = 0
+    const rtt: number[] = []
+    let sent = 0
+    let stored = 0
+    let errors = 0
+    const started = performance.now()
+    for (;;) {
+      signal.throwIfAborted()
+      const elapsed = performance.now() - started
+      if (elapsed >= totalMs) break
+      const due = Math.floor(rate * elapsed / 1000) - sent
+      if (due > 0 && inflight.size >= maxInflight) skippedTicks++
+      if (due > 0 && inflight.size < maxInflight) {
+        const n = Math.min(due, 1000)
+        const t = wallMs()
+        const body = JSON.stringify({ tasks: Array.from({ length: n }, () => benchTask(this.pad, t)) })
+        sent += n
+        const request = api.post<ProduceReply>('/v1/tasks', body).then((reply) => {
+          const ended = wallMs()
+          if (reply.status === 201) stored += reply.body.inserted
+          else errors++
+          if (t >= measureFrom && t < measureUntil) rtt.push(ended - t)
+        }, () => { errors++ }).finally(() => inflight.delete(request))
+        inflight.add(request)
+      }
+      await sleep(this.options.tickMs)
+    }
+    await Promise.all(inflight)
+    return { stored, errors, rtt: summarize(rtt), skippedTicks }
+  }
+
+  /** `single` with a closed-loop producer for `seconds`, sampling the broker's RSS every second. */
+  async sustained (seconds: number): Promise<SustainedRun> {
+    const o = this.options
+    return await this.session({}, async (session) => {
+      await this.warmUp(session, 'stream')
+      let done = 0
+      const samples: SustainedRun['samples'] = []
+      const p = new Progress(`sustained ${seconds} s`, undefined, () => `, broker RSS ${session.broker.rss() ?? '?'} MB`)
+      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.workers, limit: 1, waitMs: o.waitMs, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
+      const started = performance.now()
+      const sampler = setInterval(() => samples.push({ t: Math.round((performance.now() - started) / 100) / 10, rss_mb: session.broker.rss(), done }), 1000)
+      samples.push({ t: 0, rss_mb: session.broker.rss(), done: 0 })
+      let produced = 0
+      let doneAtEnd = 0
+      try {
+        while (performance.now() - started < seconds * 1000) {
+          session.signal.throwIfAborted()
+          const room = o.window - (produced - done)
+          if (room >= 100) {
+            const n = Math.min(1000 * o.produceConcurrency, room)
+            await this.produce(session.api, n, session.signal)
+            produced += n
+          } else {
+            await sleep(10)
+          }
+        }
+        doneAtEnd = done
+        const caughtUp = () => done >= produced
+        const deadline = Date.now() + 10_000
+        while (!caughtUp() && Date.now() < deadline && !session.signal.aborted) await sleep(50)
+      } finally {
+        clearInterval(sampler)
+        session.workers.stop()
+        p.stop()
+      }
+      const elapsed = (performance.now() - started) / 1000
+      const result = await running
+      log(`  sustained: ${fmt(doneAtEnd)} completed in the ${seconds} s of load, ${fmt(result.done)} after draining (${elapsed.toFixed(1)} s)`)
+      const rss = samples.map(s => s.rss_mb).filter((v): v is number => v !== undefined)
+      const secondHalf = samples.filter(s => s.t >= seconds / 2 && s.rss_mb !== undefined).map(s => [s.t / 60, s.rss_mb as number] as [number, number])
+      const slopePerMin = slope(secondHalf)
+      const third = Math.max(1, Math.floor(rss.length / 3))
+      const early = median(rss.slice(0, third))
+      const late = median(rss.slice(-third))
+      return {
+        seconds,
+        workers: o.workers,
+        window: o.window,
+        completed: result.done,
+        tasks_per_sec: doneAtEnd / seconds,
+        errors: result.errors,
+        rss_min_mb: Math.min(...rss),
+        rss_max_mb: Math.max(...rss),
+        rss_slope_mb_per_min: Math.round(slopePerMin * 10) / 10,
+        // "flat": the last third sits within 10 % (or 10 MB) of the first third.
+        flat: late - early <= Math.max(10, early * 0.1),
+        samples
+      }
+    })
+  }
+
+  /** Each peer configuration `peerReps` times, configurations interleaved rep by rep. */
+  async peers (): Promise<PeerRun[]> {
+    ensurePeersInstalled(log)
+    const runs: PeerRun[] = []
+    for (let rep = 1; rep <= this.options.peerReps; rep++) {
+      for (const config of PEER_CONFIGS) {
+        log(`  peer ${config.key} rep ${rep}/${this.options.peerReps}: ${fmt(this.options.peerJobs)} jobs …`)
+        const run = await runPeer(config, this.options.url, this.options.peerJobs, rep)
+        log(`  peer ${config.key} rep ${rep}: ${fmt(run.jobs_per_sec)} jobs/s (enqueue ${fmt(run.enqueue_per_sec)}/s)`)
+        runs.push(run)
+      }
+    }
+    return runs
+  }
+}

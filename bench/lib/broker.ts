@@ -1,0 +1,188 @@
+/**
+ * The broker under test, run as users run it: `node dist/src/server.js` in its own process, on a
+ * dedicated PostgreSQL database, configured through the environment only.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import postgres from 'postgres'
+import { sleep } from './stats.js'
+
+/** The repository root (bench/lib/../..). */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const SERVER = join(ROOT, 'dist', 'src', 'server.js')
+
+function newestMtime (dir: string): number {
+  let newest = 0
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs)
+  }
+  return newest
+}
+
+/**
+ * Compiles the broker when asked to (`always`), or when `dist/` is missing or older than `src/`
+ * (`auto`). A failed build stops the benchmark: numbers from a stale build would mislead.
+ */
+export function ensureBuilt (mode: 'auto' | 'always' | 'never', log: (line: string) => void): void {
+  if (mode === 'never') {
+    if (!existsSync(SERVER)) throw new Error(`${SERVER} is missing; run npm run build (or drop --no-build)`)
+    return
+  }
+  const stale = !existsSync(SERVER) || statSync(SERVER).mtimeMs < Math.max(newestMtime(join(ROOT, 'src')), statSync(join(ROOT, 'package.json')).mtimeMs)
+  if (mode === 'auto' && !stale) return
+  log(`building the broker (npm run build${mode === 'auto' ? ': dist is missing or older than src' : ''}) …`)
+  const result = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  if (result.status !== 0) {
+    const output = `${result.stdout ?? ''}${result.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n')
+    throw new Error(`npm run build failed (exit ${String(result.status)}):\n${output}`)
+  }
+}
+
+/** The URL of `database` on the server of `adminUrl`, creating the database when missing. */
+export async function prepareDatabase (adminUrl: string, database: string): Promise<string> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(database)) throw new Error(`--database must be a plain identifier (got ${database})`)
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
+  try {
+    const exists = await admin`select 1 from pg_database where datname = ${database}`
+    if (exists.length === 0) await admin.unsafe(`create database ${database}`)
+  } finally {
+    await admin.end()
+  }
+  const url = new URL(adminUrl)
+  url.pathname = `/${database}`
+  return url.toString()
+}
+
+/** A port nobody listens on right now (the kernel's pick for port 0, released again). */
+export function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Resident set size of a process in MB, from /proc/<pid>/status (undefined when unreadable). */
+export function rssMb (pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined
+  try {
+    const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return match === null ? undefined : Math.round(Number(match[1]) / 102.4) / 10
+  } catch {
+    return undefined
+  }
+}
+
+/** Settings that make the broker's produce backpressure irrelevant to a throughput test. */
+export const NO_BACKPRESSURE = {
+  TASKBROKER_MAX_PENDING_COUNT: '10000000',
+  TASKBROKER_MAX_DELAY_COUNT: '10000000',
+  TASKBROKER_MAX_PROCESSING_COUNT: '10000000'
+}
+
+export interface Broker {
+  readonly url: string
+  readonly pid: number
+  readonly env: Record<string, string>
+  rss: () => number | undefined
+  /** Settles when the process exits, with its exit code or signal. */
+  exited: Promise<string>
+  /** The last lines the broker printed. */
+  tail: () => string
+  /** SIGTERM, then wait for the exit (SIGKILL after `timeoutMs`). Returns the exit code or signal. */
+  stop: (timeoutMs?: number) => Promise<string>
+}
+
+/** Brokers started and not yet exited: killed if the driver itself has to stop early. */
+const live = new Set<ChildProcess>()
+
+/** For the driver's signal and exit handlers: SIGTERM (or SIGKILL) every broker still running. */
+export function killBrokers (signal: NodeJS.Signals = 'SIGTERM'): number {
+  for (const child of live) child.kill(signal)
+  return live.size
+}
+
+/**
+ * Starts `node dist/src/server.js` with `env` (on top of a clean environment: no inherited
+ * TASKBROKER_* setting leaks in) and waits until GET /readyz answers 200. `fromSource` runs
+ * src/server.ts through tsx instead (no build; for smoke tests, not for numbers).
+ */
+export async function startBroker (env: Record<string, string>, log: (line: string) => void, fromSource = false): Promise<Broker> {
+  const port = await freePort()
+  const inherited: Record<string, string> = {}
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value === undefined || key.startsWith('TASKBROKER_') || ['DATABASE_URL', 'PORT', 'HOST', 'LOG_LEVEL', 'NODE_OPTIONS'].includes(key)) continue
+    inherited[key] = value
+  }
+  const brokerEnv = { HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env }
+  const args = fromSource ? ['--import', 'tsx', join(ROOT, 'src', 'server.ts')] : [SERVER]
+  const child: ChildProcess = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...inherited, ...brokerEnv },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const tail: string[] = []
+  let shown = 0
+  const onOutput = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line.trim() === '') continue
+      tail.push(line)
+      if (tail.length > 40) tail.shift()
+      // LOG_LEVEL=warn: whatever the broker prints is worth seeing, but never a flood.
+      if (shown < 10) log(`  [broker] ${line.slice(0, 400)}`)
+      else if (shown === 10) log('  [broker] … (more broker output suppressed)')
+      shown++
+    }
+  }
+  child.stdout?.on('data', onOutput)
+  child.stderr?.on('data', onOutput)
+  live.add(child)
+  let exit: string | undefined
+  const exited = new Promise<string>(resolve => child.once('exit', (code, signal) => {
+    live.delete(child)
+    exit = signal ?? String(code)
+    resolve(exit)
+  }))
+  const url = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    if (exit !== undefined) throw new Error(`the broker exited (${exit}) before it was ready:\n${tail.join('\n')}`)
+    try {
+      const response = await fetch(`${url}/readyz`)
+      await response.arrayBuffer()
+      if (response.status === 200) break
+    } catch {}
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`the broker was not ready within 60 s:\n${tail.join('\n')}`)
+    }
+    await sleep(100)
+  }
+  const pid = child.pid as number
+  return {
+    url,
+    pid,
+    env: brokerEnv,
+    rss: () => rssMb(pid),
+    exited,
+    tail: () => tail.join('\n'),
+    stop: async (timeoutMs = 30_000) => {
+      if (exit !== undefined) return exit
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+      try {
+        return await exited
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+  }
+}

@@ -1,0 +1,51 @@
+/** Messages between the benchmark driver (bench/run.ts) and its worker process (bench/worker.ts), over IPC. */
+import type { LatencySummary } from './stats.js'
+
+export type WorkerMode =
+  /** claim one, then `status complete + fetch_next` until none comes back, then a final claim (wait_ms 0) */
+  | 'single'
+  /** claim `limit`, report them with one POST /v1/tasks/status, until a claim comes back empty */
+  | 'batch'
+  /** until told to stop: long-poll claim (wait_ms), then report (+ fetch_next) and record latencies */
+  | 'stream'
+
+export interface RunCommand {
+  type: 'run'
+  mode: WorkerMode
+  baseUrl: string
+  workers: number
+  limit: number
+  waitMs: number
+  fetchNext: boolean
+  /** stream: latencies of tasks claimed in [measureFrom, measureUntil) (wall ms) are recorded */
+  measureFrom: number
+  measureUntil: number
+  /** single/batch: stop after this many ms even if tasks are left (0 = drain them all) */
+  capMs: number
+}
+
+export type DriverMessage = RunCommand | { type: 'stop' } | { type: 'exit' }
+
+export interface RunResult {
+  type: 'result'
+  mode: WorkerMode
+  /** tasks reported complete (and acknowledged) */
+  done: number
+  requests: number
+  errors: number
+  errorSamples: string[]
+  /** from starting the workers until the last one ended */
+  wallMs: number
+  /** single/batch: the run hit capMs before the queue was drained */
+  capped: boolean
+  /** stream only: produce → claim (ms), from the send time the producer put in the parameters */
+  claimLatency?: LatencySummary
+  /** stream only: round trip of the status report (ms) */
+  ackLatency?: LatencySummary
+}
+
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'progress', done: number, errors: number }
+  | RunResult
+  | { type: 'failed', message: string }

@@ -1,0 +1,194 @@
+/** The results of one `npm run bench` invocation: summaries, the goals check, and Markdown tables. */
+import type { LatencyRun, ProduceRun, SustainedRun, ThroughputRun } from '../http.js'
+import { PEER_CONFIGS, type PeerRun } from './peers.js'
+import { fmt, median } from './stats.js'
+
+export interface Results {
+  scenario: string
+  command: string
+  started_at: string
+  finished_at?: string
+  duration_sec?: number
+  options: Record<string, unknown>
+  broker_env: Record<string, string>
+  machine: Record<string, unknown>
+  throughput?: ThroughputRun[]
+  produce?: ProduceRun[]
+  /** the single peak the latency runs took half of */
+  latency_peak_per_sec?: number
+  latency?: LatencyRun[]
+  sustained?: SustainedRun
+  peers?: PeerRun[]
+  peer_versions?: Record<string, string>
+  complete_mode?: Record<string, unknown>
+  /** runs that failed once and were retried */
+  retries?: Array<{ run: string, error: string }>
+  /** why the benchmark stopped early */
+  error?: string
+  summary?: Summary
+}
+
+export interface ThroughputSummary { scenario: string, batching: string, median_tasks_per_sec: number, runs: number[], capped: boolean[], rss_start_mb: Array<number | undefined>, rss_end_mb: Array<number | undefined>, errors: number, incomplete: number }
+export interface PeerSummary { key: string, version: string, settings: string, median_jobs_per_sec: number, median_enqueue_per_sec: number, runs: number[], single_ratio?: number, batch_ratio?: number }
+export interface Goal { goal: string, target: string, measured: string, met: boolean | undefined }
+
+export interface Summary {
+  throughput: ThroughputSummary[]
+  produce_median_tasks_per_sec?: number
+  produce_runs?: number[]
+  ratio_single_on_off?: number
+  ratio_batch_on_off?: number
+  peers: PeerSummary[]
+  goals: Goal[]
+}
+
+const round2 = (n: number) => Math.round(n * 100) / 100
+
+export function summarize (r: Results): Summary {
+  const throughput: ThroughputSummary[] = []
+  for (const scenario of ['single', 'batch'] as const) {
+    for (const batching of ['on', 'off'] as const) {
+      const runs = (r.throughput ?? []).filter(t => t.scenario === scenario && t.batching === batching)
+      if (runs.length === 0) continue
+      throughput.push({
+        scenario,
+        batching,
+        median_tasks_per_sec: Math.round(median(runs.map(t => t.tasks_per_sec))),
+        runs: runs.map(t => Math.round(t.tasks_per_sec)),
+        capped: runs.map(t => t.capped),
+        rss_start_mb: runs.map(t => t.rss_start_mb),
+        rss_end_mb: runs.map(t => t.rss_end_mb),
+        errors: runs.reduce((n, t) => n + t.errors, 0),
+        incomplete: runs.reduce((n, t) => n + (t.capped ? 0 : t.remaining + (t.tasks - t.completed)), 0)
+      })
+    }
+  }
+  const get = (scenario: string, batching: string) => throughput.find(t => t.scenario === scenario && t.batching === batching)?.median_tasks_per_sec
+  const ratio = (a: number | undefined, b: number | undefined) => a === undefined || b === undefined ? undefined : round2(a / b)
+  const produceRuns = [...(r.throughput ?? []).map(t => t.produce_per_sec), ...(r.produce ?? []).map(p => p.tasks_per_sec)].map(Math.round)
+  const single = get('single', 'on')
+  const batch = get('batch', 'on')
+  const peers: PeerSummary[] = []
+  for (const config of PEER_CONFIGS) {
+    const runs = (r.peers ?? []).filter(p => p.key === config.key)
+    if (runs.length === 0) continue
+    const jobs = median(runs.map(p => p.jobs_per_sec))
+    peers.push({
+      key: config.key,
+      version: r.peer_versions?.[config.pkg] ?? '?',
+      settings: config.settings,
+      median_jobs_per_sec: Math.round(jobs),
+      median_enqueue_per_sec: Math.round(median(runs.map(p => p.enqueue_per_sec))),
+      runs: runs.map(p => Math.round(p.jobs_per_sec)),
+      single_ratio: ratio(single, jobs),
+      batch_ratio: ratio(batch, jobs)
+    })
+  }
+  const summary: Summary = {
+    throughput,
+    produce_median_tasks_per_sec: produceRuns.length > 0 ? Math.round(median(produceRuns)) : undefined,
+    produce_runs: produceRuns,
+    ratio_single_on_off: ratio(single, get('single', 'off')),
+    ratio_batch_on_off: ratio(batch, get('batch', 'off')),
+    peers,
+    goals: []
+  }
+  summary.goals = goals(r, summary)
+  return summary
+}
+
+function goals (r: Results, s: Summary): Goal[] {
+  const out: Goal[] = []
+  const single = s.throughput.find(t => t.scenario === 'single' && t.batching === 'on')
+  const batch = s.throughput.find(t => t.scenario === 'batch' && t.batching === 'on')
+  if (single !== undefined) out.push({ goal: 'one task per request (claim, then status + fetch_next)', target: '≥ 15,000 tasks/s', measured: `${fmt(single.median_tasks_per_sec)} tasks/s`, met: single.median_tasks_per_sec >= 15_000 })
+  if (batch !== undefined) out.push({ goal: `batch APIs (claim ${String(r.options.limit)}, batch status)`, target: '≥ 40,000 tasks/s', measured: `${fmt(batch.median_tasks_per_sec)} tasks/s`, met: batch.median_tasks_per_sec >= 40_000 })
+  if (s.ratio_single_on_off !== undefined) out.push({ goal: 'status batching on vs off, same run (single)', target: '≥ 3×', measured: `${s.ratio_single_on_off}×`, met: s.ratio_single_on_off >= 3 })
+  for (const l of r.latency ?? []) {
+    out.push({ goal: `status report p99 at half of peak (ack=${l.ack})`, target: '≤ 25 ms', measured: `${l.status_ack_ms.p99} ms`, met: l.status_ack_ms.p99 <= 25 })
+    out.push({ goal: `produce→claim p50 at half of peak, long-poll (ack=${l.ack})`, target: '≤ 5 ms', measured: `${l.produce_to_claim_ms.p50} ms`, met: l.produce_to_claim_ms.p50 <= 5 })
+  }
+  if (r.sustained !== undefined) {
+    const u = r.sustained
+    out.push({ goal: `memory flat under sustained load (${u.seconds} s)`, target: 'flat', measured: `RSS ${u.rss_start_mb ?? '?'} → ${u.rss_end_mb ?? '?'} MB (min ${u.rss_min_mb}, max ${u.rss_max_mb}, ${u.rss_slope_mb_per_min} MB/min in the 2nd half)`, met: u.flat })
+  }
+  return out
+}
+
+function table (headers: string[], rows: Array<Array<string | number | undefined>>): string {
+  const cell = (v: string | number | undefined) => v === undefined ? '–' : typeof v === 'number' ? fmt(v) : v
+  return [
+    `| ${headers.join(' | ')} |`,
+    `|${headers.map(() => '---').join('|')}|`,
+    ...rows.map(row => `| ${row.map(cell).join(' | ')} |`)
+  ].join('\n') + '\n'
+}
+
+const mb = (values: Array<number | undefined>) => values.map(v => v === undefined ? '?' : String(v)).join(', ')
+const ms = (v: number) => Number.isFinite(v) ? String(v) : '–'
+
+export function markdown (r: Results): string {
+  const s = r.summary ?? summarize(r)
+  const o = r.options
+  const parts: string[] = []
+  parts.push(`# taskbroker benchmark: ${r.scenario}\n`)
+  parts.push(`\`${r.command}\` — ${r.started_at}${r.duration_sec === undefined ? '' : `, took ${Math.round(r.duration_sec)} s`}\n`)
+  parts.push(table(['machine', ''], Object.entries(r.machine).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])))
+  parts.push(table(['option', 'value'], Object.entries(o).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])))
+  parts.push(table(['broker env', 'value'], Object.entries(r.broker_env).map(([k, v]) => [k, v])))
+
+  if (s.goals.length > 0) {
+    parts.push('## Goals\n')
+    parts.push(table(['goal', 'target', 'measured', 'met'], s.goals.map(g => [g.goal, g.target, g.measured, g.met === undefined ? '–' : g.met ? 'yes' : '**no**'])))
+  }
+  if (s.throughput.length > 0 || s.produce_median_tasks_per_sec !== undefined) {
+    parts.push(`## Throughput (median of ${String(o.reps)}; on/off interleaved rep by rep; ${fmt(Number(o.tasks))} tasks per run)\n`)
+    const rows: Array<Array<string | number | undefined>> = s.throughput.map(t => [
+      t.scenario === 'single' ? `single (${String(o.workers)} workers, claim + status/fetch_next)` : `batch (${String(o.batchWorkers)} workers, claim ${String(o.limit)} + batch status)`,
+      t.batching, t.median_tasks_per_sec, t.runs.map((v, i) => `${fmt(v)}${t.capped[i] === true ? '*' : ''}`).join(', '), mb(t.rss_start_mb), mb(t.rss_end_mb), t.errors, t.incomplete
+    ])
+    if (s.produce_median_tasks_per_sec !== undefined) {
+      rows.unshift([`produce (POST /v1/tasks × 1000, ${String(o.produceConcurrency)} concurrent)`, '', s.produce_median_tasks_per_sec, (s.produce_runs ?? []).map(fmt).join(', '), mb((r.produce ?? []).map(p => p.rss_start_mb)), mb((r.produce ?? []).map(p => p.rss_end_mb)), (r.produce ?? []).reduce((n, p) => n + p.errors, 0), undefined])
+    }
+    parts.push(table(['scenario', 'status batching', 'tasks/s (median)', 'runs', 'broker RSS start (MB)', 'broker RSS end (MB)', 'errors', 'incomplete'], rows))
+    if (s.throughput.some(t => t.capped.includes(true))) parts.push(`\\* stopped by --max-run-seconds ${String(o.maxRunSeconds)} before all ${fmt(Number(o.tasks))} tasks were done; tasks/s over that time.\n`)
+    const ratios: string[] = []
+    if (s.ratio_single_on_off !== undefined) ratios.push(`single: status batching on/off = **${s.ratio_single_on_off}×**`)
+    if (s.ratio_batch_on_off !== undefined) ratios.push(`batch: on/off = **${s.ratio_batch_on_off}×**`)
+    if (ratios.length > 0) parts.push(ratios.join('; ') + '\n')
+  }
+  if ((r.latency ?? []).length > 0) {
+    const offered = fmt(r.latency?.[0]?.offered_per_sec ?? Number.NaN)
+    parts.push(`## Latency ${r.latency_peak_per_sec === undefined ? `at a fixed offered load (--rate): ${offered}` : `at half of peak (${fmt(r.latency_peak_per_sec)} tasks/s single peak → offered ${offered}`} tasks/s for ${String(o.duration)} s after ${String(o.warmup)} s warm-up; ${String(o.latencyWorkers)} workers long-poll wait_ms ${String(o.waitMs)}, report ${o.fetchNext === true ? 'with' : 'without'} fetch_next; producer sends what is due every ${String(o.tickMs)} ms)\n`)
+    parts.push(table(['ack', 'achieved tasks/s', 'produce→claim p50 / p95 / p99 ms', 'status ack p50 / p95 / p99 ms', 'produce request p50 / p99 ms', 'producer stalled (ticks)', 'errors', 'broker RSS start → end (MB)'],
+      (r.latency ?? []).map(l => [l.ack, l.achieved_per_sec,
+        `${ms(l.produce_to_claim_ms.p50)} / ${ms(l.produce_to_claim_ms.p95)} / ${ms(l.produce_to_claim_ms.p99)}`,
+        `${ms(l.status_ack_ms.p50)} / ${ms(l.status_ack_ms.p95)} / ${ms(l.status_ack_ms.p99)}`,
+        `${ms(l.produce_request_ms.p50)} / ${ms(l.produce_request_ms.p99)}`, l.producer_skipped_ticks, l.errors, `${l.rss_start_mb ?? '?'} → ${l.rss_end_mb ?? '?'}`])))
+  }
+  if (r.sustained !== undefined) {
+    const u = r.sustained
+    parts.push(`## Sustained single for ${u.seconds} s (${u.workers} workers, producer keeps ≤ ${fmt(u.window)} tasks queued)\n`)
+    const every = Math.max(1, Math.round(u.samples.length / 12))
+    parts.push(`${fmt(u.tasks_per_sec)} tasks/s, ${fmt(u.completed)} completed, ${u.errors} errors. Broker RSS ${u.rss_start_mb ?? '?'} → ${u.rss_end_mb ?? '?'} MB, min ${u.rss_min_mb}, max ${u.rss_max_mb}, slope in the second half ${u.rss_slope_mb_per_min} MB/min: **${u.flat ? 'flat' : 'not flat'}**.\n`)
+    parts.push(table(['t (s)', 'RSS (MB)', 'completed'], u.samples.filter((_, i) => i % every === 0 || i === u.samples.length - 1).map(x => [String(x.t), x.rss_mb === undefined ? '?' : String(x.rss_mb), x.done])))
+  }
+  if (s.peers.length > 0) {
+    parts.push(`## Peers on the same PostgreSQL (in process, no HTTP; ${fmt(Number(o.peerJobs))} no-op jobs, median of ${String(o.peerReps)}; timed from starting the workers until all are done)\n`)
+    parts.push(table(['peer', 'settings', 'jobs/s (median)', 'runs', 'enqueue jobs/s', 'ours single ÷ peer', 'ours batch ÷ peer'],
+      s.peers.map(p => [`${p.key.replace(/ .*/, '')} ${p.version}${p.key.includes(' ') ? ` (${p.key.replace(/^\S+ /, '')})` : ''}`, p.settings, p.median_jobs_per_sec, p.runs.map(fmt).join(', '), p.median_enqueue_per_sec,
+        p.single_ratio === undefined ? undefined : `${p.single_ratio}×`, p.batch_ratio === undefined ? undefined : `${p.batch_ratio}×`])))
+    if (s.produce_median_tasks_per_sec !== undefined) parts.push(`Our produce: ${fmt(s.produce_median_tasks_per_sec)} tasks/s over HTTP, against the peers' bulk enqueue above.\n`)
+  }
+  if ((r.retries ?? []).length > 0 || r.error !== undefined) {
+    parts.push('## Failures\n')
+    for (const f of r.retries ?? []) parts.push(`- retried once: ${f.run}: ${f.error.split('\n')[0] ?? ''}`)
+    if (r.error !== undefined) parts.push(`- **stopped**: ${r.error.split('\n')[0] ?? ''}`)
+    parts.push('')
+  }
+  if (r.complete_mode !== undefined) {
+    parts.push('## complete-mode\n')
+    parts.push('```json\n' + JSON.stringify(r.complete_mode, null, 2) + '\n```\n')
+  }
+  return parts.join('\n')
+}

@@ -1,0 +1,147 @@
+/**
+ * Simulated workers, in a process of their own (forked by bench/run.ts with IPC): K concurrent
+ * loops on one undici Pool with K keep-alive connections, calling the broker's HTTP API the way a
+ * worker does. Commands and results travel as IPC messages (see lib/protocol.ts).
+ */
+import { Api, HttpError, ok, type BatchStatusReply, type ClaimedTask, type ClaimReply, type StatusReply } from './lib/http.js'
+import type { DriverMessage, RunCommand, RunResult, WorkerMessage } from './lib/protocol.js'
+import { sleep, summarize, wallMs } from './lib/stats.js'
+
+const send = (message: WorkerMessage) => { process.send?.(message) }
+
+if (process.send === undefined) {
+  process.stderr.write('bench/worker.ts is started by bench/run.ts (it needs an IPC channel)\n')
+  process.exit(2)
+}
+
+let stopping = false
+const stopRequested = () => stopping
+let running = false
+
+class Counters {
+  done = 0
+  requests = 0
+  errors = 0
+  errorSamples: string[] = []
+}
+
+/** Runs `call` until it succeeds: an error (HTTP or network) is counted, then retried after a short pause. */
+async function retrying<T> (counters: Counters, call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    counters.requests++
+    try {
+      return await call()
+    } catch (error) {
+      counters.errors++
+      const message = error instanceof HttpError ? error.message : String((error as Error).message ?? error)
+      if (counters.errorSamples.length < 5) counters.errorSamples.push(message)
+      if (attempt >= 50) throw new Error(`giving up after ${attempt} attempts: ${message}`)
+      await sleep(Math.min(1000, 20 * attempt))
+    }
+  }
+}
+
+async function run (command: RunCommand): Promise<RunResult> {
+  const api = new Api(command.baseUrl, command.workers)
+  const counters = new Counters()
+  const claimSamples: number[] = []
+  const ackSamples: number[] = []
+  const claim = async (limit: number, waitMs: number) =>
+    ok(await api.post<ClaimReply>('/v1/tasks/claim', { limit, wait_ms: waitMs })).tasks
+  const complete = async (id: string, fetchNext: boolean) =>
+    ok(await api.post<StatusReply>(`/v1/tasks/${encodeURIComponent(id)}/status`, fetchNext ? { status: 'complete', fetch_next: {} } : { status: 'complete' }))
+
+  const startedAt = performance.now()
+  const capped = () => command.capMs > 0 && performance.now() - startedAt >= command.capMs
+  let hitCap = false
+
+  const single = async () => {
+    let task: ClaimedTask | null = null
+    for (;;) {
+      if (capped()) { hitCap = true; return }
+      if (task === null) {
+        task = (await retrying(counters, () => claim(1, 0)))[0] ?? null
+        if (task === null) return
+      }
+      const id: string = task.id
+      const reply = await retrying(counters, () => complete(id, true))
+      counters.done++
+      task = reply.task
+    }
+  }
+
+  const batch = async () => {
+    for (;;) {
+      if (capped()) { hitCap = true; return }
+      const tasks = await retrying(counters, () => claim(command.limit, 0))
+      if (tasks.length === 0) return
+      const updates = tasks.map(t => ({ id: t.id, status: 'complete' }))
+      await retrying(counters, async () => ok(await api.post<BatchStatusReply>('/v1/tasks/status', { updates })))
+      counters.done += tasks.length
+    }
+  }
+
+  const recordClaim = (task: ClaimedTask) => {
+    const now = wallMs()
+    const sentAt = task.parameters?.t
+    if (typeof sentAt === 'number' && now >= command.measureFrom && now < command.measureUntil) claimSamples.push(now - sentAt)
+  }
+
+  const stream = async () => {
+    while (!stopRequested()) {
+      let task: ClaimedTask | null = (await retrying(counters, () => claim(1, command.waitMs)))[0] ?? null
+      while (task !== null) {
+        recordClaim(task)
+        const id: string = task.id
+        const started = wallMs()
+        const reply = await retrying(counters, () => complete(id, command.fetchNext))
+        const ended = wallMs()
+        if (ended >= command.measureFrom && ended < command.measureUntil) ackSamples.push(ended - started)
+        counters.done++
+        task = reply.task
+      }
+    }
+  }
+
+  const loop = { single, batch, stream }[command.mode]
+  const progress = setInterval(() => send({ type: 'progress', done: counters.done, errors: counters.errors }), 250)
+  try {
+    await Promise.all(Array.from({ length: command.workers }, () => loop()))
+  } finally {
+    clearInterval(progress)
+  }
+  const elapsed = performance.now() - startedAt
+  await api.close()
+  send({ type: 'progress', done: counters.done, errors: counters.errors })
+  return {
+    type: 'result',
+    mode: command.mode,
+    done: counters.done,
+    requests: counters.requests,
+    errors: counters.errors,
+    errorSamples: counters.errorSamples,
+    wallMs: elapsed,
+    capped: hitCap,
+    ...(command.mode === 'stream' ? { claimLatency: summarize(claimSamples), ackLatency: summarize(ackSamples) } : {})
+  }
+}
+
+process.on('message', (message: DriverMessage) => {
+  if (message.type === 'stop') {
+    stopping = true
+  } else if (message.type === 'exit') {
+    process.exit(0)
+  } else if (message.type === 'run') {
+    if (running) {
+      send({ type: 'failed', message: 'a run is already in progress' })
+      return
+    }
+    running = true
+    stopping = false
+    run(message).then(send, (error: unknown) => send({ type: 'failed', message: String((error as Error).stack ?? error) }))
+      .finally(() => { running = false })
+  }
+})
+// The driver went away: never outlive it.
+process.on('disconnect', () => process.exit(0))
+send({ type: 'ready' })

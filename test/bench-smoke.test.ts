@@ -1,0 +1,98 @@
+/**
+ * Keeps `npm run bench` from rotting: a tiny run of the whole HTTP suite (throughput single and
+ * batch, latency, a short sustained run; status batching on only, no peers: every broker start
+ * costs seconds) against the test PostgreSQL. The broker runs from dist/ when that is newer than
+ * src/, else from source through tsx (no build here). Asserts that it completes and reports its
+ * fields, never on timing. Needs TASKBROKER_TEST_DATABASE_URL.
+ */
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import postgres from 'postgres'
+import t from 'tap'
+import { NO_BACKPRESSURE } from '../bench/lib/broker.js'
+import { loadConfig } from '../src/config.js'
+
+const url = process.env.TASKBROKER_TEST_DATABASE_URL
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+function newest (dir: string): number {
+  return Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map(e => e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs))
+}
+/** dist/ is usable when it is newer than every source file; otherwise run the broker from source. */
+function brokerFlag (): string {
+  const server = join(root, 'dist', 'src', 'server.js')
+  return existsSync(server) && statSync(server).mtimeMs > newest(join(root, 'src')) ? '--no-build' : '--from-source'
+}
+
+t.test('the broker accepts every setting the bench gives it', async (t) => {
+  const config = loadConfig({
+    TASKBROKER_DATABASE_URL: 'postgres://bench@127.0.0.1:5432/taskbroker_bench',
+    TASKBROKER_RUN_MIGRATIONS: 'true',
+    HOST: '127.0.0.1',
+    PORT: '40000',
+    LOG_LEVEL: 'warn',
+    TASKBROKER_STATUS_BATCHING: 'false',
+    TASKBROKER_STATUS_ACK: 'queued',
+    ...NO_BACKPRESSURE
+  })
+  t.match(config, { runMigrations: true, status: { batching: false, ack: 'queued' }, backpressure: { maxPending: 10_000_000, maxDelay: 10_000_000, maxProcessing: 10_000_000 } })
+})
+
+t.test('npm run bench: a tiny run of the HTTP suite completes and reports every field', {
+  // Not yet in CI: under heavy machine load its latency run has come back without status-ack
+  // figures; run it with TASKBROKER_BENCH_SMOKE=1 until that is understood.
+  skip: url === undefined || url === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : process.env.TASKBROKER_BENCH_SMOKE !== '1' ? 'set TASKBROKER_BENCH_SMOKE=1' : false,
+  timeout: 150_000
+}, async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'taskbroker-bench-smoke-'))
+  const database = `tb_bench_smoke_${process.pid}`
+  t.teardown(async () => {
+    rmSync(out, { recursive: true, force: true })
+    const admin = postgres(url as string, { max: 1, onnotice: () => {} })
+    await admin.unsafe(`drop database if exists ${database} with (force)`)
+    await admin.end()
+  })
+
+  const args = [
+    '--import', 'tsx', 'bench/run.ts', 'all',
+    '--tasks', '200', '--workers', '4', '--limit', '16', '--reps', '1', '--warmup-tasks', '0',
+    '--duration', '1', '--warmup', '0', '--rate', '100', '--ack', 'flushed', '--sustained', '2', '--window', '200',
+    '--batching', 'on', '--no-peers', brokerFlag(), '--db-url', url as string, '--database', database, '--out', out
+  ]
+  const { code, stdout, stderr } = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve) => {
+    execFile(process.execPath, args, { cwd: root, timeout: 140_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : (typeof error.code === 'number' ? error.code : null), stdout, stderr })
+    })
+  })
+  t.equal(code, 0, `npm run bench exits 0\n${stderr.slice(-3000)}`)
+  t.match(stdout, /scenario all/, 'prints the scenario')
+  t.match(stdout, /machine .*"cores"/, 'prints the machine')
+  t.ok(existsSync(join(out, 'latest.md')), 'writes latest.md')
+
+  const results = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8'))
+  t.match(results.machine, { cores: Number, node: String, postgres: /PostgreSQL/ }, 'machine: cores, node, PostgreSQL version')
+  t.match(results.broker_env, { TASKBROKER_RUN_MIGRATIONS: 'true', TASKBROKER_MAX_PENDING_COUNT: '10000000' })
+
+  const runs = results.throughput as Array<Record<string, unknown>>
+  t.same(runs.map(r => `${String(r.scenario)}/${String(r.batching)}`).sort(), ['batch/on', 'single/on'])
+  for (const run of runs) {
+    t.match(run, { tasks: 200, completed: 200, remaining: 0, tasks_per_sec: Number, produce_per_sec: Number, rss_start_mb: Number, rss_end_mb: Number, broker_exit: '0' }, `${String(run.scenario)} batching ${String(run.batching)}`)
+  }
+  t.match(results.summary, { produce_median_tasks_per_sec: Number, throughput: [{ median_tasks_per_sec: Number }, { median_tasks_per_sec: Number }] })
+
+  t.equal(results.latency.length, 1)
+  const latency = results.latency[0]
+  t.match(latency, { ack: 'flushed', offered_per_sec: 100, remaining: 0, broker_exit: '0' })
+  t.equal(latency.completed, latency.produced, 'every produced task was completed')
+  for (const key of ['produce_to_claim_ms', 'status_ack_ms', 'produce_request_ms']) {
+    t.match(latency[key], { count: Number, p50: Number, p95: Number, p99: Number }, key)
+  }
+
+  t.match(results.sustained, { seconds: 2, rss_min_mb: Number, rss_max_mb: Number, flat: Boolean, broker_exit: '0' })
+  t.ok(results.sustained.samples.length >= 2, 'sustained: RSS sampled over time')
+  t.ok(results.summary.goals.length >= 5, 'the goals table is filled')
+  t.match(readFileSync(join(out, 'latest.md'), 'utf8'), /## Throughput[\s\S]*## Latency[\s\S]*## Sustained/, 'the Markdown has every section')
+})

@@ -38,6 +38,8 @@ export interface HttpOptions {
   fetchNext: boolean
   brokerEnv: Record<string, string>
   fromSource: boolean
+  /** extra node flags for the broker process (e.g. --cpu-prof) */
+  brokerNodeArgs: string[]
   peerJobs: number
   peerReps: number
   /** single/batch runs stop after this many seconds (0 = drain every task) */
@@ -205,7 +207,7 @@ export class HttpBench {
   /** A fresh broker and worker process around `fn`: emptied tables before, SIGTERM and wait after. */
   private async session<T> (variant: Record<string, string>, fn: (s: Session) => Promise<T>): Promise<T & { rss_start_mb: number | undefined, rss_end_mb: number | undefined, broker_exit: string }> {
     await this.truncate()
-    const [b, w] = await Promise.allSettled([startBroker(this.brokerEnv(variant), log, this.options.fromSource), WorkerProcess.start()])
+    const [b, w] = await Promise.allSettled([startBroker(this.brokerEnv(variant), log, this.options.fromSource, this.options.brokerNodeArgs), WorkerProcess.start()])
     if (b.status === 'rejected' || w.status === 'rejected') {
       if (b.status === 'fulfilled') await b.value.stop()
       if (w.status === 'fulfilled') await w.value.close()

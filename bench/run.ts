@@ -63,6 +63,7 @@ const { values, positionals } = parseArgs({
     database: { type: 'string', default: 'taskbroker_bench' },
     out: { type: 'string' },
     batch: { type: 'string', default: '256' },
+    'cpu-prof': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false }
   }
 })
@@ -94,6 +95,7 @@ flags (default):
   --broker-env KEY=VALUE     extra broker setting (repeatable), e.g. TASKBROKER_DB_POOL_SIZE=20
   --build / --no-build       always / never run npm run build (default: when dist is older than src)
   --from-source              run src/server.ts through tsx instead of dist (smoke tests; not for numbers)
+  --cpu-prof DIR             run every broker with node --cpu-prof, profiles in DIR (open in Chrome DevTools)
   --no-peers                 all: skip the peers               --peer-jobs N, --peer-reps R (1)
   --db-url URL               server to use (default TASKBROKER_DATABASE_URL, DATABASE_URL, postgres://postgres@127.0.0.1:5432/postgres)
   --database NAME (taskbroker_bench)  database the bench creates and empties on that server
@@ -166,6 +168,7 @@ const options: Omit<HttpOptions, 'url'> = {
   fetchNext: !values['no-fetch-next'],
   brokerEnv,
   fromSource: values['from-source'],
+  brokerNodeArgs: values['cpu-prof'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'])}`],
   peerJobs: int('peer-jobs', values['peer-jobs'] ?? String(tasks), 1),
   peerReps: int('peer-reps', values['peer-reps'], 1),
   maxRunSeconds: int('max-run-seconds', values['max-run-seconds'])

@@ -125,7 +125,13 @@ async function assemble (app: FastifyInstance, config: Config, database: Databas
   const claims = createClaimService({ store, signal, metrics, maxWaitMs: config.claimMaxWaitMs, coalesce: config.claimCoalescing })
   const deadletters = createDeadletterStore(database)
   metrics.trackTaskCounts(async () => ({ ...await store.countLive(), deadletter: await deadletters.count() }))
-  const statusWriter = createStatusWriter({ store, config: config.status, metrics, log: log.child({ component: 'status-batcher' }) })
+  const statusWriter = createStatusWriter({
+    store,
+    config: config.status,
+    metrics,
+    log: log.child({ component: 'status-batcher' }),
+    claim: (filter, limit) => claims.claim(filter, limit)
+  })
   app.addHook('onClose', async () => { await statusWriter.close(config.shutdownTimeoutMs) })
   app.addHook('onClose', async () => { await claims.close() })
 

@@ -29,7 +29,8 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_DB_POOL_SIZE: int(10, 1, 200, 'PostgreSQL connections per broker process'),
   TASKBROKER_STATUS_BATCHING: bool(true, 'queue status reports and write them in bulk statements'),
   TASKBROKER_STATUS_BATCH_SIZE: int(256, 1, 1000, 'reports per bulk statement (flush at once when reached)'),
-  TASKBROKER_STATUS_FLUSH_INTERVAL_MS: int(5, 0, 60_000, 'longest a queued report waits for a flush (0 = as soon as the previous flush ends)'),
+  TASKBROKER_STATUS_FLUSH_INTERVAL_MS: int(1, 0, 60_000, 'longest a queued report waits for a flush (0 = as soon as the previous flush ends)'),
+  TASKBROKER_STATUS_CONCURRENT_FLUSHES: int(2, 1, 64, 'bulk statements in flight at once (one fills while another is written)'),
   TASKBROKER_STATUS_ACK: oneOf(['flushed', 'queued'], 'flushed', 'answer a report after its flush committed, or at enqueue'),
   TASKBROKER_STATUS_MAX_QUEUED: int(20_000, 1, 10_000_000, 'bound on queued reports; beyond it reports get 503'),
   TASKBROKER_STATUS_ACK_TIMEOUT_MS: int(5_000, 1, 600_000, 'flushed ack: answer 503 if the flush has not committed by then (the report stays queued)'),
@@ -72,6 +73,7 @@ export interface Config {
     readonly batching: boolean
     readonly batchSize: number
     readonly flushIntervalMs: number
+    readonly concurrentFlushes: number
     readonly ack: StatusAck
     readonly maxQueued: number
     readonly ackTimeoutMs: number
@@ -180,6 +182,7 @@ export function loadConfig (env: Env = process.env): Config {
       batching: v.TASKBROKER_STATUS_BATCHING,
       batchSize: v.TASKBROKER_STATUS_BATCH_SIZE,
       flushIntervalMs: v.TASKBROKER_STATUS_FLUSH_INTERVAL_MS,
+      concurrentFlushes: v.TASKBROKER_STATUS_CONCURRENT_FLUSHES,
       ack: v.TASKBROKER_STATUS_ACK,
       maxQueued: v.TASKBROKER_STATUS_MAX_QUEUED,
       ackTimeoutMs: v.TASKBROKER_STATUS_ACK_TIMEOUT_MS

@@ -115,7 +115,7 @@ export function killBrokers (signal: NodeJS.Signals = 'SIGTERM'): number {
  * TASKBROKER_* setting leaks in) and waits until GET /readyz answers 200. `fromSource` runs
  * src/server.ts through tsx instead (no build; for smoke tests, not for numbers).
  */
-export async function startBroker (env: Record<string, string>, log: (line: string) => void, fromSource = false): Promise<Broker> {
+export async function startBroker (env: Record<string, string>, log: (line: string) => void, fromSource = false, nodeArgs: string[] = []): Promise<Broker> {
   const port = await freePort()
   const inherited: Record<string, string> = {}
   for (const [key, value] of Object.entries(process.env)) {
@@ -123,7 +123,7 @@ export async function startBroker (env: Record<string, string>, log: (line: stri
     inherited[key] = value
   }
   const brokerEnv = { HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env }
-  const args = fromSource ? ['--import', 'tsx', join(ROOT, 'src', 'server.ts')] : [SERVER]
+  const args = [...nodeArgs, ...(fromSource ? ['--import', 'tsx', join(ROOT, 'src', 'server.ts')] : [SERVER])]
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...inherited, ...brokerEnv },

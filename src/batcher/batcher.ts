@@ -12,8 +12,12 @@
  *   queued item has waited `flushIntervalMs` (0 = as soon as no flush is in flight), or at once on
  *   close. Flushes start on a microtask/timer, never synchronously inside `add()`, so items added in
  *   the same tick share a batch.
- * - Concurrency: at most ONE flush in flight. Items added meanwhile queue up; when it ends the next
- *   flush starts right away if a trigger already holds, otherwise the timer is armed for the rest.
+ * - Concurrency: at most `maxConcurrentFlushes` (default 1) flushes in flight. Items added meanwhile
+ *   queue up; when one ends the next flush starts right away if a trigger already holds, otherwise
+ *   the timer is armed for the rest. A key is never in two flushes at once: an item whose key is in
+ *   flight waits for that flush to end, so two writes of one key keep their order. With interval 0
+ *   and 2+ flushes, one batch fills while another is written (pipelining: the latency of a report
+ *   is about one statement, not a statement plus the wait for the one before).
  * - add() returns a promise that resolves with the item's result once the flush that wrote it has
  *   resolved (committed). It throws synchronously (never rejects) with BatcherClosedError after
  *   close() and with BatcherFullError when `maxQueued` distinct keys are queued (replacing the value
@@ -47,6 +51,7 @@ export interface BatcherOptions<T, K, R> {
   maxBatchSize: number // flush at once when this many distinct keys are queued; also max items per flush() call
   flushIntervalMs: number // flush when the oldest queued item has waited this long (0 = when no flush is in flight)
   maxQueued: number // bound on queued (not in-flight) keys; add() of a new key beyond it throws BatcherFullError
+  maxConcurrentFlushes?: number // default 1; flushes in flight at once (each with distinct keys)
   keyOf: (item: T) => K // dedupe key: a later item replaces a queued one with the same key (last report wins)
   flush: (items: T[]) => Promise<R[]> // writes one batch; one result per item, same order; throwing = nothing written
   retryBackoffMs?: { initial: number, max: number } // default { initial: 50, max: 5000 }, doubling, reset on success
@@ -62,7 +67,7 @@ export interface Batcher<T, R> {
   /** Resolves with the number of abandoned items (0 = everything was written). Idempotent. */
   close(opts?: { timeoutMs?: number }): Promise<number>
   readonly queued: number // items waiting (not in flight)
-  readonly inFlight: number // items in the current flush
+  readonly inFlight: number // items in the flushes in flight
   readonly closed: boolean
 }
 
@@ -94,7 +99,11 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
   const now = opts.now ?? (() => performance.now())
 
   let queue = new Map<K, Entry<T, K, R>>() // insertion order = FIFO of first arrival
-  let inFlight: Entry<T, K, R>[] | undefined // the batch being flushed, if any
+  const maxConcurrent = opts.maxConcurrentFlushes ?? 1
+  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new RangeError(`batcher ${name}: maxConcurrentFlushes must be an integer >= 1`)
+  const inFlight = new Set<Entry<T, K, R>[]>() // the batches being flushed
+  const inFlightKeys = new Set<K>()
+  let inFlightCount = 0
   let timer: Timer | undefined // interval or backoff timer
   let kicked = false // a flush is scheduled on a microtask
   let failures = 0 // consecutive failed flushes
@@ -112,7 +121,7 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
 
   /** Decides when the next flush starts: now (microtask), later (timer), or after the in-flight one. */
   function schedule (): void {
-    if (inFlight || kicked || abandoned || queue.size === 0) return
+    if (inFlight.size >= maxConcurrent || kicked || abandoned || queue.size === 0) return
     const t = now()
     const oldest = queue.values().next().value as Entry<T, K, R>
     let delay: number
@@ -146,16 +155,22 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
 
   /** Flushes the next batch. Never rejects: every error is caught and handled below. */
   async function runFlush (): Promise<void> {
-    if (inFlight || abandoned || queue.size === 0) return
-    clearTimer()
+    if (inFlight.size >= maxConcurrent || abandoned || queue.size === 0) return
     const reason: FlushReason = failures > 0 ? 'retry' : closing ? 'close' : queue.size >= maxBatchSize ? 'size' : 'interval'
     const batch: Entry<T, K, R>[] = []
     for (const entry of queue.values()) {
       if (batch.length >= maxBatchSize) break
-      batch.push(entry)
+      if (!inFlightKeys.has(entry.key)) batch.push(entry) // its key's earlier write is still in flight
     }
-    for (const entry of batch) queue.delete(entry.key)
-    inFlight = batch
+    if (batch.length === 0) return // everything queued waits for a flush in flight; its end reschedules
+    clearTimer()
+    for (const entry of batch) {
+      queue.delete(entry.key)
+      inFlightKeys.add(entry.key)
+    }
+    inFlight.add(batch)
+    inFlightCount += batch.length
+    schedule() // another flush may start beside this one
     const started = now()
     let results: R[] | undefined
     let error: unknown
@@ -166,7 +181,9 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
       failed = true
       error = err
     }
-    inFlight = undefined
+    inFlight.delete(batch)
+    inFlightCount -= batch.length
+    for (const entry of batch) inFlightKeys.delete(entry.key)
     if (abandoned) { // close() timed out meanwhile; callers were already rejected
       safeCall(opts.onFlush, { size: batch.length, durationMs: now() - started, error, reason })
       return
@@ -196,7 +213,7 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
   }
 
   function settleCloseIfDrained (): void {
-    if (!resolveClose || inFlight || queue.size > 0) return
+    if (!resolveClose || inFlight.size > 0 || queue.size > 0) return
     if (closeTimer !== undefined) clearTimeout(closeTimer)
     resolveClose(0)
     resolveClose = undefined
@@ -209,7 +226,7 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
     clearTimer()
     const error = new BatcherClosedError(`batcher ${name} closed: timed out before these items were confirmed written`)
     let count = 0
-    for (const entry of [...(inFlight ?? []), ...queue.values()]) {
+    for (const entry of [...[...inFlight].flat(), ...queue.values()]) {
       count++
       for (const w of entry.waiters) w.reject(error)
     }
@@ -249,7 +266,7 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
       return closePromise
     },
     get queued () { return queue.size },
-    get inFlight () { return inFlight?.length ?? 0 },
+    get inFlight () { return inFlightCount },
     get closed () { return closing }
   }
 }

@@ -16,7 +16,7 @@ import type { Config } from '../config.js'
 import { ShuttingDownError, StatusAckTimeoutError, StatusQueueFullError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import { isStoreUnavailable, type TaskStore } from '../store/task-store.js'
-import type { StatusUpdate } from '../store/types.js'
+import type { ClaimFilter, StatusUpdate, StoredTask } from '../store/types.js'
 
 export type StatusWriter = ReturnType<typeof createStatusWriter>
 
@@ -29,8 +29,62 @@ export interface ReportOutcome {
   queued: string[]
 }
 
-export function createStatusWriter (deps: { store: TaskStore, config: Config['status'], metrics: Metrics, log: Logger }) {
+export interface StatusWriterDeps {
+  store: TaskStore
+  config: Config['status']
+  metrics: Metrics
+  log: Logger
+  /** Claims outside a flush: for `fetch_next` riders the flush statement does not serve. */
+  claim: (filter: ClaimFilter, limit: number) => Promise<StoredTask[]>
+}
+
+/**
+ * A `fetch_next` waiting for the next flush. The flush statement that writes reports also claims
+ * one task per rider (for the most common filter; other filters are claimed beside it), so a
+ * report-and-fetch costs one statement and one commit instead of two.
+ */
+interface Rider { filter: ClaimFilter, key: string, resolve: (task: StoredTask | undefined) => void, reject: (error: unknown) => void }
+
+const filterKey = (f: ClaimFilter) => f.application === undefined ? '' : f.namespace === undefined ? `a:${f.application}` : `n:${f.application}\u0000${f.namespace}`
+
+export function createStatusWriter (deps: StatusWriterDeps) {
   const { store, config, metrics, log } = deps
+  let riders: Rider[] = []
+
+  /** Hands `tasks` (oldest first) to `group` in arrival order; riders left over get none. */
+  function distribute (group: Rider[], tasks: StoredTask[]): void {
+    metrics.tasksClaimed.inc(tasks.length)
+    group.forEach((rider, i) => rider.resolve(tasks[i]))
+  }
+
+  /** Claims for riders outside the flush statement (other filters, or a flush that fell back). */
+  function claimApart (group: Rider[]): void {
+    const first = group[0]
+    if (first === undefined) return
+    deps.claim(first.filter, group.length).then(
+      tasks => group.forEach((rider, i) => rider.resolve(tasks[i])),
+      (error: unknown) => {
+        // Shutting down: the reports were written; the worker simply gets no next task.
+        if (error instanceof BatcherClosedError || error instanceof ShuttingDownError) group.forEach(r => r.resolve(undefined))
+        else group.forEach(r => r.reject(error))
+      })
+  }
+
+  /** Takes the riders for this flush and splits them: the largest filter group rides along. */
+  function takeRiders (): { main: Rider[], rest: Rider[][] } {
+    if (riders.length === 0) return { main: [], rest: [] }
+    const taken = riders.length <= config.batchSize ? riders : riders.slice(0, config.batchSize)
+    riders = taken === riders ? [] : riders.slice(config.batchSize)
+    const groups = new Map<string, Rider[]>()
+    for (const rider of taken) {
+      const group = groups.get(rider.key)
+      if (group === undefined) groups.set(rider.key, [rider])
+      else group.push(rider)
+    }
+    let main: Rider[] = []
+    for (const group of groups.values()) if (group.length > main.length) main = group
+    return { main, rest: [...groups.values()].filter(g => g !== main) }
+  }
 
   async function writeAlone (update: StatusUpdate): Promise<boolean> {
     try {
@@ -46,17 +100,32 @@ export function createStatusWriter (deps: { store: TaskStore, config: Config['st
     name: 'status',
     maxBatchSize: config.batchSize,
     flushIntervalMs: config.flushIntervalMs,
+    maxConcurrentFlushes: config.concurrentFlushes,
     maxQueued: config.maxQueued,
     keyOf: update => update.id,
     flush: async (updates) => {
+      const { main, rest } = takeRiders()
+      rest.forEach(claimApart)
       try {
-        const applied = await store.setStatusMany(updates)
+        let applied: Set<string>
+        const first = main[0]
+        if (first === undefined) {
+          applied = await store.setStatusMany(updates)
+        } else {
+          const result = await store.setStatusManyAndClaim(updates, first.filter, main.length)
+          applied = result.applied
+          distribute(main, result.claimed)
+        }
         return updates.map(u => applied.has(u.id))
       } catch (error) {
-        // The store is down: the batcher retries the batch. Any other error means some report in
-        // it cannot be written; one at a time the good ones still are, and a bad one is answered
-        // as not applied instead of failing every flush it is part of.
-        if (isStoreUnavailable(error)) throw error
+        // The store is down: the batcher retries the batch, its riders fail now (503). Any other
+        // error means some report in it cannot be written; one at a time the good ones still are,
+        // a bad one is answered as not applied instead of failing every flush it is part of.
+        if (isStoreUnavailable(error)) {
+          for (const rider of main) rider.reject(error)
+          throw error
+        }
+        claimApart(main)
         return Promise.all(updates.map(writeAlone))
       }
     },
@@ -72,13 +141,26 @@ export function createStatusWriter (deps: { store: TaskStore, config: Config['st
   })
   metrics.trackQueueDepth('status', () => batcher.queued + batcher.inFlight)
 
-  /** Waits for a flushed ack, but never longer than ackTimeoutMs. */
-  function awaitAck (pending: Promise<boolean>): Promise<boolean> {
+  /** Waits for a request's flushed acks (one timer per request, not per report), never longer than ackTimeoutMs. */
+  function awaitAck<T> (pending: Promise<T>): Promise<T> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new StatusAckTimeoutError()), config.ackTimeoutMs)
       timer.unref()
-      pending.then(resolve, reject).finally(() => clearTimeout(timer))
+      pending.then(resolve, (error: unknown) => reject(translate(error))).finally(() => clearTimeout(timer))
     })
+  }
+
+  /** Counts reports by status: one metric update per status per request, not one per report. */
+  function countRequested (updates: StatusUpdate[]): void {
+    let complete = 0; let failure = 0; let retry = 0
+    for (const u of updates) {
+      if (u.status === 'complete') complete++
+      else if (u.status === 'failure') failure++
+      else retry++
+    }
+    if (complete > 0) metrics.statusRequested.inc({ status: 'complete' }, complete)
+    if (failure > 0) metrics.statusRequested.inc({ status: 'failure' }, failure)
+    if (retry > 0) metrics.statusRequested.inc({ status: 'retry' }, retry)
   }
 
   function enqueue (update: StatusUpdate): Promise<boolean> {
@@ -107,14 +189,14 @@ export function createStatusWriter (deps: { store: TaskStore, config: Config['st
     async report (updates: StatusUpdate[]): Promise<ReportOutcome> {
       if (config.batching && batcher.closed) throw new ShuttingDownError()
       if (config.batching && batcher.queued + updates.length > config.maxQueued) throw new StatusQueueFullError()
-      for (const u of updates) metrics.statusRequested.inc({ status: u.status })
+      countRequested(updates)
       let applied: Set<string>
       if (!config.batching) {
         applied = await writeDirect(updates)
       } else {
         const pending = updates.map(enqueue)
         if (config.ack === 'queued') return { applied: [], notFound: [], queued: updates.map(u => u.id) }
-        const found = await Promise.all(pending.map(awaitAck).map(p => p.catch((error: unknown) => { throw translate(error) })))
+        const found = await awaitAck(Promise.all(pending))
         applied = new Set(updates.filter((_, i) => found[i]).map(u => u.id))
       }
       const outcome: ReportOutcome = { applied: [], notFound: [], queued: [] }
@@ -122,6 +204,31 @@ export function createStatusWriter (deps: { store: TaskStore, config: Config['st
       metrics.statusApplied.inc(outcome.applied.length)
       metrics.statusNotFound.inc(outcome.notFound.length)
       return outcome
+    },
+
+    /**
+     * One report that also asks for the next task (`fetch_next`). With batching on, the claim
+     * rides along with the flush that writes reports; otherwise it is a claim of its own after the
+     * report. Resolves when both are done (in `queued` ack mode the claim still waits for a flush).
+     */
+    async reportAndClaimNext (update: StatusUpdate, filter: ClaimFilter): Promise<{ outcome: ReportOutcome, task: StoredTask | undefined }> {
+      if (!config.batching) {
+        const outcome = await this.report([update])
+        const [task] = await deps.claim(filter, 1)
+        return { outcome, task }
+      }
+      // Checked here, synchronously, so that a rider is only ever queued with its report: a rider
+      // whose report was refused would claim a task for nobody.
+      if (batcher.closed) throw new ShuttingDownError()
+      if (batcher.queued + 1 > config.maxQueued) throw new StatusQueueFullError()
+      const reported = this.report([update])
+      const rider = new Promise<StoredTask | undefined>((resolve, reject) => {
+        riders.push({ filter, key: filterKey(filter), resolve, reject })
+      })
+      rider.catch(() => {}) // awaited below; a rejection while the report fails must not go unhandled
+      const outcome = await reported
+      const task = await rider
+      return { outcome, task }
     },
 
     get depth () { return batcher.queued + batcher.inFlight },

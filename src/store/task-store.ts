@@ -31,13 +31,11 @@ export type TaskStore = ReturnType<typeof createTaskStore>
 export interface LiveCounts { pending: number, delay: number, processing: number, claimed: number }
 
 /** Columns returned to callers for a task; one list so every query maps rows the same way. */
-const TASK_COLUMNS = sql.raw(
-  't.id, t.activation, t.status, t.added_at, t.processing_attempts, t.processing_deadline, ' +
+const TASK_COLUMN_LIST = 't.id, t.activation, t.status, t.added_at, t.processing_attempts, t.processing_deadline, ' +
   't.expires_at, t.delay_until, t.claim_expires_at'
-)
+const TASK_COLUMNS = sql.raw(TASK_COLUMN_LIST)
 
 export function createTaskStore (database: Database, options: TaskStoreOptions) {
-  const { db } = database
   const graceSec = options.processingDeadlineGraceSec
   const deleteCompleted = (options.completedRows ?? 'delete') === 'delete'
 
@@ -71,10 +69,8 @@ export function createTaskStore (database: Database, options: TaskStoreOptions) 
         rows.push(toRow(activation, now, options.maxDelaySec))
       }
       if (rows.length === 0) return { inserted: [], duplicates }
-      const insertedRows = await guard(() => db.insert(inflightTasks).values(rows)
-        .onConflictDoNothing({ target: inflightTasks.id })
-        .returning({ id: inflightTasks.id }))
-      const inserted = new Set(insertedRows.map(r => r.id))
+      const insertedRows = await guard(() => database.run(PRODUCE_TEXT, produceParams(rows)))
+      const inserted = new Set(insertedRows.map(r => r.id as string))
       for (const row of rows) if (!inserted.has(row.id)) duplicates.push(row.id)
       return { inserted: rows.map(r => r.id).filter(id => inserted.has(id)), duplicates }
     },
@@ -86,9 +82,7 @@ export function createTaskStore (database: Database, options: TaskStoreOptions) 
      */
     async claim (filter: ClaimFilter, limit: number): Promise<StoredTask[]> {
       const { application, namespace } = filter
-      const statement = application === undefined
-        ? claimStatements.any
-        : namespace === undefined ? claimStatements.application : claimStatements.namespace
+      const statement = claimStatements[filterVariant(filter)]
       const rows = await guard(() => statement.run({ limit, application, namespace }))
       // RETURNING comes back in no particular order; callers rely on FIFO.
       return rows.map(toStoredTask).sort((a, b) => a.addedAt.getTime() - b.addedAt.getTime())
@@ -102,8 +96,30 @@ export function createTaskStore (database: Database, options: TaskStoreOptions) 
      */
     async setStatusMany (updates: readonly StatusUpdate[]): Promise<Set<string>> {
       if (updates.length === 0) return new Set()
-      const rows = await guard(() => database.run(setStatusText(updates.length, deleteCompleted), setStatusParams(updates)))
+      const rows = await guard(() => database.run(statusText(deleteCompleted, undefined), statusParams(updates)))
       return new Set(rows.map(r => r.id as string))
+    },
+
+    /**
+     * setStatusMany and a claim of up to `limit` pending tasks matching `filter`, in ONE statement
+     * (one round trip, one commit): the path of status reports that ask for their next task
+     * (`fetch_next`). The claim never picks a task reported in the same statement.
+     */
+    async setStatusManyAndClaim (updates: readonly StatusUpdate[], filter: ClaimFilter, limit: number): Promise<{ applied: Set<string>, claimed: StoredTask[] }> {
+      if (limit < 1) return { applied: await this.setStatusMany(updates), claimed: [] }
+      const variant = filterVariant(filter)
+      const params = [...statusParams(updates), limit]
+      if (variant !== 'any') params.push(filter.application)
+      if (variant === 'namespace') params.push(filter.namespace)
+      const rows = await guard(() => database.run(statusText(deleteCompleted, variant, graceSec), params))
+      const applied = new Set<string>()
+      const claimed: StoredTask[] = []
+      for (const row of rows) {
+        if (row.status === null) applied.add(row.id as string)
+        else claimed.push(toStoredTask(row))
+      }
+      claimed.sort((a, b) => a.addedAt.getTime() - b.addedAt.getTime())
+      return { applied, claimed }
     },
 
     async getById (id: string): Promise<StoredTask | null> {
@@ -166,44 +182,154 @@ const PATCH_ACTIVATION = `case when v.max_attempts is null and v.delay_on_retry 
     else jsonb_set(t.activation, '{retry_state}', coalesce(t.activation -> 'retry_state', '{}'::jsonb)
       || jsonb_strip_nulls(jsonb_build_object('max_attempts', v.max_attempts, 'delay_on_retry', v.delay_on_retry))) end`
 
-const statusStatementCache = new Map<string, string>()
+type FilterVariant = 'any' | 'application' | 'namespace'
+
+/** Which prepared claim a filter uses (a namespace without an application is ignored). */
+function filterVariant (filter: ClaimFilter): FilterVariant {
+  return filter.application === undefined ? 'any' : filter.namespace === undefined ? 'application' : 'namespace'
+}
+
+/** The claim's WHERE clause after `status = 'pending'`, with its filter as $n parameters from `first`. */
+function pendingWhere (variant: FilterVariant, first: number): string {
+  const filter = variant === 'any'
+    ? ''
+    : variant === 'application'
+      ? ` and application = $${first}`
+      : ` and application = $${first} and namespace = $${first + 1}`
+  return `status = 'pending' and (expires_at is null or expires_at > now())${filter}`
+}
+
+/** Report rows in the combined statement: the task columns' names (a union takes its first branch's), all null. */
+const NULL_TASK_COLUMNS = 'null::jsonb as activation, null::text as status, null::timestamptz as added_at, ' +
+  'null::int as processing_attempts, null::timestamptz as processing_deadline, null::timestamptz as expires_at, ' +
+  'null::timestamptz as delay_until, null::timestamptz as claim_expires_at'
+
+const statusTextCache = new Map<string, string>()
 
 /**
- * The bulk status statement for `rows` reports: a VALUES list of (id, status, max_attempts,
- * delay_on_retry), one bind parameter each. The text depends only on the row count and the mode,
- * so it is built once per size and the prepared statement is reused. Retry fields only ever add to
- * retry_state; a report without them leaves the activation as it is.
+ * The bulk status statement: reports arrive as four parallel arrays (id, status, max_attempts,
+ * delay_on_retry) unnested into rows, so the text is the same for every batch size (one prepared
+ * statement, a stable plan: measurements.md A2 shows a VALUES list flipping to a seq scan near 1000
+ * rows, unnest keeping the index nested loop). Retry fields only ever add to retry_state; a report
+ * without them leaves the activation as it is. With `claim` set, the same statement also claims up
+ * to $5 pending tasks (filter in $6, $7) and returns them; report rows come back with a null status.
  */
-function setStatusText (rows: number, deleteCompleted: boolean): string {
-  const key = `${rows}:${deleteCompleted}`
-  const cached = statusStatementCache.get(key)
+function statusText (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec = 0): string {
+  const key = `${deleteCompleted}:${claim ?? ''}:${graceSec}`
+  const cached = statusTextCache.get(key)
   if (cached !== undefined) return cached
-  const values = Array.from({ length: rows }, (_, i) =>
-    `($${i * 4 + 1}::text, $${i * 4 + 2}::text, $${i * 4 + 3}::int, $${i * 4 + 4}::int)`).join(', ')
-  const head = `with v(id, status, max_attempts, delay_on_retry) as (values ${values})`
+  const head = 'with v(id, status, max_attempts, delay_on_retry) as (select * from unnest($1::text[], $2::text[], $3::int[], $4::int[]))'
   const update = (where: string) => `update inflight_tasks t
     set status = v.status, processing_deadline = null, activation = ${PATCH_ACTIVATION},
       failure_reason = case when v.status = 'failure' then 'reported_failure' end
     from v where t.id = v.id${where} returning t.id`
-  const text = deleteCompleted
-    ? `${head},
-      done as (delete from inflight_tasks t using v where t.id = v.id and v.status = 'complete' returning t.id),
-      changed as (${update(" and v.status <> 'complete'")})
-      select id from done union all select id from changed`
-    : `${head} ${update('')}`
-  statusStatementCache.set(key, text)
+  const reports = deleteCompleted
+    ? `done as (delete from inflight_tasks t using v where t.id = v.id and v.status = 'complete' returning t.id),
+      changed as (${update(" and v.status <> 'complete'")})`
+    : `changed as (${update('')})`
+  const reportIds = deleteCompleted
+    ? 'select id from done union all select id from changed'
+    : 'select id from changed'
+  let text: string
+  if (claim === undefined) {
+    text = `${head}, ${reports} ${reportIds}`
+  } else {
+    // `not exists (… v …)`: a task reported here is never also claimed here (one row must not be
+    // modified twice by one statement).
+    text = `${head}, ${reports},
+      next as (
+        select id from inflight_tasks n
+        where ${pendingWhere(claim, 6)} and not exists (select 1 from v where v.id = n.id)
+        order by added_at limit $5 for update skip locked
+      ),
+      claimed as (
+        update inflight_tasks t
+        set status = 'processing',
+            processing_deadline = now() + make_interval(secs => t.processing_deadline_duration + ${graceSec}),
+            claim_expires_at = null
+        from next where t.id = next.id
+        returning ${TASK_COLUMN_LIST}
+      )
+      select id, ${NULL_TASK_COLUMNS} from (${reportIds}) r
+      union all select * from claimed`
+  }
+  statusTextCache.set(key, text)
   return text
 }
 
-function setStatusParams (updates: readonly StatusUpdate[]): unknown[] {
-  const params: unknown[] = new Array(updates.length * 4)
-  updates.forEach((u, i) => {
-    params[i * 4] = u.id
-    params[i * 4 + 1] = u.status
-    params[i * 4 + 2] = u.maxAttempts ?? null
-    params[i * 4 + 3] = u.delayOnRetry ?? null
+function statusParams (updates: readonly StatusUpdate[]): unknown[] {
+  const n = updates.length
+  const ids = new Array<string>(n)
+  const statuses = new Array<string>(n)
+  const maxAttempts = new Array<string | null>(n)
+  const delays = new Array<string | null>(n)
+  for (let i = 0; i < n; i++) {
+    const u = updates[i] as StatusUpdate
+    ids[i] = u.id
+    statuses[i] = u.status
+    maxAttempts[i] = intText(u.maxAttempts)
+    delays[i] = intText(u.delayOnRetry)
+  }
+  return [pgArray(ids), pgArray(statuses), pgArray(maxAttempts), pgArray(delays)]
+}
+
+/**
+ * Produce: one INSERT of unnested column arrays. The text never changes, so it is prepared once;
+ * drizzle's insert builder spent 200–300 ms of CPU on a 1000-task batch (13 bind parameters per
+ * row), this takes a fraction of that.
+ */
+const PRODUCE_TEXT = `insert into inflight_tasks (id, activation, received_at, expires_at, delay_until,
+    processing_deadline_duration, status, at_most_once, application, namespace, taskname,
+    on_attempts_exceeded, bucket)
+  select id, activation::jsonb, received_at, expires_at, delay_until, processing_deadline_duration, status,
+    at_most_once, application, namespace, taskname, on_attempts_exceeded, bucket
+  from unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::int[],
+    $7::text[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::smallint[])
+    with ordinality as r(id, activation, received_at, expires_at, delay_until, processing_deadline_duration, status,
+      at_most_once, application, namespace, taskname, on_attempts_exceeded, bucket, ord)
+  -- rows get added_at (clock_timestamp) as they are inserted: in batch order, so FIFO holds
+  order by ord
+  on conflict (id) do nothing
+  returning id`
+
+function intText (value: number | undefined | null): string | null {
+  return value === undefined || value === null ? null : String(value)
+}
+
+/**
+ * An array parameter as PostgreSQL's array literal text (`{"a",NULL}`), every element quoted.
+ * Drivers are not trusted with JS arrays here: postgres.js 3.4 sends a null element as the string
+ * "NULL" and types the array by its first element; text is read the same by every driver.
+ */
+export function pgArray (values: ReadonlyArray<string | null>): string {
+  let out = '{'
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    if (i > 0) out += ','
+    out += v === null || v === undefined ? 'NULL' : `"${v.replace(/[\\"]/g, '\\$&')}"`
+  }
+  return out + '}'
+}
+
+function produceParams (rows: ReadonlyArray<ReturnType<typeof toRow>>): unknown[] {
+  const columns: Array<Array<string | null>> = Array.from({ length: 13 }, () => new Array<string | null>(rows.length))
+  rows.forEach((r, i) => {
+    const c = columns
+    ;(c[0] as unknown[])[i] = r.id
+    ;(c[1] as unknown[])[i] = JSON.stringify(r.activation)
+    ;(c[2] as unknown[])[i] = r.receivedAt.toISOString()
+    ;(c[3] as unknown[])[i] = r.expiresAt?.toISOString() ?? null
+    ;(c[4] as unknown[])[i] = r.delayUntil?.toISOString() ?? null
+    ;(c[5] as unknown[])[i] = intText(r.processingDeadlineDuration)
+    ;(c[6] as unknown[])[i] = r.status
+    ;(c[7] as unknown[])[i] = r.atMostOnce ? 'true' : 'false'
+    ;(c[8] as unknown[])[i] = r.application
+    ;(c[9] as unknown[])[i] = r.namespace
+    ;(c[10] as unknown[])[i] = r.taskname
+    ;(c[11] as unknown[])[i] = r.onAttemptsExceeded
+    ;(c[12] as unknown[])[i] = intText(r.bucket)
   })
-  return params
+  return columns.map(pgArray)
 }
 
 /** When a delayed task may first be claimed (delay capped at maxDelaySec), or null. */

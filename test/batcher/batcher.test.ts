@@ -221,6 +221,68 @@ t.test('never more than one flush in flight', async t => {
   t.same(store.calls.flat().map(i => i.id), Array.from({ length: 40 }, (_, i) => i))
 })
 
+t.test('maxConcurrentFlushes: a batch fills while another is written, never more at once', async t => {
+  const store = new FakeStore()
+  store.hold = true
+  const b = make(t, store, { maxBatchSize: 10, flushIntervalMs: 0, maxConcurrentFlushes: 2 })
+  const p1 = b.add(item(1))
+  await store.waitCalls(1)
+  const p2 = b.add(item(2))
+  const p3 = b.add(item(3))
+  await store.waitCalls(2)
+  t.same(store.calls.map(ids), [['1a'], ['2a', '3a']], 'the second flush started beside the first')
+  const p4 = b.add(item(4))
+  await tick()
+  t.equal(store.calls.length, 2, 'a third waits while two are in flight')
+  t.equal(b.inFlight, 3)
+  t.equal(b.queued, 1)
+  await store.release()
+  await store.waitCalls(3)
+  t.same(ids(store.calls[2] ?? []), ['4a'], 'it starts when one ends')
+  await store.release()
+  await store.release()
+  t.same(await Promise.all([p1, p2, p3, p4]), ['1:a@1', '2:a@2', '3:a@2', '4:a@3'])
+  t.equal(store.maxActive, 2)
+})
+
+t.test('maxConcurrentFlushes: a key in flight is never written by a concurrent flush', async t => {
+  const store = new FakeStore()
+  store.hold = true
+  const b = make(t, store, { maxBatchSize: 10, flushIntervalMs: 0, maxConcurrentFlushes: 3 })
+  const p1 = b.add(item(1, 'a'))
+  await store.waitCalls(1)
+  const p2 = b.add(item(1, 'b')) // same key, in flight
+  const p3 = b.add(item(2, 'a'))
+  await store.waitCalls(2)
+  t.same(ids(store.calls[1] ?? []), ['2a'], 'the concurrent flush skipped the key in flight')
+  t.equal(b.queued, 1)
+  await store.release() // ends flush 1: now 1b may go
+  await store.waitCalls(3)
+  t.same(ids(store.calls[2] ?? []), ['1b'])
+  await store.release()
+  await store.release()
+  t.same(await Promise.all([p1, p2, p3]), ['1:a@1', '1:b@3', '2:a@2'], 'last write of the key is the last one made')
+})
+
+t.test('maxConcurrentFlushes: under load every item is written once, in order per key', async t => {
+  const store = new FakeStore()
+  const b = make(t, store, { maxBatchSize: 4, flushIntervalMs: 0, maxConcurrentFlushes: 3 })
+  const ps: Promise<string>[] = []
+  for (let i = 0; i < 60; i++) {
+    ps.push(b.add(item(i % 7, `v${i}`)))
+    if (i % 5 === 0) await tick()
+  }
+  const results = await Promise.all(ps)
+  t.ok(store.maxActive > 1 && store.maxActive <= 3, `flushes overlapped, at most 3 (${store.maxActive})`)
+  const lastWrite = new Map<number, string>()
+  for (const call of store.calls) for (const i of call) lastWrite.set(i.id, i.v)
+  for (let k = 0; k < 7; k++) {
+    const lastAdded = [...Array(60).keys()].filter(i => i % 7 === k).pop() as number
+    t.equal(lastWrite.get(k), `v${lastAdded}`, `key ${k}: the last value added is the last written`)
+  }
+  t.equal(results.length, 60)
+})
+
 t.test('failed flushes are retried with backoff; nothing lost, order kept, newer value wins', async t => {
   const store = new FakeStore()
   store.hold = true

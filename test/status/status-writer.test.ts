@@ -2,9 +2,11 @@ import pino from 'pino'
 import t from 'tap'
 import { createMetrics } from '../../src/metrics.js'
 import { createStatusWriter } from '../../src/status/status-writer.js'
-import type { TaskStore } from '../../src/store/task-store.js'
+import { createTaskStore, type TaskStore } from '../../src/store/task-store.js'
 import type { StatusUpdate } from '../../src/store/types.js'
+import { toActivation } from '../../src/tasks/activation.js'
 import { testConfig } from '../helpers/app.js'
+import { createTestDatabase, eachBackend, type BackendName } from '../helpers/database.js'
 
 // The batcher's timers are unref()'d; keep the test process alive while they run.
 const keepAlive = setInterval(() => {}, 1000)
@@ -20,7 +22,7 @@ t.test('a report the store refuses does not block the reports flushed with it', 
     }
   } as unknown as TaskStore
   const config = testConfig({ TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '20' }).status
-  const writer = createStatusWriter({ store, config, metrics: createMetrics(), log: pino({ level: 'silent' }) })
+  const writer = createStatusWriter({ store, config, metrics: createMetrics(), log: pino({ level: 'silent' }), claim: async () => [] })
   const outcome = await writer.report([{ id: 'a', status: 'complete' }, { id: 'poison', status: 'complete' }, { id: 'b', status: 'failure' }])
   t.same(outcome.applied, ['a', 'b'], 'the good reports were written')
   t.same(outcome.notFound, ['poison'], 'the bad one is answered as not applied')
@@ -38,9 +40,81 @@ t.test('a store outage is retried, not treated as a bad report', async (t) => {
       return new Set(updates.map(u => u.id))
     }
   } as unknown as TaskStore
-  const writer = createStatusWriter({ store, config: testConfig().status, metrics: createMetrics(), log: pino({ level: 'silent' }) })
+  const writer = createStatusWriter({ store, config: testConfig().status, metrics: createMetrics(), log: pino({ level: 'silent' }), claim: async () => [] })
   const pending = writer.report([{ id: 'x', status: 'complete' }])
   setTimeout(() => { down = false }, 150)
   t.same((await pending).applied, ['x'], 'written once the store is back')
   await writer.close(1000)
+})
+
+async function writerOn (t: Parameters<typeof createTestDatabase>[0], backend: BackendName, env: Record<string, string> = {}) {
+  const { database } = await createTestDatabase(t, backend)
+  const store = createTaskStore(database, { processingDeadlineGraceSec: 0, maxDelaySec: 3600 })
+  let statements = 0
+  const counted = {
+    ...store,
+    setStatusMany: async (...args: Parameters<TaskStore['setStatusMany']>) => { statements++; return store.setStatusMany(...args) },
+    setStatusManyAndClaim: async (...args: Parameters<TaskStore['setStatusManyAndClaim']>) => { statements++; return store.setStatusManyAndClaim(...args) }
+  } as TaskStore
+  const claimsApart: string[] = []
+  const writer = createStatusWriter({
+    store: counted,
+    config: testConfig(env).status,
+    metrics: createMetrics(),
+    log: pino({ level: 'silent' }),
+    claim: async (filter, limit) => { claimsApart.push(`${filter.application ?? '*'}:${limit}`); return store.claim(filter, limit) }
+  })
+  t.teardown(() => writer.close(1000))
+  return { store, writer, statements: () => statements, claimsApart }
+}
+
+const act = (id: string, application = 'app') => toActivation({ id, application, namespace: 'ns', taskname: 't' }, new Date())
+
+eachBackend(t, 'fetch_next claims ride along with the flush that writes the reports', async (t, backend) => {
+  const { store, writer, statements, claimsApart } = await writerOn(t, backend, { TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '20' })
+  await store.produce(Array.from({ length: 20 }, (_, i) => act(`t${String(i).padStart(2, '0')}`)), new Date())
+  const held = await store.claim({}, 8)
+  const results = await Promise.all(held.map(h => writer.reportAndClaimNext({ id: h.activation.id, status: 'complete' }, {})))
+  t.ok(results.every(r => r.outcome.applied.length === 1), 'every report applied')
+  const next = results.map(r => r.task?.activation.id)
+  t.equal(new Set(next).size, 8, 'every rider got its own task')
+  t.same(next, ['t08', 't09', 't10', 't11', 't12', 't13', 't14', 't15'], 'oldest first, in arrival order')
+  t.equal(statements(), 1, 'reports and claims: one statement')
+  t.same(claimsApart, [], 'no claim of its own')
+})
+
+eachBackend(t, 'riders with another filter are claimed beside the flush, with their filter', async (t, backend) => {
+  const { store, writer, claimsApart } = await writerOn(t, backend, { TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '20' })
+  await store.produce([act('a1'), act('a2'), act('a3'), act('b1', 'other'), act('a4')], new Date())
+  const held = await store.claim({ application: 'app' }, 3)
+  const [x, y, z] = await Promise.all([
+    writer.reportAndClaimNext({ id: held[0]!.activation.id, status: 'complete' }, { application: 'app' }),
+    writer.reportAndClaimNext({ id: held[1]!.activation.id, status: 'complete' }, { application: 'other' }),
+    writer.reportAndClaimNext({ id: held[2]!.activation.id, status: 'complete' }, { application: 'app' })
+  ])
+  t.equal(x.task?.activation.id, 'a4')
+  t.equal(y.task?.activation.id, 'b1', 'the other application got its own task')
+  t.equal(z.task, undefined, 'no pending task of app was left for the second rider')
+  t.same(claimsApart, ['other:1'])
+})
+
+eachBackend(t, 'a report refused because the queue is full leaves no rider behind', async (t, backend) => {
+  const { store, writer } = await writerOn(t, backend, { TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '200', TASKBROKER_STATUS_MAX_QUEUED: '1' })
+  await store.produce([act('h1'), act('h2'), act('p1'), act('p2')], new Date())
+  await store.claim({}, 2)
+  const first = writer.reportAndClaimNext({ id: 'h1', status: 'complete' }, {})
+  await t.rejects(writer.reportAndClaimNext({ id: 'h2', status: 'complete' }, {}), { code: 'TASKBROKER_STATUS_QUEUE_FULL' })
+  t.equal((await first).task?.activation.id, 'p1')
+  t.equal((await store.getById('p2'))?.status, 'pending', 'nothing was claimed for the refused request')
+  t.equal((await store.getById('h2'))?.status, 'processing', 'and its report was not written')
+})
+
+eachBackend(t, 'with batching off a fetch_next is a claim after the report', async (t, backend) => {
+  const { store, writer, claimsApart } = await writerOn(t, backend, { TASKBROKER_STATUS_BATCHING: 'false' })
+  await store.produce([act('h1'), act('p1')], new Date())
+  await store.claim({}, 1)
+  const result = await writer.reportAndClaimNext({ id: 'h1', status: 'complete' }, {})
+  t.same(result.outcome.applied, ['h1'])
+  t.equal(result.task?.activation.id, 'p1')
+  t.same(claimsApart, ['*:1'])
 })

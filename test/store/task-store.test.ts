@@ -177,3 +177,50 @@ t.test('an unreachable PostgreSQL is reported as StoreUnavailableError, quickly'
   await t.rejects(store.claim({}, 1), { code: 'TASKBROKER_STORE_UNAVAILABLE', statusCode: 503 })
   t.ok(Date.now() - started < 15_000, 'fails instead of hanging')
 })
+
+eachBackend(t, 'text that needs quoting survives the array parameters of produce and status', async (t, backend) => {
+  const { store } = await storeFor(t, backend)
+  const ids = ['q"uote', 'back\\slash', '{braces,comma}', 'NULL', ' spaced ', 'ünïcødé-😀', "it's"]
+  const tasks = ids.map(id => activation({ id, application: 'app "x"', parameters: { text: 'a\\"b{c}', nul: null } }))
+  t.same((await produce(store, ...tasks)).inserted, ids, 'every id inserted as given, in order')
+  for (const id of ids) {
+    const stored = await store.getById(id)
+    t.equal(stored?.activation.id, id)
+    t.same(stored?.activation.parameters, { text: 'a\\"b{c}', nul: null }, `parameters of ${id} kept exactly`)
+    t.equal(stored?.activation.application, 'app "x"')
+  }
+  const claimed = await store.claim({}, ids.length)
+  t.same(claimed.map(c => c.activation.id), ids, 'claimed in produce order')
+  const applied = await store.setStatusMany(ids.map(id => ({ id, status: 'retry' as const, maxAttempts: 5 })))
+  t.same([...applied].sort(), [...ids].sort(), 'every quoted id matched by the status statement')
+  t.equal((await store.getById('NULL'))?.activation.retry_state.max_attempts, 5, 'the id "NULL" is a string, not a null')
+})
+
+eachBackend(t, 'setStatusManyAndClaim writes reports and claims the next tasks in one statement', async (t, backend) => {
+  const { store } = await storeFor(t, backend)
+  await produce(store, activation({ id: 'r1' }), activation({ id: 'r2' }))
+  await produce(store, activation({ id: 'n1' }), activation({ id: 'n2', application: 'other' }), activation({ id: 'n3' }))
+  t.same((await store.claim({}, 2)).map(c => c.activation.id), ['r1', 'r2'])
+  const result = await store.setStatusManyAndClaim(
+    [{ id: 'r1', status: 'complete' }, { id: 'r2', status: 'retry' }, { id: 'gone', status: 'complete' }], {}, 2)
+  t.same([...result.applied].sort(), ['r1', 'r2'], 'unknown ids are not applied')
+  t.same(result.claimed.map(c => c.activation.id), ['n1', 'n2'], 'the oldest pending tasks, in order')
+  t.ok(result.claimed.every(c => c.status === 'processing' && c.processingDeadline !== null), 'claimed as a claim does')
+  t.equal(await store.getById('r1'), null, 'complete deletes')
+  t.equal((await store.getById('r2'))?.status, 'retry')
+
+  const filtered = await store.setStatusManyAndClaim([{ id: 'n2', status: 'complete' }], { application: 'other' }, 5)
+  t.same(filtered.claimed, [], 'the filter applies: no other pending task of that application')
+  const byNamespace = await store.setStatusManyAndClaim([{ id: 'n1', status: 'complete' }], { application: '', namespace: 'ns' }, 5)
+  t.same(byNamespace.claimed.map(c => c.activation.id), ['n3'])
+})
+
+eachBackend(t, 'setStatusManyAndClaim never claims a task it reports on', async (t, backend) => {
+  const { store } = await storeFor(t, backend)
+  // A pending task reported on (its deadline passed and upkeep reset it; the late worker reports).
+  await produce(store, activation({ id: 'late' }), activation({ id: 'next' }))
+  const result = await store.setStatusManyAndClaim([{ id: 'late', status: 'complete' }], {}, 2)
+  t.same([...result.applied], ['late'])
+  t.same(result.claimed.map(c => c.activation.id), ['next'], 'the reported task is written, not handed out again')
+  t.equal(await store.getById('late'), null)
+})

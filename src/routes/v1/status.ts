@@ -11,7 +11,7 @@ import {
 const errors = { 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
 
 export const statusRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
-  const { statusWriter, claims } = services
+  const { statusWriter } = services
 
   app.post('/tasks/:id/status', {
     schema: {
@@ -26,13 +26,13 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> =
     if (next?.namespace !== undefined && next.application === undefined) {
       throw new InvalidRequestError('body/fetch_next/namespace needs body/fetch_next/application')
     }
-    const outcome = await statusWriter.report([{ id: request.params.id, status, maxAttempts, delayOnRetry }])
-    let task = null
-    if (next !== undefined && services.config.deliveryMode === 'pull') {
-      const [claimed] = await claims.claim({ application: next.application, namespace: next.namespace }, 1)
-      if (claimed !== undefined) task = toClaimedTask(claimed)
+    const update: StatusUpdate = { id: request.params.id, status, maxAttempts, delayOnRetry }
+    if (next === undefined || services.config.deliveryMode !== 'pull') {
+      const outcome = await statusWriter.report([update])
+      return { applied: outcome.applied.length === 1, queued: outcome.queued.length === 1, task: null }
     }
-    return { applied: outcome.applied.length === 1, queued: outcome.queued.length === 1, task }
+    const { outcome, task } = await statusWriter.reportAndClaimNext(update, { application: next.application, namespace: next.namespace })
+    return { applied: outcome.applied.length === 1, queued: outcome.queued.length === 1, task: task === undefined ? null : toClaimedTask(task) }
   })
 
   app.post('/tasks/status', {

@@ -8,8 +8,10 @@
  *   1. preClose: stop long-polls and report not-ready; HTTP stops accepting, in-flight requests finish
  *   2. upkeep stops (waits for a pass in progress, gives up the upkeep lock); the runtime config
  *      file is no longer watched
- *   3. the status batcher stops taking reports and flushes everything queued
- *   4. the store connection closes
+ *   3. push mode: the fetch loops stopped at preClose; unpushed tasks go back to pending, pushes in
+ *      flight finish, their outcomes are flushed (src/push/install.ts)
+ *   4. the status batcher stops taking reports and flushes everything queued
+ *   5. the store connection closes
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -23,6 +25,7 @@ import { createMetrics, type Metrics } from './metrics.js'
 import { ShuttingDownError } from './errors.js'
 import { installAuth } from './plugins/auth.js'
 import { installErrorHandling } from './plugins/errors.js'
+import { installPushDelivery } from './push/install.js'
 import { registerDocs } from './plugins/docs.js'
 import { installStorableCheck, installValidation } from './plugins/validation.js'
 import { operationsRoutes } from './routes/operations.js'
@@ -167,6 +170,8 @@ async function assemble (app: FastifyInstance, config: Config, database: Databas
   app.decorate('upkeep', upkeep)
   if (config.upkeep.enabled) app.addHook('onReady', async () => { upkeep.start() })
   app.addHook('onClose', async () => { await upkeep.stop() })
+  // Push mode: fetch loops and the push pool (src/push/); its onClose runs before the store closes.
+  if (config.deliveryMode === 'push') installPushDelivery(app, { config, database, signal, metrics, log: log.child({ component: 'push' }) })
 
   let closing = false
   app.addHook('preClose', async () => {

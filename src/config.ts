@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs'
 import { Type, type Static, type TSchema } from 'typebox'
 import { Value } from 'typebox/value'
 import { parse as parseYaml } from 'yaml'
+import { isHttpUrl, parseWorkerMap, workerMapText, type WorkerRoute } from './push/worker-map.js'
 
 const int = (def: number, minimum: number, maximum: number, description: string) =>
   Type.Integer({ default: def, minimum, maximum, description })
@@ -47,6 +48,19 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_BACKPRESSURE_CACHE_MS: int(250, 0, 60_000, 'how long the task counts behind backpressure are reused'),
   TASKBROKER_RUNTIME_CONFIG: Type.Optional(Type.String({ minLength: 1, description: 'YAML/JSON runtime config (killswitch), reloaded on change and SIGHUP' })),
   TASKBROKER_DELIVERY_MODE: oneOf(['pull', 'push'], 'pull', 'workers claim tasks (pull) or the broker delivers them (push)'),
+  TASKBROKER_WORKER_MAP: Type.Optional(Type.String({ description: 'push mode: application=url,... (the URL each application\'s tasks are POSTed to)' })),
+  TASKBROKER_PUBLIC_URL: Type.Optional(Type.String({ minLength: 1, description: 'base URL workers reach this broker at (push callback_url); default http://HOST:PORT' })),
+  TASKBROKER_PUSH_FETCH_LOOPS: int(2, 1, 256, 'push mode: fetch loops, each claiming from its own range of the 256 task buckets'),
+  TASKBROKER_PUSH_FETCH_BATCH_SIZE: int(32, 1, 1000, 'push mode: tasks one fetch loop claims per statement'),
+  TASKBROKER_PUSH_FETCH_BACKOFF_MS: int(100, 1, 60_000, 'push mode: a fetch loop that found nothing (or hit a store error) waits this long, unless woken by a new task'),
+  TASKBROKER_PUSH_CONCURRENCY: int(64, 1, 10_000, 'push mode: pushes in flight at once (all workers together)'),
+  TASKBROKER_PUSH_QUEUE_SIZE: int(64, 1, 100_000, 'push mode: claimed tasks held waiting for a push slot'),
+  TASKBROKER_PUSH_TIMEOUT_MS: int(10_000, 1, 600_000, 'push mode: time limit of one push (connect, send, answer)'),
+  TASKBROKER_PUSH_WORKER_BACKOFF_MS: int(100, 1, 600_000, 'push mode: first pause for a worker after a failed or refused push (doubles per failure)'),
+  TASKBROKER_PUSH_WORKER_BACKOFF_MAX_MS: int(10_000, 1, 3_600_000, 'push mode: longest pause for a failing worker'),
+  TASKBROKER_PUSH_UPDATE_BATCHING: bool(true, 'push mode: write claimed -> processing (and failed pushes -> pending) in bulk statements'),
+  TASKBROKER_PUSH_UPDATE_BATCH_SIZE: int(256, 1, 1000, 'push mode: push outcomes per bulk statement'),
+  TASKBROKER_PUSH_UPDATE_FLUSH_INTERVAL_MS: int(5, 0, 60_000, 'push mode: longest a push outcome waits for its bulk statement'),
   TASKBROKER_AUTH_SECRETS: Type.Optional(Type.String({ description: 'comma-separated HMAC secrets; unset = no auth' })),
   TASKBROKER_AUTH_MAX_SKEW_SEC: int(300, 1, 86_400, 'signed requests older or newer than this are refused (replay protection)'),
   TASKBROKER_AUTH_EXEMPT_PATHS: Type.String({ default: '/healthz,/readyz,/metrics,/docs*,/openapi.json', description: 'comma-separated paths that need no signature ("/docs*" = a prefix)' }),
@@ -95,6 +109,9 @@ export interface Config {
   }
   readonly runtimeConfigPath: string | undefined
   readonly deliveryMode: DeliveryMode
+  /** Base URL workers reach the broker at; undefined = derived from the listening address. */
+  readonly publicUrl: string | undefined
+  readonly push: PushConfig
   readonly authSecrets: readonly string[]
   readonly authMaxSkewSec: number
   readonly authExemptPaths: readonly string[]
@@ -103,6 +120,22 @@ export interface Config {
   readonly claimCoalescing: boolean
   readonly shutdownTimeoutMs: number
   readonly retryAfterSec: number
+}
+
+export interface PushConfig {
+  /** Application → worker URL; only these applications' tasks are ever claimed in push mode. */
+  readonly workers: readonly WorkerRoute[]
+  readonly fetchLoops: number
+  readonly fetchBatchSize: number
+  readonly fetchBackoffMs: number
+  readonly concurrency: number
+  readonly queueSize: number
+  readonly timeoutMs: number
+  readonly workerBackoffMs: number
+  readonly workerBackoffMaxMs: number
+  readonly updateBatching: boolean
+  readonly updateBatchSize: number
+  readonly updateFlushIntervalMs: number
 }
 
 export class ConfigError extends Error {
@@ -152,6 +185,7 @@ export function loadConfig (env: Env = process.env): Config {
     if (value !== undefined && value !== '') fromEnv[key] = value
   }
   const file = typeof fromEnv.TASKBROKER_CONFIG_FILE === 'string' ? readConfigFile(fromEnv.TASKBROKER_CONFIG_FILE) : {}
+  if (file.TASKBROKER_WORKER_MAP !== undefined) file.TASKBROKER_WORKER_MAP = workerMapText(file.TASKBROKER_WORKER_MAP)
   const known = Object.keys(ConfigSchema.properties)
   for (const key of Object.keys(file)) {
     if (!known.includes(key)) throw new ConfigError(key, 'is not a known setting (in TASKBROKER_CONFIG_FILE)')
@@ -170,6 +204,7 @@ export function loadConfig (env: Env = process.env): Config {
   const v = values as Static<typeof ConfigSchema>
   const databaseUrl = v.TASKBROKER_DATABASE_URL ?? v.DATABASE_URL
   const secrets = (v.TASKBROKER_AUTH_SECRETS ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)
+  const push = pushConfig(v)
   return deepFreeze({
     host: v.HOST,
     port: v.PORT,
@@ -201,6 +236,8 @@ export function loadConfig (env: Env = process.env): Config {
     },
     runtimeConfigPath: v.TASKBROKER_RUNTIME_CONFIG,
     deliveryMode: v.TASKBROKER_DELIVERY_MODE,
+    publicUrl: v.TASKBROKER_PUBLIC_URL?.replace(/\/+$/, ''),
+    push,
     authSecrets: secrets,
     authMaxSkewSec: v.TASKBROKER_AUTH_MAX_SKEW_SEC,
     authExemptPaths: v.TASKBROKER_AUTH_EXEMPT_PATHS.split(',').map(s => s.trim()).filter(s => s.length > 0),
@@ -210,6 +247,38 @@ export function loadConfig (env: Env = process.env): Config {
     shutdownTimeoutMs: v.TASKBROKER_SHUTDOWN_TIMEOUT_MS,
     retryAfterSec: v.TASKBROKER_RETRY_AFTER_SEC
   })
+}
+
+function pushConfig (v: Static<typeof ConfigSchema>): PushConfig {
+  let workers: WorkerRoute[]
+  try {
+    workers = parseWorkerMap(v.TASKBROKER_WORKER_MAP ?? '')
+  } catch (error) {
+    throw new ConfigError('TASKBROKER_WORKER_MAP', (error as Error).message)
+  }
+  if (v.TASKBROKER_DELIVERY_MODE === 'push' && workers.length === 0) {
+    throw new ConfigError('TASKBROKER_WORKER_MAP', 'must name at least one application=url when TASKBROKER_DELIVERY_MODE is push')
+  }
+  if (v.TASKBROKER_PUBLIC_URL !== undefined && !isHttpUrl(v.TASKBROKER_PUBLIC_URL)) {
+    throw new ConfigError('TASKBROKER_PUBLIC_URL', `must be an http(s) URL (got ${JSON.stringify(v.TASKBROKER_PUBLIC_URL)})`)
+  }
+  if (v.TASKBROKER_PUSH_WORKER_BACKOFF_MAX_MS < v.TASKBROKER_PUSH_WORKER_BACKOFF_MS) {
+    throw new ConfigError('TASKBROKER_PUSH_WORKER_BACKOFF_MAX_MS', `must be at least TASKBROKER_PUSH_WORKER_BACKOFF_MS (got ${v.TASKBROKER_PUSH_WORKER_BACKOFF_MAX_MS})`)
+  }
+  return {
+    workers,
+    fetchLoops: v.TASKBROKER_PUSH_FETCH_LOOPS,
+    fetchBatchSize: v.TASKBROKER_PUSH_FETCH_BATCH_SIZE,
+    fetchBackoffMs: v.TASKBROKER_PUSH_FETCH_BACKOFF_MS,
+    concurrency: v.TASKBROKER_PUSH_CONCURRENCY,
+    queueSize: v.TASKBROKER_PUSH_QUEUE_SIZE,
+    timeoutMs: v.TASKBROKER_PUSH_TIMEOUT_MS,
+    workerBackoffMs: v.TASKBROKER_PUSH_WORKER_BACKOFF_MS,
+    workerBackoffMaxMs: v.TASKBROKER_PUSH_WORKER_BACKOFF_MAX_MS,
+    updateBatching: v.TASKBROKER_PUSH_UPDATE_BATCHING,
+    updateBatchSize: v.TASKBROKER_PUSH_UPDATE_BATCH_SIZE,
+    updateFlushIntervalMs: v.TASKBROKER_PUSH_UPDATE_FLUSH_INTERVAL_MS
+  }
 }
 
 function deepFreeze<T> (value: T): T {

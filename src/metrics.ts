@@ -14,6 +14,7 @@ export function createMetrics () {
   collectDefaultMetrics({ register: registry, prefix: 'taskbroker_' })
   const registers = [registry]
   const depthProviders = new Map<string, () => number>()
+  let pushState: (() => PushState) | undefined
   let countTasks: (() => Promise<Record<string, number>>) | undefined
   return {
     /** Reads live task counts (by status, plus dead letters) at every scrape. */
@@ -132,6 +133,59 @@ export function createMetrics () {
       name: 'taskbroker_store_unavailable_total',
       help: 'Requests answered 503 because the store could not be reached',
       registers
+    }),
+
+    // Push mode (src/push/). Claimed tasks in the store are in taskbroker_tasks{status="claimed"}.
+    /** Reports the push queue, pushes in flight and pausing workers at every scrape. */
+    trackPush (state: () => PushState) {
+      pushState = state
+    },
+    pushes: new Counter({
+      name: 'taskbroker_push_total',
+      help: 'Pushes by result: delivered, refused (429/503), rejected (other status), timeout, unreachable, shutdown, backoff (not sent: worker pausing)',
+      labelNames: ['result'] as const,
+      registers
+    }),
+    pushDuration: new Histogram({
+      name: 'taskbroker_push_duration_seconds',
+      help: 'Time of one push, from sending to the worker\'s answer (or the failure)',
+      labelNames: ['result'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers
+    }),
+    pushReceivedToPushed: new Histogram({
+      name: 'taskbroker_push_received_to_pushed_seconds',
+      help: 'From a task\'s received_at to its delivery, for first deliveries (no earlier attempt)',
+      buckets: [...LATENCY_BUCKETS, 60, 300, 900],
+      registers
+    }),
+    pushClaimed: new Counter({ name: 'taskbroker_push_claimed_total', help: 'Tasks claimed by the push fetch loops', registers }),
+    pushFetchFailures: new Counter({ name: 'taskbroker_push_fetch_failures_total', help: 'Push fetch (claim) statements that failed', registers }),
+    pushUpdates: new Counter({
+      name: 'taskbroker_push_updates_total',
+      help: 'Push outcomes written: to processing (delivered) or pending; skipped = the task had moved on',
+      labelNames: ['to', 'result'] as const,
+      registers
+    }),
+    pushQueueDepth: new Gauge({
+      name: 'taskbroker_push_queue_depth',
+      help: 'Claimed tasks waiting for a push slot',
+      registers,
+      collect () { if (pushState !== undefined) this.set(pushState().queued) }
+    }),
+    pushInFlight: new Gauge({
+      name: 'taskbroker_push_in_flight',
+      help: 'Pushes in flight',
+      registers,
+      collect () { if (pushState !== undefined) this.set(pushState().inFlight) }
+    }),
+    pushWorkersPausing: new Gauge({
+      name: 'taskbroker_push_workers_pausing',
+      help: 'Workers paused after a failed or refused push',
+      registers,
+      collect () { if (pushState !== undefined) this.set(pushState().workersPausing) }
     })
   }
 }
+
+export interface PushState { queued: number, inFlight: number, workersPausing: number }

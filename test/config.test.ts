@@ -69,8 +69,10 @@ t.test('a config file supplies values and the environment overrides them', async
   t.equal(config.status.batchSize, 32)
 
   const json = join(dir, 'taskbroker.json')
-  writeFileSync(json, JSON.stringify({ TASKBROKER_DELIVERY_MODE: 'push' }))
-  t.equal(loadConfig({ TASKBROKER_CONFIG_FILE: json }).deliveryMode, 'push')
+  writeFileSync(json, JSON.stringify({ TASKBROKER_DELIVERY_MODE: 'push', TASKBROKER_WORKER_MAP: { shop: 'http://127.0.0.1:9000/push' } }))
+  const push = loadConfig({ TASKBROKER_CONFIG_FILE: json })
+  t.equal(push.deliveryMode, 'push')
+  t.same(push.push.workers, [{ application: 'shop', url: 'http://127.0.0.1:9000/push' }], 'the worker map may be a map in the file')
 })
 
 t.test('a broken or unknown config file entry is refused with the reason', async (t) => {

@@ -329,7 +329,7 @@ eachBackend(t, 'claim limits from the configuration', async (t, backend) => {
 })
 
 eachBackend(t, 'claims in push mode', async (t, backend) => {
-  const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_DELIVERY_MODE: 'push' })
+  const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_DELIVERY_MODE: 'push', TASKBROKER_WORKER_MAP: 'shop=http://127.0.0.1:9/push' })
 
   await t.test('a claim is answered 409 TASKBROKER_WRONG_DELIVERY_MODE and hands out nothing', async (t) => {
     await produce(t, app, [task({ id: 'pushed' })])

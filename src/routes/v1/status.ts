@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { InvalidRequestError } from '../../errors.js'
+import { InvalidRequestError, WrongDeliveryModeError } from '../../errors.js'
 import type { StatusUpdate } from '../../store/types.js'
 import { toClaimedTask } from '../../tasks/activation.js'
 import type { V1Services } from './index.js'
@@ -19,15 +19,19 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> =
       summary: 'Report a task\'s outcome, optionally claiming the next task in the same round trip',
       params: TaskIdParamsSchema,
       body: StatusBodySchema,
-      response: { 200: StatusResponseSchema, ...errors }
+      response: { 200: StatusResponseSchema, ...errors, 409: ErrorResponseSchema }
     }
   }, async (request) => {
     const { status, max_attempts: maxAttempts, delay_on_retry: delayOnRetry, fetch_next: next } = request.body
+    if (next !== undefined && services.config.deliveryMode === 'push') {
+      // Refused before anything is written: a worker asking for tasks is misconfigured for push mode.
+      throw new WrongDeliveryModeError('The broker delivers tasks itself (push mode); fetch_next is not allowed')
+    }
     if (next?.namespace !== undefined && next.application === undefined) {
       throw new InvalidRequestError('body/fetch_next/namespace needs body/fetch_next/application')
     }
     const update: StatusUpdate = { id: request.params.id, status, maxAttempts, delayOnRetry }
-    if (next === undefined || services.config.deliveryMode !== 'pull') {
+    if (next === undefined) {
       const outcome = await statusWriter.report([update])
       return { applied: outcome.applied.length === 1, queued: outcome.queued.length === 1, task: null }
     }

@@ -70,11 +70,16 @@ export function createStatusWriter (deps: StatusWriterDeps) {
       })
   }
 
-  /** Takes the riders for this flush and splits them: the largest filter group rides along. */
+  /**
+   * Takes EVERY waiting rider for this flush and splits them: the largest filter group rides
+   * along in the statement. All, not a batch's worth: a rider is queued right after its report, so
+   * taking them all when a flush starts means none can outlive the last flush (their number is
+   * bounded by the requests in flight).
+   */
   function takeRiders (): { main: Rider[], rest: Rider[][] } {
     if (riders.length === 0) return { main: [], rest: [] }
-    const taken = riders.length <= config.batchSize ? riders : riders.slice(0, config.batchSize)
-    riders = taken === riders ? [] : riders.slice(config.batchSize)
+    const taken = riders
+    riders = []
     const groups = new Map<string, Rider[]>()
     for (const rider of taken) {
       const group = groups.get(rider.key)
@@ -238,6 +243,8 @@ export function createStatusWriter (deps: StatusWriterDeps) {
       const left = batcher.queued + batcher.inFlight
       if (left > 0) log.info({ queued: left }, 'flushing queued status reports before shutdown')
       const abandoned = await batcher.close({ timeoutMs })
+      // Reports abandoned at the timeout leave their riders waiting: they get no next task.
+      for (const rider of riders.splice(0)) rider.resolve(undefined)
       if (abandoned > 0) log.error({ abandoned, timeoutMs }, 'status reports could not be written before shutdown; their tasks will run again after their deadline')
     }
   }

@@ -118,3 +118,14 @@ eachBackend(t, 'with batching off a fetch_next is a claim after the report', asy
   t.equal(result.task?.activation.id, 'p1')
   t.same(claimsApart, ['*:1'])
 })
+
+eachBackend(t, 'more riders than a batch holds (one task reported many times) all get an answer', async (t, backend) => {
+  const { store, writer } = await writerOn(t, backend, { TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '20', TASKBROKER_STATUS_BATCH_SIZE: '2' })
+  await store.produce([act('h1'), act('p1'), act('p2'), act('p3')], new Date())
+  await store.claim({}, 1)
+  // Five reports of one task merge into one queued write; five riders wait for it.
+  const results = await Promise.all(Array.from({ length: 5 }, () => writer.reportAndClaimNext({ id: 'h1', status: 'complete' }, {})))
+  const next = results.map(r => r.task?.activation.id).filter(id => id !== undefined)
+  t.same(next.sort(), ['p1', 'p2', 'p3'], 'every pending task handed out once, the other riders got none')
+  t.ok(results.every(r => r.outcome.applied.length === 1), 'the merged report applied for every caller')
+})

@@ -6,8 +6,8 @@
  * Close order (Fastify runs onClose hooks last-registered-first, so they are registered in the
  * reverse of this list):
  *   1. preClose: stop long-polls and report not-ready; HTTP stops accepting, in-flight requests finish
- *   2. upkeep stops (waits for a pass in progress, gives up the upkeep lock); the runtime config
- *      file is no longer watched
+ *   2. upkeep stops (waits for a pass in progress, at most 2 s; gives up the upkeep lock); the
+ *      runtime config file is no longer watched
  *   3. push mode: the fetch loops stopped at preClose; unpushed tasks go back to pending, pushes in
  *      flight finish, their outcomes are flushed (src/push/install.ts)
  *   4. the status batcher stops taking reports and flushes everything queued
@@ -105,6 +105,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     url: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.dbPoolSize,
+    callTimeoutMs: config.dbCallTimeoutMs,
     log: log.child({ component: 'db' })
   })
   if (deps.database === undefined) app.addHook('onClose', async () => { await database.close() })
@@ -135,7 +136,12 @@ async function assemble (app: FastifyInstance, config: Config, database: Databas
     log: log.child({ component: 'status-batcher' }),
     claim: (filter, limit) => claims.claim(filter, limit)
   })
-  app.addHook('onClose', async () => { await statusWriter.close(config.shutdownTimeoutMs) })
+  // Shutdown has one budget, TASKBROKER_SHUTDOWN_TIMEOUT_MS from the start of close: draining
+  // requests and stopping upkeep take what they need of it (upkeep at most 2 s), flushing queued
+  // status reports gets the rest (at least 250 ms), then the store closes (at most 1 s more).
+  let closeStartedAt: number | undefined
+  const shutdownLeftMs = () => Math.max(0, (closeStartedAt ?? Date.now()) + config.shutdownTimeoutMs - Date.now())
+  app.addHook('onClose', async () => { await statusWriter.close(Math.max(250, shutdownLeftMs())) })
   app.addHook('onClose', async () => { await claims.close() })
 
   const announce = await connectBrokers(database, signal, log)
@@ -152,7 +158,7 @@ async function assemble (app: FastifyInstance, config: Config, database: Databas
     }
   }
   const upkeep = createUpkeep({
-    jobs: createUpkeepJobs(createUpkeepStore(database), {
+    jobs: createUpkeepJobs(createUpkeepStore(database, { timeoutMs: config.dbUpkeepCallTimeoutMs }), {
       limit: config.upkeep.batchLimit,
       maxProcessingAttempts: config.maxProcessingAttempts,
       maxDelaySec: config.maxDelaySec,
@@ -169,13 +175,15 @@ async function assemble (app: FastifyInstance, config: Config, database: Databas
   })
   app.decorate('upkeep', upkeep)
   if (config.upkeep.enabled) app.addHook('onReady', async () => { upkeep.start() })
-  app.addHook('onClose', async () => { await upkeep.stop() })
+  // A pass stuck on the store must not eat the budget of the status flush that follows.
+  app.addHook('onClose', async () => { await upkeep.stop(Math.min(2_000, shutdownLeftMs() / 4)) })
   // Push mode: fetch loops and the push pool (src/push/); its onClose runs before the store closes.
   if (config.deliveryMode === 'push') installPushDelivery(app, { config, database, signal, metrics, log: log.child({ component: 'push' }) })
 
   let closing = false
   app.addHook('preClose', async () => {
     closing = true
+    closeStartedAt ??= Date.now()
     signal.close()
   })
   app.addHook('onRequest', async (request) => {

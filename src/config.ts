@@ -28,6 +28,8 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_DATA_DIR: Type.String({ default: './.taskbroker', minLength: 1, description: 'embedded store directory ("memory://" = in memory)' }),
   TASKBROKER_RUN_MIGRATIONS: Type.Optional(Type.Boolean({ description: 'apply migrations at start (default: on for the embedded store, off for PostgreSQL)' })),
   TASKBROKER_DB_POOL_SIZE: int(10, 1, 200, 'PostgreSQL connections per broker process'),
+  TASKBROKER_DB_CALL_TIMEOUT_MS: int(2_000, 0, 600_000, 'PostgreSQL: longest one statement of a request may take, waiting for a connection included; then it is cancelled and answered 503 (0 = no limit)'),
+  TASKBROKER_DB_UPKEEP_CALL_TIMEOUT_MS: int(30_000, 0, 3_600_000, 'PostgreSQL: the same for one upkeep statement (0 = no limit)'),
   TASKBROKER_STATUS_BATCHING: bool(true, 'queue status reports and write them in bulk statements'),
   TASKBROKER_STATUS_BATCH_SIZE: int(256, 1, 1000, 'reports per bulk statement (flush at once when reached)'),
   TASKBROKER_STATUS_FLUSH_INTERVAL_MS: int(1, 0, 60_000, 'longest a queued report waits for a flush (0 = as soon as the previous flush ends)'),
@@ -89,6 +91,9 @@ export interface Config {
     readonly flushIntervalMs: number
     readonly concurrentFlushes: number
     readonly ack: StatusAck
+  /** PostgreSQL: bound on one statement call of a request / of upkeep, in ms (0 = none). */
+  readonly dbCallTimeoutMs: number
+  readonly dbUpkeepCallTimeoutMs: number
     readonly maxQueued: number
     readonly ackTimeoutMs: number
   }
@@ -230,6 +235,8 @@ export function loadConfig (env: Env = process.env): Config {
     upkeep: { enabled: v.TASKBROKER_UPKEEP_ENABLED, batchLimit: v.TASKBROKER_UPKEEP_BATCH_LIMIT },
     backpressure: {
       maxPending: v.TASKBROKER_MAX_PENDING_COUNT,
+    dbCallTimeoutMs: v.TASKBROKER_DB_CALL_TIMEOUT_MS,
+    dbUpkeepCallTimeoutMs: v.TASKBROKER_DB_UPKEEP_CALL_TIMEOUT_MS,
       maxDelay: v.TASKBROKER_MAX_DELAY_COUNT,
       maxProcessing: v.TASKBROKER_MAX_PROCESSING_COUNT,
       cacheMs: v.TASKBROKER_BACKPRESSURE_CACHE_MS

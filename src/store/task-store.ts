@@ -392,6 +392,8 @@ export function toDate (value: unknown): Date | null {
 const CONNECTION_ERROR_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH',
   'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED',
+  // a call with no answer within TASKBROKER_DB_CALL_TIMEOUT_MS (src/db/database.ts)
+  'TASKBROKER_STORE_TIMEOUT',
   // SQLSTATE: admin shutdown, crash shutdown, cannot connect now, too many connections,
   // statement timeout (the server is overloaded or a lock is stuck)
   '57P01', '57P02', '57P03', '53300', '57014'

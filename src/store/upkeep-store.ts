@@ -4,7 +4,7 @@
  * rows with `FOR UPDATE SKIP LOCKED` (so it never waits on a claim or a flush in progress).
  * Time comes in as `now` (the caller's clock), never from the database, so tests can move it.
  */
-import { sql } from 'drizzle-orm'
+import { sql, type SQL } from 'drizzle-orm'
 import type { Database, Row } from '../db/database.js'
 import type { QueueRef } from '../claims/task-signal.js'
 import { guard } from './task-store.js'
@@ -34,13 +34,19 @@ function released (rows: Row[]): Released {
 
 const countWhere = (rows: Row[], status: string) => rows.filter(r => r.status === status).length
 
-export function createUpkeepStore (database: Database) {
+export interface UpkeepStoreOptions {
+  /** PostgreSQL: bound on each statement (TASKBROKER_DB_UPKEEP_CALL_TIMEOUT_MS); default: the database's. */
+  timeoutMs?: number
+}
+
+export function createUpkeepStore (database: Database, options: UpkeepStoreOptions = {}) {
+  const prepare = (name: string, query: SQL) => database.prepare(name, query, { timeoutMs: options.timeoutMs })
   const statements = {
     // Processing deadline passed: back to pending with one more processing attempt, or failure for
     // at_most_once tasks (they may never run twice). A task whose attempts reach the maximum
     // fails here and now: were it made pending first, a claim could take it before the
     // processing_attempts step sees it, and it would run once too often.
-    resetMissedDeadlines: database.prepare('taskbroker_upkeep_deadlines', sql`
+    resetMissedDeadlines: prepare('taskbroker_upkeep_deadlines', sql`
       with due as (
         select id from inflight_tasks
         where status = 'processing' and processing_deadline < ${p.now}
@@ -57,7 +63,7 @@ export function createUpkeepStore (database: Database) {
 
     // Push mode: a claim whose lease ran out was never delivered; it is pending again and no
     // attempt is counted (at_most_once included: the task never ran).
-    expireClaims: database.prepare('taskbroker_upkeep_claims', sql`
+    expireClaims: prepare('taskbroker_upkeep_claims', sql`
       with due as (
         select id from inflight_tasks
         where status = 'claimed' and claim_expires_at < ${p.now}
@@ -67,7 +73,7 @@ export function createUpkeepStore (database: Database) {
       returning t.status, t.application, t.namespace`),
 
     // Normally the deadline step already failed such tasks; this catches a lowered maximum.
-    failExhaustedProcessingAttempts: database.prepare('taskbroker_upkeep_attempts', sql`
+    failExhaustedProcessingAttempts: prepare('taskbroker_upkeep_attempts', sql`
       with due as (
         select id from inflight_tasks
         where status = 'pending' and processing_attempts >= ${sql.placeholder('maxAttempts')}::int
@@ -76,14 +82,14 @@ export function createUpkeepStore (database: Database) {
       from due where t.id = due.id
       returning t.id`),
 
-    removeExpired: database.prepare('taskbroker_upkeep_expired', sql`
+    removeExpired: prepare('taskbroker_upkeep_expired', sql`
       delete from inflight_tasks where id in (
         select id from inflight_tasks
         where status = 'pending' and expires_at < ${p.now}
         limit ${p.limit} for update skip locked)
       returning id`),
 
-    releaseDelayed: database.prepare('taskbroker_upkeep_delayed', sql`
+    releaseDelayed: prepare('taskbroker_upkeep_delayed', sql`
       with due as (
         select id from inflight_tasks
         where status = 'delay' and delay_until <= ${p.now}
@@ -96,7 +102,7 @@ export function createUpkeepStore (database: Database) {
     // expiry window restarted from now, delayed by delay_on_retry when set (capped at the maximum
     // delay, as a produced delay is). When the attempts
     // would reach max_attempts the broker fails the task instead (upstream leaves that to workers).
-    requeueRetries: database.prepare('taskbroker_upkeep_retries', sql`
+    requeueRetries: prepare('taskbroker_upkeep_retries', sql`
       with due as (
         select id,
           coalesce((activation -> 'retry_state' ->> 'attempts')::int, 0) + 1 as attempts,
@@ -129,7 +135,7 @@ export function createUpkeepStore (database: Database) {
 
     // Failure: removed, and copied into deadletter_tasks when on_attempts_exceeded = deadletter,
     // by ONE statement, so a task is never lost between the two tables.
-    settleFailures: database.prepare('taskbroker_upkeep_failures', sql`
+    settleFailures: prepare('taskbroker_upkeep_failures', sql`
       with failed as (
         delete from inflight_tasks where id in (
           select id from inflight_tasks where status = 'failure'
@@ -145,13 +151,13 @@ export function createUpkeepStore (database: Database) {
         returning id)
       select (select count(*) from failed)::int as failed, (select count(*) from dead)::int as deadlettered`),
 
-    removeCompleted: database.prepare('taskbroker_upkeep_completed', sql`
+    removeCompleted: prepare('taskbroker_upkeep_completed', sql`
       delete from inflight_tasks where id in (
         select id from inflight_tasks where status = 'complete'
         limit ${p.limit} for update skip locked)
       returning id`),
 
-    removeKillswitched: database.prepare('taskbroker_upkeep_killswitch', sql`
+    removeKillswitched: prepare('taskbroker_upkeep_killswitch', sql`
       delete from inflight_tasks where id in (
         select id from inflight_tasks where taskname = any(${sql.placeholder('names')}::text[])
         limit ${p.limit} for update skip locked)

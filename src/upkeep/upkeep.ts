@@ -23,6 +23,23 @@ export interface PassResult {
 
 export type Upkeep = ReturnType<typeof createUpkeep>
 
+/** True when `promise` settles (either way) within `ms`. */
+async function settlesWithin (promise: Promise<unknown>, ms: number): Promise<boolean> {
+  if (ms === Infinity) {
+    await promise.catch(() => {})
+    return true
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined
+  try {
+    return await Promise.race([
+      promise.then(() => true, () => true),
+      new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(false), Math.max(0, ms)) })
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export function createUpkeep (deps: {
   jobs: UpkeepJob[]
   intervalMs: number
@@ -98,12 +115,18 @@ export function createUpkeep (deps: {
       lastCompletedAt = Date.now()
       schedule()
     },
-    /** Stops scheduling, waits for a pass in progress and gives up the lock. */
-    async stop () {
+    /**
+     * Stops scheduling, waits for a pass in progress (at most `timeoutMs`: a pass stuck on an
+     * unreachable store is left to fail on its own) and gives up the lock.
+     */
+    async stop (timeoutMs = Infinity) {
       stopped = true
       if (timer !== undefined) clearTimeout(timer)
       timer = undefined
-      await running?.catch(() => {})
+      const pass = running
+      if (pass !== undefined && !await settlesWithin(pass, timeoutMs)) {
+        log.warn({ timeoutMs }, 'upkeep: a pass is still running at shutdown; not waiting for it any longer')
+      }
       await lock.release()
     },
     /** Why the broker should not count as ready, or null: upkeep has not completed a pass in time. */

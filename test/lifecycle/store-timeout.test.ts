@@ -1,0 +1,189 @@
+/**
+ * PostgreSQL that stops answering without closing its sockets (a vanished host, a network
+ * partition): every store call is bounded by TASKBROKER_DB_CALL_TIMEOUT_MS, a call that timed out
+ * never runs later, and the broker serves again by itself as soon as the server answers. The
+ * database sits behind a TCP proxy in the test that can go silent: it keeps every socket open and
+ * forwards nothing. Needs TASKBROKER_TEST_DATABASE_URL (skipped otherwise).
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { sql } from 'drizzle-orm'
+import pino from 'pino'
+import t from 'tap'
+import { buildApp } from '../../src/app.js'
+import { openDatabase, StoreTimeoutError } from '../../src/db/database.js'
+import { guard } from '../../src/store/task-store.js'
+import { testConfig, task } from '../helpers/app.js'
+import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/database.js'
+
+const keepAlive = setInterval(() => {}, 1000)
+t.teardown(() => { clearInterval(keepAlive) })
+
+/** Forwards to PostgreSQL, or (silent) holds every socket open and forwards nothing. */
+class SilentProxy {
+  private readonly sockets = new Set<Socket>()
+  private readonly server: Server
+  private silent = false
+  port = 0
+
+  private constructor (private readonly target: URL) {
+    this.server = createServer(client => this.accept(client))
+  }
+
+  static async start (target: string): Promise<SilentProxy> {
+    const proxy = new SilentProxy(new URL(target))
+    await new Promise<void>(resolve => proxy.server.listen(0, '127.0.0.1', resolve))
+    proxy.port = (proxy.server.address() as { port: number }).port
+    return proxy
+  }
+
+  private accept (client: Socket): void {
+    client.on('error', () => {})
+    this.sockets.add(client)
+    client.on('close', () => this.sockets.delete(client))
+    if (this.silent) return // held open, never answered
+    const upstream = connect(Number(this.target.port || 5432), this.target.hostname)
+    upstream.on('error', () => {})
+    this.sockets.add(upstream)
+    upstream.on('close', () => { this.sockets.delete(upstream); client.destroy() })
+    client.on('close', () => upstream.destroy())
+    client.pipe(upstream)
+    upstream.pipe(client)
+  }
+
+  /** Stops forwarding in both directions; every socket stays open. */
+  goSilent (): void {
+    this.silent = true
+    for (const socket of this.sockets) {
+      socket.unpipe()
+      socket.pause()
+    }
+  }
+
+  /** The partition ends: the held sockets are dropped (as their peers would), new ones are forwarded. */
+  restore (): void {
+    this.silent = false
+    for (const socket of this.sockets) socket.destroy()
+  }
+
+  url (databaseUrl: string): string {
+    const url = new URL(databaseUrl)
+    url.host = `127.0.0.1:${this.port}`
+    return url.toString()
+  }
+
+  async close (): Promise<void> {
+    for (const socket of this.sockets) socket.destroy()
+    await new Promise<void>(resolve => this.server.close(() => resolve()))
+  }
+}
+
+const silent = pino({ level: 'silent' })
+const elapsed = (started: number) => Date.now() - started
+
+async function until (check: () => Promise<boolean>, timeoutMs: number): Promise<number | undefined> {
+  const started = Date.now()
+  while (Date.now() - started < timeoutMs) {
+    if (await check()) return Date.now() - started
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  return undefined
+}
+
+const skip = TEST_DATABASE_URL === undefined || TEST_DATABASE_URL === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : false
+
+t.test('store calls are bounded in time, never run after they timed out, and recover by themselves', { skip }, async (t) => {
+  const { url } = await createTestDatabase(t, 'postgres')
+  await (async () => {
+    const setup = await openDatabase({ url, dataDir: '', poolSize: 1, log: silent })
+    await setup.rows(sql`create table probe (n int)`)
+    await setup.close()
+  })()
+  const proxy = await SilentProxy.start(url as string)
+  t.teardown(() => proxy.close())
+  const database = await openDatabase({ url: proxy.url(url as string), dataDir: '', poolSize: 3, log: silent, callTimeoutMs: 500 })
+  t.teardown(() => database.close())
+  const direct = await openDatabase({ url: url as string, dataDir: '', poolSize: 1, log: silent })
+  t.teardown(() => direct.close())
+
+  t.same(await database.rows(sql`select 1 as one`), [{ one: 1 }], 'the proxy forwards')
+
+  proxy.goSilent()
+  let started = Date.now()
+  const inserts = await Promise.allSettled(Array.from({ length: 8 }, (_, n) => database.rows(sql`insert into probe values (${n})`)))
+  const waited = elapsed(started)
+  t.ok(inserts.every(r => r.status === 'rejected' && r.reason instanceof StoreTimeoutError), 'every call during the silence failed with StoreTimeoutError')
+  t.ok(waited < 1_500, `…after the 500 ms call timeout, not later (${waited} ms for 8 calls)`)
+  const mapped = await guard(() => database.rows(sql`select 1`)).catch((error: unknown) => error)
+  t.match(mapped, { code: 'TASKBROKER_STORE_UNAVAILABLE', statusCode: 503 }, 'the store guard answers a timeout as store unavailable (503)')
+  started = Date.now()
+  const sleeping = await database.rows(sql`select pg_sleep(5)`).catch((error: unknown) => error)
+  t.ok(sleeping instanceof StoreTimeoutError && elapsed(started) < 1_500, 'a statement that never answers is bounded too')
+
+  proxy.restore()
+  const recoveredMs = await until(async () => {
+    try {
+      await database.rows(sql`select 1`)
+      return true
+    } catch {
+      return false
+    }
+  }, 5_000)
+  t.ok(recoveredMs !== undefined && recoveredMs < 3_000, `calls succeed again soon after the server answers (${String(recoveredMs)} ms)`)
+
+  // Whatever was queued or connecting when the calls timed out must never run now.
+  await new Promise(resolve => setTimeout(resolve, 1_500))
+  t.same(await direct.rows(sql`select count(*)::int as n from probe`), [{ n: 0 }], 'no statement that timed out ran after the server came back')
+
+  // A statement that runs too long on a healthy server is cancelled there, and the pool stays usable.
+  started = Date.now()
+  const slow = await database.rows(sql`select pg_sleep(10)`).catch((error: unknown) => error)
+  t.ok(slow instanceof StoreTimeoutError && elapsed(started) < 1_500, 'a slow statement is given up after the timeout')
+  const cancelledMs = await until(async () => {
+    const rows = await direct.rows(sql`select count(*)::int as n from pg_stat_activity where query like 'select pg_sleep(10)%' and state = 'active'`)
+    return rows[0]?.n === 0
+  }, 3_000)
+  t.ok(cancelledMs !== undefined, 'the server stopped running it (cancelled)')
+  t.same(await database.rows(sql`select 2 as two`), [{ two: 2 }], 'the pool serves the next call')
+})
+
+t.test('a broker on a database that went silent answers 503 + Retry-After at once and closes in time', { skip }, async (t) => {
+  const { url } = await createTestDatabase(t, 'postgres')
+  const proxy = await SilentProxy.start(url as string)
+  t.teardown(() => proxy.close())
+  const config = testConfig({
+    TASKBROKER_DATABASE_URL: proxy.url(url as string),
+    TASKBROKER_DB_CALL_TIMEOUT_MS: '500',
+    TASKBROKER_DB_UPKEEP_CALL_TIMEOUT_MS: '30000',
+    TASKBROKER_UPKEEP_INTERVAL_MS: '50',
+    TASKBROKER_STATUS_ACK_TIMEOUT_MS: '1000',
+    TASKBROKER_SHUTDOWN_TIMEOUT_MS: '2000',
+    TASKBROKER_RETRY_AFTER_SEC: '3'
+  })
+  const app = await buildApp(config, { logger: silent })
+  let closed = false
+  t.teardown(async () => { if (!closed) await app.close() })
+  await app.ready()
+  t.equal((await app.inject({ method: 'POST', url: '/v1/tasks', payload: { tasks: [task()] } })).statusCode, 201, 'serving before the silence')
+
+  proxy.goSilent()
+  // Upkeep runs every 50 ms: give a pass the time to get stuck on the silent server.
+  await new Promise(resolve => setTimeout(resolve, 200))
+  for (const [name, request] of [
+    ['produce', { method: 'POST' as const, url: '/v1/tasks', payload: { tasks: [task()] } }],
+    ['claim', { method: 'POST' as const, url: '/v1/tasks/claim', payload: { wait_ms: 5000 } }],
+    ['read', { method: 'GET' as const, url: '/v1/tasks/nope' }],
+    ['stats', { method: 'GET' as const, url: '/v1/stats' }]
+  ] as const) {
+    const started = Date.now()
+    const response = await app.inject(request)
+    t.equal(response.statusCode, 503, `${name}: 503`)
+    t.equal(response.headers['retry-after'], '3', `${name}: with Retry-After`)
+    t.ok(elapsed(started) < 1_500, `${name}: answered within 1.5 s (${elapsed(started)} ms)`)
+  }
+
+  // Shutdown: the upkeep pass is stuck on a 30 s statement bound; close must not wait for it.
+  const started = Date.now()
+  await app.close()
+  closed = true
+  t.ok(elapsed(started) < 2_000 + 1_500, `close finished within the shutdown timeout + 1.5 s (${elapsed(started)} ms)`)
+})

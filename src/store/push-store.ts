@@ -59,14 +59,22 @@ export function createPushStore (database: Database, options: { processingDeadli
 
   // One statement for a whole batch of outcomes, whatever their mix; its text never changes, so it
   // is prepared once. The deadline is set as a pull claim sets it: now + duration + grace.
-  const settleText = `with v(id, token, delivered) as (select * from unnest($1::text[], $2::text[], $3::bool[]))
+  // SKIP LOCKED: a row locked right now is being changed by someone else (its worker's report in a
+  // status flush, upkeep): it has moved on. Waiting for it instead would let this statement and a
+  // status flush, each locking its rows in its own order, deadlock (seen in the push benchmark).
+  const settleText = `with v(id, token, delivered) as (select * from unnest($1::text[], $2::text[], $3::bool[])),
+    mine as (
+      select t.id from inflight_tasks t join v on t.id = v.id
+      where t.status = 'claimed' and t.claim_expires_at = v.token::timestamptz
+      for update of t skip locked
+    )
     update inflight_tasks t
     set status = case when v.delivered then 'processing' else 'pending' end,
         processing_deadline = case when v.delivered
           then now() + make_interval(secs => t.processing_deadline_duration + ${Number(options.processingDeadlineGraceSec)}) end,
         claim_expires_at = null
-    from v
-    where t.id = v.id and t.status = 'claimed' and t.claim_expires_at = v.token::timestamptz
+    from v, mine
+    where t.id = v.id and t.id = mine.id
     returning t.id`
 
   return {

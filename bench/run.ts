@@ -26,8 +26,12 @@ const SCENARIOS: Record<string, string> = {
   latency: 'open-loop load at --rate (default half the single peak, measured first): produce→claim and status ack latency, ack flushed and queued',
   sustained: 'single for --sustained S seconds (default 60) with a closed-loop producer: broker RSS over time',
   peers: 'graphile-worker 0.17.3 and pg-boss 10.4.2 on the same PostgreSQL (bench/peers, installed on first use)',
-  'complete-mode': 'store level: delete a completed row in the flush statement vs mark it and delete in upkeep'
+  'complete-mode': 'store level: delete a completed row in the flush statement vs mark it and delete in upkeep',
+  push: 'push mode: tasks/s delivered to worker servers and completed through the status endpoint, push update batching on/off (own flags: push --help)'
 }
+
+// `push` has a driver of its own, with its own flags (bench/push.ts); it exits when done.
+if (process.argv.slice(2).includes('push')) await import('./push.js')
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

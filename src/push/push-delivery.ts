@@ -88,6 +88,7 @@ export function createPushDelivery (deps: PushDeliveryDeps) {
   const outstanding = () => waiting.length + state.pushing + state.settling + state.reserved
 
   async function fetchLoop (buckets: [number, number]): Promise<void> {
+    let failures = 0 // consecutive failed claims: logged at the first and then every 100th
     while (!state.stopping) {
       const room = capacity - outstanding()
       if (room <= 0) {
@@ -107,12 +108,14 @@ export function createPushDelivery (deps: PushDeliveryDeps) {
         claimed = await store.claim({ buckets, applications, limit, leaseMs })
       } catch (error) {
         metrics.pushFetchFailures.inc()
-        log.warn({ err: error, buckets }, 'push fetch failed; retrying after the backoff')
+        if (failures++ % 100 === 0) log.warn({ err: error, buckets, failures }, 'push fetch failed; retrying after the backoff')
         await taskArrived.wait(config.fetchBackoffMs)
         continue
       } finally {
         state.reserved -= limit
       }
+      if (failures > 0) log.info({ buckets, failures }, 'push fetch works again')
+      failures = 0
       if (claimed.length > 0) {
         metrics.pushClaimed.inc(claimed.length)
         if (state.stopping) { // shutdown began during the claim: straight back to pending

@@ -96,3 +96,21 @@ eachBackend(t, 'one worker failing does not hold up another application\'s worke
   const counts = await statusCounts(database)
   t.equal((counts.pending ?? 0) + (counts.claimed ?? 0), 10, 'shop tasks waiting for their worker')
 })
+
+eachBackend(t, 'a worker that never answers: claimed tasks in memory stay within queue + concurrency', async (t, backend) => {
+  const worker = await fakeWorker(t, { mode: 'hang' })
+  const { app, database } = await startPushApp(t, backend, {
+    TASKBROKER_WORKER_MAP: `shop=${worker.url}`,
+    TASKBROKER_PUSH_TIMEOUT_MS: '60000',
+    TASKBROKER_PUSH_CONCURRENCY: '2',
+    TASKBROKER_PUSH_QUEUE_SIZE: '3'
+  })
+  await produce(t, app, shopTasks(50))
+  await until(t, 'the pushes hang', () => worker.received.length === 2)
+  await sleep(300) // many fetch rounds
+  t.same(await statusCounts(database), { claimed: 5, pending: 45 }, 'two pushing, three queued; the rest left in the store')
+  t.equal(await metric(app, 'taskbroker_push_in_flight'), 2)
+  t.equal(await metric(app, 'taskbroker_push_queue_depth'), 3)
+  worker.mode = 'accept'
+  await until(t, 'all delivered once the worker answers', async () => (await statusCounts(database)).processing === 50)
+})

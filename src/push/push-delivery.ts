@@ -209,7 +209,7 @@ export function createPushDelivery (deps: PushDeliveryDeps) {
       const pushDeadline = deadline - Math.min(timeoutMs / 4, 2_000)
       const unpushed = waiting.splice(0)
       if (unpushed.length > 0) log.info({ tasks: unpushed.length }, 'push: tasks not pushed yet go back to pending')
-      const released = unpushed.map(claim => settle(claim, 'shutdown'))
+      for (const claim of unpushed) settle(claim, 'shutdown')
       // A loop in the middle of a claim statement releases what it claims itself (see fetchLoop).
       await Promise.race([Promise.all(loops), sleep(Math.max(0, pushDeadline - performance.now()))])
       while (state.pushing > 0 && performance.now() < pushDeadline) await pushesDone.wait(pushDeadline - performance.now())
@@ -219,7 +219,9 @@ export function createPushDelivery (deps: PushDeliveryDeps) {
         while (state.pushing > 0) await pushesDone.wait(100)
       }
       await updater.close(Math.max(1, deadline - performance.now()))
-      await Promise.all(released)
+      // Unbatched outcomes are statements of their own, still running: wait for them too.
+      while (state.settling > 0 && performance.now() < deadline) await roomFreed.wait(Math.max(1, deadline - performance.now()))
+      if (state.settling > 0) log.error({ outcomes: state.settling }, 'push outcomes not written before shutdown; those tasks stay claimed until their lease passes')
       await workers.close()
     }
   }

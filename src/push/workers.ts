@@ -65,10 +65,13 @@ export function createPushWorkers (config: Pick<PushConfig, 'workers' | 'timeout
   })
 
   function pause (state: WorkerState, retryAfterMs: number | undefined): void {
-    state.failures++
+    const t = now()
+    // Pushes sent before the pause began fail together (64 at once when a worker goes down): one
+    // pause per failure streak step, not one doubling per push; a longer Retry-After still counts.
+    if (state.pausedUntil <= t) state.failures++
     const exponential = config.workerBackoffMs * 2 ** Math.min(state.failures - 1, 30)
     const wait = Math.min(Math.max(exponential, retryAfterMs ?? 0), config.workerBackoffMaxMs)
-    state.pausedUntil = Math.max(state.pausedUntil, now() + wait)
+    state.pausedUntil = Math.max(state.pausedUntil, t + wait)
   }
 
   return {

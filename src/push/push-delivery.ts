@@ -12,10 +12,10 @@
  * (the task signal, which NOTIFY feeds from other brokers too). Applications whose worker is
  * pausing after failures are left out of claims until the pause ends.
  *
- * Shutdown (`stopFetching`, then `close`): the loops stop (a claim in progress finishes and its
- * tasks join the queue), queued tasks go back to pending, pushes in flight finish (or are aborted
- * when the time is nearly up: they go back to pending too), and the updater's final flush writes
- * every outcome.
+ * Shutdown (`stopFetching`, then `close`): the loops stop (what a claim in progress returns goes
+ * straight back to pending), queued tasks go back to pending, pushes in flight finish (or are
+ * aborted when the time is nearly up: they go back to pending too), and the updater's final flush
+ * writes every outcome before close() returns.
  */
 import { setMaxListeners } from 'node:events'
 import type { Logger } from 'pino'

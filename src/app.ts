@@ -72,7 +72,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
-    // Ids may be 255 characters; longer path segments are refused with a 4xx before routing.
+    // Ids may be TASKBROKER_ID_MAX_CHARS (at most 512) characters, 1024 UTF-16 units; longer path
+    // segments are refused with a 4xx before routing.
     routerOptions: { maxParamLength: 1024 },
     // Errors Fastify raises before routing (a bad URL, an overlong path segment) and malformed HTTP
     // get the same body shape and a stable code as every other error.

@@ -67,6 +67,12 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_AUTH_MAX_SKEW_SEC: int(300, 1, 86_400, 'signed requests older or newer than this are refused (replay protection)'),
   TASKBROKER_AUTH_EXEMPT_PATHS: Type.String({ default: '/healthz,/readyz,/metrics,/docs*,/openapi.json', description: 'comma-separated paths that need no signature ("/docs*" = a prefix)' }),
   TASKBROKER_BODY_LIMIT_BYTES: int(5 * 1024 * 1024, 1024, 1024 * 1024 * 1024, 'largest request body accepted (413 beyond)'),
+  TASKBROKER_PRODUCE_MAX_TASKS: int(1_000, 1, 10_000, 'most tasks in one produce request (400 beyond)'),
+  TASKBROKER_STATUS_MAX_UPDATES: int(1_000, 1, 10_000, 'most updates in one batch status request (400 beyond)'),
+  TASKBROKER_CLAIM_MAX_TASKS: int(100, 1, 1_000, 'largest limit a claim may ask for (400 beyond)'),
+  TASKBROKER_ID_MAX_CHARS: int(255, 36, 512, 'longest task id, in characters (400 beyond; at least 36 for generated UUIDs, at most 512 so any id fits an index entry)'),
+  TASKBROKER_NAME_MAX_CHARS: int(200, 1, 220, 'longest application, namespace or task name, in characters (400 beyond; at most 220 so the three fit one index entry)'),
+  TASKBROKER_PARAMETERS_MAX_BYTES: int(1024 * 1024, 2, 1024 * 1024 * 1024, 'largest task parameters, in bytes of JSON (400 beyond)'),
   TASKBROKER_CLAIM_COALESCING: bool(true, 'serve concurrent claims for one filter with one claim statement'),
   TASKBROKER_CLAIM_MAX_WAIT_MS: int(30_000, 0, 300_000, 'upper bound for a claim request\'s wait_ms'),
   TASKBROKER_SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000, 'how long shutdown may take before giving up on draining'),
@@ -85,15 +91,15 @@ export interface Config {
   readonly dataDir: string
   readonly runMigrations: boolean
   readonly dbPoolSize: number
+  /** PostgreSQL: bound on one statement call of a request / of upkeep, in ms (0 = none). */
+  readonly dbCallTimeoutMs: number
+  readonly dbUpkeepCallTimeoutMs: number
   readonly status: {
     readonly batching: boolean
     readonly batchSize: number
     readonly flushIntervalMs: number
     readonly concurrentFlushes: number
     readonly ack: StatusAck
-  /** PostgreSQL: bound on one statement call of a request / of upkeep, in ms (0 = none). */
-  readonly dbCallTimeoutMs: number
-  readonly dbUpkeepCallTimeoutMs: number
     readonly maxQueued: number
     readonly ackTimeoutMs: number
   }
@@ -121,10 +127,21 @@ export interface Config {
   readonly authMaxSkewSec: number
   readonly authExemptPaths: readonly string[]
   readonly bodyLimitBytes: number
+  readonly limits: Limits
   readonly claimMaxWaitMs: number
   readonly claimCoalescing: boolean
   readonly shutdownTimeoutMs: number
   readonly retryAfterSec: number
+}
+
+/** Bounds on what one request may carry (validated by the route schemas, built from these). */
+export interface Limits {
+  readonly produceMaxTasks: number
+  readonly statusMaxUpdates: number
+  readonly claimMaxTasks: number
+  readonly idMaxChars: number
+  readonly nameMaxChars: number
+  readonly parametersMaxBytes: number
 }
 
 export interface PushConfig {
@@ -218,6 +235,8 @@ export function loadConfig (env: Env = process.env): Config {
     dataDir: v.TASKBROKER_DATA_DIR,
     runMigrations: v.TASKBROKER_RUN_MIGRATIONS ?? databaseUrl === undefined,
     dbPoolSize: v.TASKBROKER_DB_POOL_SIZE,
+    dbCallTimeoutMs: v.TASKBROKER_DB_CALL_TIMEOUT_MS,
+    dbUpkeepCallTimeoutMs: v.TASKBROKER_DB_UPKEEP_CALL_TIMEOUT_MS,
     status: {
       batching: v.TASKBROKER_STATUS_BATCHING,
       batchSize: v.TASKBROKER_STATUS_BATCH_SIZE,
@@ -235,8 +254,6 @@ export function loadConfig (env: Env = process.env): Config {
     upkeep: { enabled: v.TASKBROKER_UPKEEP_ENABLED, batchLimit: v.TASKBROKER_UPKEEP_BATCH_LIMIT },
     backpressure: {
       maxPending: v.TASKBROKER_MAX_PENDING_COUNT,
-    dbCallTimeoutMs: v.TASKBROKER_DB_CALL_TIMEOUT_MS,
-    dbUpkeepCallTimeoutMs: v.TASKBROKER_DB_UPKEEP_CALL_TIMEOUT_MS,
       maxDelay: v.TASKBROKER_MAX_DELAY_COUNT,
       maxProcessing: v.TASKBROKER_MAX_PROCESSING_COUNT,
       cacheMs: v.TASKBROKER_BACKPRESSURE_CACHE_MS
@@ -249,6 +266,14 @@ export function loadConfig (env: Env = process.env): Config {
     authMaxSkewSec: v.TASKBROKER_AUTH_MAX_SKEW_SEC,
     authExemptPaths: v.TASKBROKER_AUTH_EXEMPT_PATHS.split(',').map(s => s.trim()).filter(s => s.length > 0),
     bodyLimitBytes: v.TASKBROKER_BODY_LIMIT_BYTES,
+    limits: {
+      produceMaxTasks: v.TASKBROKER_PRODUCE_MAX_TASKS,
+      statusMaxUpdates: v.TASKBROKER_STATUS_MAX_UPDATES,
+      claimMaxTasks: v.TASKBROKER_CLAIM_MAX_TASKS,
+      idMaxChars: v.TASKBROKER_ID_MAX_CHARS,
+      nameMaxChars: v.TASKBROKER_NAME_MAX_CHARS,
+      parametersMaxBytes: v.TASKBROKER_PARAMETERS_MAX_BYTES
+    },
     claimMaxWaitMs: v.TASKBROKER_CLAIM_MAX_WAIT_MS,
     claimCoalescing: v.TASKBROKER_CLAIM_COALESCING,
     shutdownTimeoutMs: v.TASKBROKER_SHUTDOWN_TIMEOUT_MS,

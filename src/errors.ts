@@ -29,3 +29,15 @@ export function isRetryLater (error: { statusCode?: number }): boolean {
 // Dead letters (/v1/deadletters)
 export const DeadletterNotFoundError = createError('TASKBROKER_DEADLETTER_NOT_FOUND', 'Dead letter %s not found', 404)
 export const TaskAlreadyLiveError = createError('TASKBROKER_TASK_EXISTS', 'Task %s is live; a dead letter with its id cannot be requeued', 409)
+export const DeadletterUndecodableError = createError(
+  'TASKBROKER_DEADLETTER_UNDECODABLE',
+  'Dead letter %s cannot be requeued: its stored activation cannot be decoded (%s); see stored_activation in the list',
+  409
+)
+
+// Poison rows (src/store/undecodable.ts)
+export const TaskUndecodableError = createError(
+  'TASKBROKER_TASK_UNDECODABLE',
+  'Task %s is stored with an activation that cannot be decoded (%s); the next claim that reaches it moves it to the dead letters',
+  409
+)

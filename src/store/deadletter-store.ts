@@ -11,12 +11,20 @@ import type { Database, Row } from '../db/database.js'
 import { InvalidRequestError } from '../errors.js'
 import { bucketOf, guard, toDate } from './task-store.js'
 import type { Activation } from './types.js'
+import { undecodableReason } from './undecodable.js'
 
 export type DeadletterStore = ReturnType<typeof createDeadletterStore>
 
 /** A task that failed for good, with why and when. */
 export interface DeadLetter {
+  id: string
+  /** As stored: an Activation, unless the dead letter was set aside as undecodable (see `undecodable`). */
   activation: Activation
+  /** Why `activation` cannot be decoded as a task, or null (src/store/undecodable.ts). */
+  undecodable: string | null
+  application: string
+  namespace: string
+  taskname: string
   /** Why it failed (a FailureReason, see types.ts). */
   reason: string
   processingAttempts: number
@@ -50,6 +58,8 @@ export type RequeueResult =
   | { outcome: 'not_found' }
   /** A task with this id is live in inflight_tasks: nothing was changed. */
   | { outcome: 'live' }
+  /** Its stored activation cannot be decoded as a task: nothing was changed. */
+  | { outcome: 'undecodable', reason: string }
 
 /**
  * A page position: deadlettered_at in UTC with all six fractional digits (a JS Date keeps only
@@ -113,7 +123,7 @@ export function createDeadletterStore (database: Database) {
       }
       const where = conditions.length === 0 ? sql`` : sql`where ${sql.join(conditions, sql` and `)}`
       const rows = await guard(() => database.rows(sql`
-        select d.id, d.activation, d.reason, d.processing_attempts, d.received_at, d.deadlettered_at,
+        select d.id, d.activation, d.application, d.namespace, d.taskname, d.reason, d.processing_attempts, d.received_at, d.deadlettered_at,
                ${CURSOR_TIMESTAMP} as cursor_ts
         from deadletter_tasks d
         ${where}
@@ -135,6 +145,11 @@ export function createDeadletterStore (database: Database) {
      * Nothing changes when a task with the id is live.
      */
     async requeue (id: string, now: Date): Promise<RequeueResult> {
+      // A poison dead letter would fail the statement below (or requeue a task no worker can take).
+      const [stored] = await guard(() => database.rows(sql`select activation from deadletter_tasks where id = ${id}`))
+      if (stored === undefined) return { outcome: 'not_found' }
+      const reason = undecodableReason(stored.activation, id)
+      if (reason !== null) return { outcome: 'undecodable', reason }
       const nowIso = now.toISOString()
       const at = sql`${nowIso}::timestamptz`
       const query = sql`
@@ -194,7 +209,12 @@ export function createDeadletterStore (database: Database) {
 
 function toDeadLetter (row: Row): DeadLetter {
   return {
+    id: row.id as string,
     activation: row.activation as Activation,
+    undecodable: undecodableReason(row.activation, row.id as string),
+    application: row.application as string,
+    namespace: row.namespace as string,
+    taskname: row.taskname as string,
     reason: row.reason as string,
     processingAttempts: row.processing_attempts as number,
     receivedAt: toDate(row.received_at) as Date,

@@ -9,6 +9,7 @@ import { sql, type SQL } from 'drizzle-orm'
 import type { Database, Row } from '../db/database.js'
 import { inflightTasks } from '../db/schema.js'
 import { StoreUnavailableError } from '../errors.js'
+import { setAsideUndecodable } from './undecodable.js'
 import type {
   Activation, ClaimFilter, ProduceResult, StatusUpdate, StoredTask, StoreStats, TaskStatus
 } from './types.js'
@@ -83,7 +84,8 @@ export function createTaskStore (database: Database, options: TaskStoreOptions) 
     async claim (filter: ClaimFilter, limit: number): Promise<StoredTask[]> {
       const { application, namespace } = filter
       const statement = claimStatements[filterVariant(filter)]
-      const rows = await guard(() => statement.run({ limit, application, namespace }))
+      // A task whose stored activation cannot be decoded goes to the dead letters instead (undecodable.ts).
+      const rows = await setAsideUndecodable(database, await guard(() => statement.run({ limit, application, namespace })))
       // RETURNING comes back in no particular order; callers rely on FIFO.
       return rows.map(toStoredTask).sort((a, b) => a.addedAt.getTime() - b.addedAt.getTime())
     },
@@ -107,17 +109,20 @@ export function createTaskStore (database: Database, options: TaskStoreOptions) 
      */
     async setStatusManyAndClaim (updates: readonly StatusUpdate[], filter: ClaimFilter, limit: number): Promise<{ applied: Set<string>, claimed: StoredTask[] }> {
       if (limit < 1) return { applied: await this.setStatusMany(updates), claimed: [] }
+      // An empty id list never reaches SQL.
+      if (updates.length === 0) return { applied: new Set(), claimed: await this.claim(filter, limit) }
       const variant = filterVariant(filter)
       const params = [...statusParams(updates), limit]
       if (variant !== 'any') params.push(filter.application)
       if (variant === 'namespace') params.push(filter.namespace)
       const rows = await guard(() => database.run(statusText(deleteCompleted, variant, graceSec), params))
       const applied = new Set<string>()
-      const claimed: StoredTask[] = []
+      const claimedRows: Row[] = []
       for (const row of rows) {
         if (row.status === null) applied.add(row.id as string)
-        else claimed.push(toStoredTask(row))
+        else claimedRows.push(row)
       }
+      const claimed = (await setAsideUndecodable(database, claimedRows)).map(toStoredTask)
       claimed.sort((a, b) => a.addedAt.getTime() - b.addedAt.getTime())
       return { applied, claimed }
     },

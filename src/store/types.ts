@@ -15,6 +15,7 @@ export type FailureReason =
   | 'retries_exhausted' // a worker asked for a retry beyond retry_state.max_attempts
   | 'processing_attempts_exceeded' // the processing deadline passed too many times
   | 'deadline_missed_at_most_once' // an at_most_once task missed its deadline and may not run again
+  | `undecodable_activation: ${string}` // its stored activation cannot be decoded (src/store/undecodable.ts)
 
 export interface RetryState {
   attempts: number

@@ -31,6 +31,24 @@ export function toActivation (input: TaskInput, now: Date): Activation {
   return activation
 }
 
+/**
+ * A task rebuilt from a row's columns, for a row whose stored activation cannot be decoded
+ * (src/store/undecodable.ts): what the API can still show of it.
+ */
+export function stubActivation (row: { id: string, application: string, namespace: string, taskname: string, receivedAt: Date }): Activation {
+  return {
+    id: row.id,
+    application: row.application,
+    namespace: row.namespace,
+    taskname: row.taskname,
+    parameters: null,
+    headers: {},
+    received_at: row.receivedAt.toISOString(),
+    processing_deadline_duration: 0,
+    retry_state: { attempts: 0, max_attempts: 1, on_attempts_exceeded: 'deadletter', at_most_once: false }
+  }
+}
+
 /** A claimed task as the worker receives it: the activation plus its deadline. */
 export function toClaimedTask (task: StoredTask) {
   return {

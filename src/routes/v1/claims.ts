@@ -2,14 +2,15 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { InvalidRequestError, WrongDeliveryModeError } from '../../errors.js'
 import { toClaimedTask } from '../../tasks/activation.js'
 import type { V1Services } from './index.js'
-import { ClaimBodySchema, ClaimResponseSchema, ErrorResponseSchema } from './schemas.js'
+import { ClaimResponseSchema, createRequestSchemas, ErrorResponseSchema } from './schemas.js'
 
 export const claimRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
+  const schemas = createRequestSchemas(services.config.limits)
   app.post('/tasks/claim', {
     schema: {
       tags: ['workers'],
       summary: 'Claim tasks (oldest first), optionally long-polling until one arrives',
-      body: ClaimBodySchema,
+      body: schemas.ClaimBody,
       response: { 200: ClaimResponseSchema, 400: ErrorResponseSchema, 409: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request, reply) => {

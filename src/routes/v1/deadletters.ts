@@ -1,20 +1,22 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { DeadletterNotFoundError, InvalidRequestError, TaskAlreadyLiveError } from '../../errors.js'
+import { DeadletterNotFoundError, DeadletterUndecodableError, InvalidRequestError, TaskAlreadyLiveError } from '../../errors.js'
 import { decodeCursor, type DeadLetter } from '../../store/deadletter-store.js'
 import {
-  DeadletterIdParamsSchema, DeadletterListQuerySchema, DeadletterListResponseSchema, NoContentSchema, RequeueResponseSchema
+  createDeadletterRequestSchemas, DeadletterListResponseSchema, NoContentSchema, RequeueResponseSchema
 } from './deadletter-schemas.js'
+import { stubActivation } from '../../tasks/activation.js'
 import type { V1Services } from './index.js'
 import { ErrorResponseSchema } from './schemas.js'
 
 export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
   const { deadletters } = services
+  const schemas = createDeadletterRequestSchemas(services.config.limits)
 
   app.get('/deadletters', {
     schema: {
       tags: ['deadletters'],
       summary: 'Dead letters, oldest first, a page at a time (keyset cursor)',
-      querystring: DeadletterListQuerySchema,
+      querystring: schemas.ListQuery,
       response: { 200: DeadletterListResponseSchema, 400: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request) => {
@@ -30,7 +32,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
     schema: {
       tags: ['deadletters'],
       summary: 'Put a dead letter back as a fresh pending task (no attempts counted)',
-      params: DeadletterIdParamsSchema,
+      params: schemas.IdParams,
       response: {
         200: RequeueResponseSchema,
         400: ErrorResponseSchema,
@@ -44,6 +46,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
     const result = await deadletters.requeue(id, services.now())
     if (result.outcome === 'not_found') throw new DeadletterNotFoundError(id)
     if (result.outcome === 'live') throw new TaskAlreadyLiveError(id)
+    if (result.outcome === 'undecodable') throw new DeadletterUndecodableError(id, result.reason)
     // Wake long-polling claims here and in other brokers.
     services.signal.notify(result.queue, 1)
     services.announce(result.queue, 1)
@@ -54,7 +57,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
     schema: {
       tags: ['deadletters'],
       summary: 'Purge a dead letter',
-      params: DeadletterIdParamsSchema,
+      params: schemas.IdParams,
       response: { 204: NoContentSchema, 400: ErrorResponseSchema, 404: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request, reply) => {
@@ -65,7 +68,9 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
 
 function toDeadletterBody (letter: DeadLetter) {
   return {
-    task: letter.activation,
+    // An undecodable activation is shown as stored beside a task rebuilt from the row's columns.
+    task: letter.undecodable === null ? letter.activation : stubActivation(letter),
+    ...(letter.undecodable === null ? {} : { stored_activation: letter.activation }),
     reason: letter.reason,
     processing_attempts: letter.processingAttempts,
     received_at: letter.receivedAt.toISOString(),

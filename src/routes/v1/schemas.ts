@@ -2,11 +2,17 @@
  * The HTTP contract of API v1, written by hand (not derived from the tables) so a new column never
  * changes the public API by accident. These schemas validate requests, serialise responses and
  * generate the OpenAPI document.
+ *
+ * Request schemas carry the configured limits (batch lengths, id and name lengths; TASKBROKER_*
+ * settings, see config.ts): `createRequestSchemas(limits)` builds them when the routes are
+ * registered, so validation and the OpenAPI spec a broker serves both state the limits it applies.
+ * The committed openapi/openapi.json shows the defaults. Parameter size is checked after
+ * validation (JSON Schema cannot measure it): `parametersTooLarge`.
  */
 import { Type, type Static } from 'typebox'
+import type { Limits } from '../../config.js'
 import { CONCLUSIONS, TASK_STATUSES } from '../../store/types.js'
 
-const Name = (description: string) => Type.String({ minLength: 1, maxLength: 255, description })
 const Seconds = (description: string, minimum = 0) => Type.Integer({ minimum, maximum: 31_536_000, description })
 const Timestamp = (description: string) => Type.String({ format: 'date-time', description })
 const NullableTimestamp = (description: string) => Type.Union([Timestamp(description), Type.Null()])
@@ -26,25 +32,6 @@ export const RetryStateInputSchema = Type.Object({
   on_attempts_exceeded: Type.Optional(OnAttemptsExceeded),
   at_most_once: Type.Optional(Type.Boolean({ description: 'never run twice: a missed deadline fails the task' })),
   delay_on_retry: Type.Optional(Seconds('delay before each retry'))
-}, { additionalProperties: false })
-
-export const TaskInputSchema = Type.Object({
-  id: Type.Optional(Name('task id; a UUID is generated when missing. Producing an existing id again is ignored.')),
-  application: Type.Optional(Type.String({ maxLength: 255, description: 'application (default "")' })),
-  namespace: Name('task namespace'),
-  taskname: Name('task name'),
-  parameters: Type.Optional(Type.Unknown({ description: 'any JSON value, handed to the worker as is' })),
-  headers: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 8192 }))),
-  received_at: Type.Optional(Timestamp('when the producer made the task (default: now)')),
-  processing_deadline_duration: Type.Optional(Seconds('seconds a worker has once it holds the task (default 60)', 1)),
-  expires: Type.Optional(Seconds('seconds after received_at when an unclaimed task is dropped', 1)),
-  delay: Type.Optional(Seconds('seconds after received_at before the task may be claimed')),
-  retry_state: Type.Optional(RetryStateInputSchema)
-}, { additionalProperties: false })
-export type TaskInput = Static<typeof TaskInputSchema>
-
-export const ProduceBodySchema = Type.Object({
-  tasks: Type.Array(TaskInputSchema, { minItems: 1, maxItems: 1000 })
 }, { additionalProperties: false })
 
 export const ProduceResponseSchema = Type.Object({
@@ -82,17 +69,6 @@ export const ClaimedTaskSchema = Type.Object({
   processing_attempts: Type.Integer({ description: 'times an earlier holder missed the deadline' })
 }, { $id: 'ClaimedTask' })
 
-const Filter = {
-  application: Type.Optional(Type.String({ maxLength: 255, description: 'only tasks of this application' })),
-  namespace: Type.Optional(Type.String({ maxLength: 255, description: 'only tasks of this namespace (needs application)' }))
-}
-
-export const ClaimBodySchema = Type.Object({
-  ...Filter,
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 1, description: 'most tasks to claim' })),
-  wait_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000, default: 0, description: 'long-poll: wait this long for a task when none is ready' }))
-}, { additionalProperties: false })
-
 export const ClaimResponseSchema = Type.Object({
   tasks: Type.Array(ClaimedTaskSchema, { description: 'oldest first; empty when none arrived in time' })
 })
@@ -103,27 +79,82 @@ const RetryFields = {
   delay_on_retry: Type.Optional(Seconds('retry: replaces retry_state.delay_on_retry'))
 }
 
-export const TaskIdParamsSchema = Type.Object({ id: Name('task id') })
+/** The request schemas of API v1 with `limits` in them (see the file comment). */
+export function createRequestSchemas (limits: Limits) {
+  const Id = (description: string) => Type.String({ minLength: 1, maxLength: limits.idMaxChars, description })
+  const Name = (description: string) => Type.String({ minLength: 1, maxLength: limits.nameMaxChars, description })
+  const Filter = {
+    application: Type.Optional(Type.String({ maxLength: limits.nameMaxChars, description: 'only tasks of this application' })),
+    namespace: Type.Optional(Type.String({ maxLength: limits.nameMaxChars, description: 'only tasks of this namespace (needs application)' }))
+  }
 
-export const StatusBodySchema = Type.Object({
-  status: Conclusion,
-  ...RetryFields,
-  fetch_next: Type.Optional(Type.Object(Filter, { additionalProperties: false, description: 'claim the next task in the same request' }))
-}, { additionalProperties: false })
+  const TaskInput = Type.Object({
+    id: Type.Optional(Id('task id; a UUID is generated when missing. Producing an existing id again is ignored.')),
+    application: Type.Optional(Type.String({ maxLength: limits.nameMaxChars, description: 'application (default "")' })),
+    namespace: Name('task namespace'),
+    taskname: Name('task name'),
+    parameters: Type.Optional(Type.Unknown({
+      description: `any JSON value, handed to the worker as is; at most ${limits.parametersMaxBytes} bytes as JSON (TASKBROKER_PARAMETERS_MAX_BYTES)`
+    })),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String({ maxLength: 8192 }))),
+    received_at: Type.Optional(Timestamp('when the producer made the task (default: now)')),
+    processing_deadline_duration: Type.Optional(Seconds('seconds a worker has once it holds the task (default 60)', 1)),
+    expires: Type.Optional(Seconds('seconds after received_at when an unclaimed task is dropped', 1)),
+    delay: Type.Optional(Seconds('seconds after received_at before the task may be claimed')),
+    retry_state: Type.Optional(RetryStateInputSchema)
+  }, { additionalProperties: false })
+
+  return {
+    TaskInput,
+    ProduceBody: Type.Object({
+      tasks: Type.Array(TaskInput, { minItems: 1, maxItems: limits.produceMaxTasks })
+    }, { additionalProperties: false }),
+    ClaimBody: Type.Object({
+      ...Filter,
+      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: limits.claimMaxTasks, default: 1, description: 'most tasks to claim' })),
+      wait_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000, default: 0, description: 'long-poll: wait this long for a task when none is ready' }))
+    }, { additionalProperties: false }),
+    TaskIdParams: Type.Object({ id: Id('task id') }),
+    StatusBody: Type.Object({
+      status: Conclusion,
+      ...RetryFields,
+      fetch_next: Type.Optional(Type.Object(Filter, { additionalProperties: false, description: 'claim the next task in the same request' }))
+    }, { additionalProperties: false }),
+    BatchStatusBody: Type.Object({
+      updates: Type.Array(Type.Object({
+        id: Id('task id'),
+        status: Conclusion,
+        ...RetryFields
+      }, { additionalProperties: false }), { minItems: 1, maxItems: limits.statusMaxUpdates })
+    }, { additionalProperties: false })
+  }
+}
+
+export type RequestSchemas = ReturnType<typeof createRequestSchemas>
+export type TaskInput = Static<RequestSchemas['TaskInput']>
+
+/**
+ * The first task whose `parameters` take more than `maxBytes` bytes as JSON, as a validation
+ * message naming the field, or null.
+ */
+export function parametersTooLarge (tasks: ReadonlyArray<{ parameters?: unknown }>, maxBytes: number): string | null {
+  for (let i = 0; i < tasks.length; i++) {
+    const parameters = tasks[i]?.parameters
+    if (parameters === undefined) continue
+    const text = JSON.stringify(parameters)
+    // Characters are at most 3 bytes of UTF-8 per UTF-16 unit: most parameters need no count.
+    if (text.length * 3 <= maxBytes) continue
+    const bytes = Buffer.byteLength(text, 'utf8')
+    if (bytes > maxBytes) return `body/tasks/${i}/parameters is ${bytes} bytes as JSON, more than the ${maxBytes} allowed (TASKBROKER_PARAMETERS_MAX_BYTES)`
+  }
+  return null
+}
 
 export const StatusResponseSchema = Type.Object({
   applied: Type.Boolean({ description: 'the report was written to an existing task' }),
   queued: Type.Boolean({ description: 'the report was accepted but not yet written (ack mode "queued")' }),
   task: Type.Union([ClaimedTaskSchema, Type.Null()], { description: 'the next task when fetch_next was given and one was ready' })
 })
-
-export const BatchStatusBodySchema = Type.Object({
-  updates: Type.Array(Type.Object({
-    id: Name('task id'),
-    status: Conclusion,
-    ...RetryFields
-  }, { additionalProperties: false }), { minItems: 1, maxItems: 1000 })
-}, { additionalProperties: false })
 
 export const BatchStatusResponseSchema = Type.Object({
   applied: Type.Integer({ description: 'reports written to existing tasks' }),

@@ -3,22 +3,20 @@ import { InvalidRequestError, WrongDeliveryModeError } from '../../errors.js'
 import type { StatusUpdate } from '../../store/types.js'
 import { toClaimedTask } from '../../tasks/activation.js'
 import type { V1Services } from './index.js'
-import {
-  BatchStatusBodySchema, BatchStatusResponseSchema, ErrorResponseSchema, StatusBodySchema, StatusResponseSchema,
-  TaskIdParamsSchema
-} from './schemas.js'
+import { BatchStatusResponseSchema, createRequestSchemas, ErrorResponseSchema, StatusResponseSchema } from './schemas.js'
 
 const errors = { 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
 
 export const statusRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
   const { statusWriter } = services
+  const schemas = createRequestSchemas(services.config.limits)
 
   app.post('/tasks/:id/status', {
     schema: {
       tags: ['workers'],
       summary: 'Report a task\'s outcome, optionally claiming the next task in the same round trip',
-      params: TaskIdParamsSchema,
-      body: StatusBodySchema,
+      params: schemas.TaskIdParams,
+      body: schemas.StatusBody,
       response: { 200: StatusResponseSchema, ...errors, 409: ErrorResponseSchema }
     }
   }, async (request) => {
@@ -42,8 +40,8 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> =
   app.post('/tasks/status', {
     schema: {
       tags: ['workers'],
-      summary: 'Report many outcomes at once (1–1000); unknown ids are listed, never fail the batch',
-      body: BatchStatusBodySchema,
+      summary: `Report many outcomes at once (1–${services.config.limits.statusMaxUpdates}); unknown ids are listed, never fail the batch`,
+      body: schemas.BatchStatusBody,
       response: { 200: BatchStatusResponseSchema, ...errors }
     }
   }, async (request) => {

@@ -1,23 +1,32 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { BackpressureError, TaskNotFoundError } from '../../errors.js'
+import { BackpressureError, InvalidRequestError, TaskNotFoundError, TaskUndecodableError } from '../../errors.js'
 import { initialStatus } from '../../store/task-store.js'
+import { undecodableReason } from '../../store/undecodable.js'
 import { toActivation, toTaskState } from '../../tasks/activation.js'
 import type { V1Services } from './index.js'
 import {
-  ErrorResponseSchema, ProduceBodySchema, ProduceResponseSchema, TaskIdParamsSchema, TaskStateResponseSchema
+  createRequestSchemas, ErrorResponseSchema, parametersTooLarge, ProduceResponseSchema, TaskStateResponseSchema
 } from './schemas.js'
 
 export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
   const { store, metrics } = services
+  const { limits } = services.config
+  const schemas = createRequestSchemas(limits)
 
   app.post('/tasks', {
     schema: {
       tags: ['tasks'],
-      summary: 'Produce tasks (1–1000); idempotent on id; 503 when the broker is over its limits',
-      body: ProduceBodySchema,
+      summary: `Produce tasks (1–${limits.produceMaxTasks}); idempotent on id; 503 when the broker is over its limits`,
+      body: schemas.ProduceBody,
       response: { 201: ProduceResponseSchema, 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request, reply) => {
+    // A body at most half the limit cannot hold parameters over it (re-serialised JSON is never
+    // twice as long as the JSON it was parsed from): most requests skip the measuring.
+    if (!(Number(request.headers['content-length']) * 2 <= limits.parametersMaxBytes)) {
+      const problem = parametersTooLarge(request.body.tasks, limits.parametersMaxBytes)
+      if (problem !== null) throw new InvalidRequestError(problem)
+    }
     const now = services.now()
     const activations = request.body.tasks.map(input => toActivation(input, now))
     // Killswitched task names are dropped here, and removed by upkeep if already stored.
@@ -49,12 +58,14 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = a
     schema: {
       tags: ['tasks'],
       summary: 'A task with its broker state',
-      params: TaskIdParamsSchema,
-      response: { 200: TaskStateResponseSchema, 404: ErrorResponseSchema, 503: ErrorResponseSchema }
+      params: schemas.TaskIdParams,
+      response: { 200: TaskStateResponseSchema, 404: ErrorResponseSchema, 409: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request) => {
     const task = await store.getById(request.params.id)
     if (task === null) throw new TaskNotFoundError(request.params.id)
+    const undecodable = undecodableReason(task.activation, request.params.id)
+    if (undecodable !== null) throw new TaskUndecodableError(request.params.id, undecodable)
     return toTaskState(task)
   })
 }

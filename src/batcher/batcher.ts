@@ -54,7 +54,7 @@ export interface BatcherOptions<T, K, R> {
   maxConcurrentFlushes?: number // default 1; flushes in flight at once (each with distinct keys)
   keyOf: (item: T) => K // dedupe key: a later item replaces a queued one with the same key (last report wins)
   flush: (items: T[]) => Promise<R[]> // writes one batch; one result per item, same order; throwing = nothing written
-  retryBackoffMs?: { initial: number, max: number } // default { initial: 50, max: 5000 }, doubling, reset on success
+  retryBackoffMs?: { initial: number, max: number } // default { initial: 50, max: 1000 }, doubling, reset on success
   retryFailedFlushes?: boolean // default true; false: a failed flush rejects its callers with the error (reads, e.g. claims, that must fail fast)
   onFlush?: (info: FlushInfo) => void // after each flush attempt (error set when it failed)
   onError?: (error: unknown, attempt: number, size: number) => void // each failure; attempt = consecutive failures (1 = first)
@@ -95,7 +95,9 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
   if (!Number.isInteger(maxBatchSize) || maxBatchSize < 1) throw new RangeError(`batcher ${name}: maxBatchSize must be an integer >= 1`)
   if (!Number.isInteger(maxQueued) || maxQueued < 1) throw new RangeError(`batcher ${name}: maxQueued must be an integer >= 1`)
   if (!(flushIntervalMs >= 0)) throw new RangeError(`batcher ${name}: flushIntervalMs must be >= 0`)
-  const backoff = opts.retryBackoffMs ?? { initial: 50, max: 5000 }
+  // At most a second between retries: a flush that failed because the store was down is written
+  // within a second of it coming back (a retry against a down store fails fast, so costs little).
+  const backoff = opts.retryBackoffMs ?? { initial: 50, max: 1000 }
   const now = opts.now ?? (() => performance.now())
 
   let queue = new Map<K, Entry<T, K, R>>() // insertion order = FIFO of first arrival

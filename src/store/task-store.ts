@@ -262,7 +262,13 @@ function statusText (deleteCompleted: boolean, claim: FilterVariant | undefined,
   return text
 }
 
-function statusParams (updates: readonly StatusUpdate[]): unknown[] {
+/**
+ * Reports go in id order: every bulk statement then locks its rows in the same order, so two
+ * flushes (or a flush and another writer of several rows) wait for each other instead of
+ * deadlocking. Results are matched by id, so the order callers gave does not matter.
+ */
+function statusParams (unordered: readonly StatusUpdate[]): unknown[] {
+  const updates = [...unordered].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
   const n = updates.length
   const ids = new Array<string>(n)
   const statuses = new Array<string>(n)

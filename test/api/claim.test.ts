@@ -3,24 +3,13 @@
  * and the requests that are refused.
  */
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { buildTestApp, task } from '../helpers/app.js'
+import { buildTestApp, NO_UPKEEP, task } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
+import { keepAlive } from '../helpers/keep-alive.js'
+import { assertError, metric, produceIds, untilWaiting, type Test } from '../helpers/requests.js'
 
-/** A tap test: the file's `t` or any subtest. */
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
-
-/**
- * Upkeep (expiry, delays, retries, discarding failures) runs on its own timer and would race these
- * API checks, so it is off here; the API answers are what is under test.
- */
-const NO_UPKEEP = { TASKBROKER_UPKEEP_ENABLED: 'false' }
-
-// The broker's timers (long-poll waits, batcher flushes, ack timeouts) are unref()'d; with PGlite
-// nothing else keeps this process alive while a test awaits them.
-const keepAlive = setInterval(() => {}, 1000)
-t.teardown(() => { clearInterval(keepAlive) })
+keepAlive(t)
 
 interface ClaimedTask {
   id: string
@@ -30,12 +19,6 @@ interface ClaimedTask {
   processing_deadline: string
   processing_attempts: number
   [field: string]: unknown
-}
-
-async function produce (t: Test, app: FastifyInstance, tasks: Array<Record<string, unknown>>): Promise<string[]> {
-  const res = await app.inject({ method: 'POST', url: '/v1/tasks', payload: { tasks } })
-  t.equal(res.statusCode, 201, 'produced')
-  return res.json().ids
 }
 
 function claimRequest (app: FastifyInstance, body: Record<string, unknown>): Promise<LightMyRequestResponse> {
@@ -54,45 +37,20 @@ async function stateOf (app: FastifyInstance, id: string): Promise<{ status: str
   return res.json()
 }
 
-/** The value of an unlabelled metric from /metrics. */
-async function metric (app: FastifyInstance, name: string): Promise<number> {
-  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  const line = text.split('\n').find(l => l.startsWith(`${name} `))
-  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
-}
-
-/** Waits (bounded) until `count` claims are long-polling, so a produce after it really wakes one. */
-async function untilWaiting (t: Test, app: FastifyInstance, count: number): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await metric(app, 'taskbroker_claim_waiters') >= count) return
-    await sleep(5)
-  }
-  t.fail(`${count} claim(s) never started waiting`)
-}
-
-function assertError (t: Test, res: LightMyRequestResponse, statusCode: number, code: string, message?: string): void {
-  t.equal(res.statusCode, statusCode, `answers ${statusCode}`)
-  const body = res.json()
-  t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], 'the error body has exactly statusCode, code, error, message')
-  t.equal(body.statusCode, statusCode)
-  t.equal(body.code, code)
-  if (message !== undefined) t.ok(String(body.message).includes(message), `message ${JSON.stringify(body.message)} contains ${JSON.stringify(message)}`)
-}
-
 eachBackend(t, 'claiming tasks', async (t, backend) => {
   const { app } = await buildTestApp(t, backend, NO_UPKEEP)
 
   await t.test('without a filter a claim takes the oldest tasks of any application, oldest first', async (t) => {
     // Separate requests: arrival order is the FIFO order.
-    await produce(t, app, [task({ id: 'any-1', application: 'x' })])
-    await produce(t, app, [task({ id: 'any-2', application: 'y', namespace: 'other' })])
-    await produce(t, app, [task({ id: 'any-3' })])
+    await produceIds(t, app, [task({ id: 'any-1', application: 'x' })])
+    await produceIds(t, app, [task({ id: 'any-2', application: 'y', namespace: 'other' })])
+    await produceIds(t, app, [task({ id: 'any-3' })])
     const claimed = await claim(t, app, { limit: 10 })
     t.same(claimed.map(c => c.id), ['any-1', 'any-2', 'any-3'])
   })
 
   await t.test('one claim after another hands out the oldest task each time', async (t) => {
-    for (const id of ['fifo-1', 'fifo-2', 'fifo-3', 'fifo-4']) await produce(t, app, [task({ id, application: 'fifo' })])
+    for (const id of ['fifo-1', 'fifo-2', 'fifo-3', 'fifo-4']) await produceIds(t, app, [task({ id, application: 'fifo' })])
     const order: string[] = []
     for (let i = 0; i < 4; i++) {
       const [claimed] = await claim(t, app, { application: 'fifo' })
@@ -102,7 +60,7 @@ eachBackend(t, 'claiming tasks', async (t, backend) => {
   })
 
   await t.test('a claimed task has status processing, a deadline of now + duration + grace and processing_attempts 0', async (t) => {
-    await produce(t, app, [task({ id: 'fields', application: 'fields', parameters: { a: [1, 2] }, processing_deadline_duration: 120 })])
+    await produceIds(t, app, [task({ id: 'fields', application: 'fields', parameters: { a: [1, 2] }, processing_deadline_duration: 120 })])
     const before = Date.now()
     const [claimed] = await claim(t, app, { application: 'fields' })
     const after = Date.now()
@@ -124,20 +82,20 @@ eachBackend(t, 'claiming tasks', async (t, backend) => {
   })
 
   await t.test('a claim returns at most limit tasks', async (t) => {
-    await produce(t, app, Array.from({ length: 5 }, (_, i) => task({ id: `limit-${i}`, application: 'limit' })))
+    await produceIds(t, app, Array.from({ length: 5 }, (_, i) => task({ id: `limit-${i}`, application: 'limit' })))
     t.same((await claim(t, app, { application: 'limit', limit: 3 })).map(c => c.id), ['limit-0', 'limit-1', 'limit-2'])
     t.same((await claim(t, app, { application: 'limit', limit: 10 })).map(c => c.id), ['limit-3', 'limit-4'])
     t.same(await claim(t, app, { application: 'limit', limit: 10 }), [])
   })
 
   await t.test('a claim without limit takes one task', async (t) => {
-    await produce(t, app, [task({ id: 'one-1', application: 'one' }), task({ id: 'one-2', application: 'one' })])
+    await produceIds(t, app, [task({ id: 'one-1', application: 'one' }), task({ id: 'one-2', application: 'one' })])
     t.same((await claim(t, app, { application: 'one' })).map(c => c.id), ['one-1'])
     t.same((await claim(t, app, { application: 'one' })).map(c => c.id), ['one-2'])
   })
 
   await t.test('an application filter returns only tasks of that application', async (t) => {
-    await produce(t, app, [
+    await produceIds(t, app, [
       task({ id: 'f-b1', application: 'filter-b', namespace: 'n1' }),
       task({ id: 'f-a1', application: 'filter-a', namespace: 'n1' }),
       task({ id: 'f-b2', application: 'filter-b', namespace: 'n2' }),
@@ -151,7 +109,7 @@ eachBackend(t, 'claiming tasks', async (t, backend) => {
   })
 
   await t.test('an application and namespace filter returns only tasks of that queue', async (t) => {
-    await produce(t, app, [
+    await produceIds(t, app, [
       task({ id: 'q-1', application: 'queue-a', namespace: 'wanted' }),
       task({ id: 'q-2', application: 'queue-a', namespace: 'other' }),
       task({ id: 'q-3', application: 'queue-b', namespace: 'wanted' }),
@@ -165,14 +123,14 @@ eachBackend(t, 'claiming tasks', async (t, backend) => {
   })
 
   await t.test('a namespace filter without an application is answered 400 naming namespace and claims nothing', async (t) => {
-    await produce(t, app, [task({ id: 'ns-only', application: 'ns-only', namespace: 'lonely' })])
+    await produceIds(t, app, [task({ id: 'ns-only', application: 'ns-only', namespace: 'lonely' })])
     const res = await claimRequest(app, { namespace: 'lonely' })
     assertError(t, res, 400, 'TASKBROKER_INVALID_REQUEST', 'namespace')
     t.equal((await stateOf(app, 'ns-only')).status, 'pending')
   })
 
   await t.test('a claimed task is not claimed again', async (t) => {
-    await produce(t, app, [task({ id: 'once', application: 'once' })])
+    await produceIds(t, app, [task({ id: 'once', application: 'once' })])
     t.same((await claim(t, app, { application: 'once', limit: 10 })).map(c => c.id), ['once'])
     t.same(await claim(t, app, { application: 'once', limit: 10 }), [])
     t.equal((await stateOf(app, 'once')).status, 'processing')
@@ -180,7 +138,7 @@ eachBackend(t, 'claiming tasks', async (t, backend) => {
 
   await t.test('an expired task is not claimable while an unexpired one of the same queue is', async (t) => {
     const oneMinuteAgo = new Date(Date.now() - 60_000).toISOString()
-    await produce(t, app, [
+    await produceIds(t, app, [
       task({ id: 'expired', application: 'expiry', received_at: oneMinuteAgo, expires: 1 }),
       task({ id: 'fresh', application: 'expiry', received_at: oneMinuteAgo, expires: 3600 })
     ])
@@ -189,7 +147,7 @@ eachBackend(t, 'claiming tasks', async (t, backend) => {
   })
 
   await t.test('a delayed task is not claimable', async (t) => {
-    await produce(t, app, [task({ id: 'later', application: 'delayed', delay: 60 })])
+    await produceIds(t, app, [task({ id: 'later', application: 'delayed', delay: 60 })])
     t.same(await claim(t, app, { application: 'delayed', limit: 10 }), [])
     t.equal((await stateOf(app, 'later')).status, 'delay')
   })
@@ -229,7 +187,7 @@ eachBackend(t, 'long-polling claims', async (t, backend) => {
     const started = Date.now()
     const pending = claimRequest(app, { application: 'wake', wait_ms: 10_000 })
     await untilWaiting(t, app, 1)
-    const [id] = await produce(t, app, [task({ id: 'wake-me', application: 'wake' })])
+    const [id] = await produceIds(t, app, [task({ id: 'wake-me', application: 'wake' })])
     // The produce wakes the waiter before it answers; without a wake-up it would still be waiting
     // (until its next periodic re-check).
     t.equal(await metric(app, 'taskbroker_claim_waiters'), 0, 'the long-poll stopped waiting when the task was produced')
@@ -248,7 +206,7 @@ eachBackend(t, 'long-polling claims', async (t, backend) => {
     const waitingForA = claimRequest(app, { application: 'app-a', wait_ms: 900 })
     await untilWaiting(t, app, 1)
     const claimsBefore = await metric(app, 'taskbroker_claim_statement_duration_seconds_count')
-    await produce(t, app, [task({ id: 'for-b', application: 'app-b' })])
+    await produceIds(t, app, [task({ id: 'for-b', application: 'app-b' })])
     t.equal(await metric(app, 'taskbroker_claim_waiters'), 1, 'A is still waiting')
     t.equal(await metric(app, 'taskbroker_claim_statement_duration_seconds_count'), claimsBefore, 'A did not wake up to claim again')
     const res = await waitingForA
@@ -265,7 +223,7 @@ eachBackend(t, 'long-polling claims', async (t, backend) => {
     await untilWaiting(t, app, 1)
     const waitingForB = claimRequest(app, { application: 'pair-b', wait_ms: 10_000 })
     await untilWaiting(t, app, 2)
-    await produce(t, app, [task({ id: 'pair-b-task', application: 'pair-b' })])
+    await produceIds(t, app, [task({ id: 'pair-b-task', application: 'pair-b' })])
     const b = await waitingForB
     t.same(b.json().tasks.map((c: ClaimedTask) => c.id), ['pair-b-task'])
     const a = await waitingForA
@@ -275,8 +233,8 @@ eachBackend(t, 'long-polling claims', async (t, backend) => {
   await t.test('a long-poll wakes for a task of the namespace it filters on and not for another namespace', async (t) => {
     const pending = claimRequest(app, { application: 'nsq', namespace: 'mine', wait_ms: 10_000 })
     await untilWaiting(t, app, 1)
-    await produce(t, app, [task({ id: 'nsq-other', application: 'nsq', namespace: 'theirs' })])
-    await produce(t, app, [task({ id: 'nsq-mine', application: 'nsq', namespace: 'mine' })])
+    await produceIds(t, app, [task({ id: 'nsq-other', application: 'nsq', namespace: 'theirs' })])
+    await produceIds(t, app, [task({ id: 'nsq-mine', application: 'nsq', namespace: 'mine' })])
     const res = await pending
     t.same(res.json().tasks.map((c: ClaimedTask) => c.id), ['nsq-mine'])
     t.equal((await stateOf(app, 'nsq-other')).status, 'pending')
@@ -286,7 +244,7 @@ eachBackend(t, 'long-polling claims', async (t, backend) => {
     const started = Date.now()
     const pending = claimRequest(app, { application: 'wait-delay', wait_ms: 500 })
     await untilWaiting(t, app, 1)
-    await produce(t, app, [task({ id: 'wait-delay-task', application: 'wait-delay', delay: 60 })])
+    await produceIds(t, app, [task({ id: 'wait-delay-task', application: 'wait-delay', delay: 60 })])
     const res = await pending
     t.same(res.json().tasks, [])
     t.ok(Date.now() - started >= 400, 'it waited for its wait_ms')
@@ -298,7 +256,7 @@ eachBackend(t, 'long-polling claims', async (t, backend) => {
     const pending = claimRequest(app, { application: 'past-delay', wait_ms: 10_000 })
     await untilWaiting(t, app, 1)
     const twoMinutesAgo = new Date(Date.now() - 120_000).toISOString()
-    await produce(t, app, [task({ id: 'past-delay-task', application: 'past-delay', received_at: twoMinutesAgo, delay: 60 })])
+    await produceIds(t, app, [task({ id: 'past-delay-task', application: 'past-delay', received_at: twoMinutesAgo, delay: 60 })])
     t.equal(await metric(app, 'taskbroker_claim_waiters'), 0, 'the long-poll stopped waiting when the task was produced')
     const res = await pending
     t.same(res.json().tasks.map((c: ClaimedTask) => c.id), ['past-delay-task'])
@@ -332,7 +290,7 @@ eachBackend(t, 'claims in push mode', async (t, backend) => {
   const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_DELIVERY_MODE: 'push', TASKBROKER_WORKER_MAP: 'shop=http://127.0.0.1:9/push' })
 
   await t.test('a claim is answered 409 TASKBROKER_WRONG_DELIVERY_MODE and hands out nothing', async (t) => {
-    await produce(t, app, [task({ id: 'pushed' })])
+    await produceIds(t, app, [task({ id: 'pushed' })])
     assertError(t, await claimRequest(app, {}), 409, 'TASKBROKER_WRONG_DELIVERY_MODE')
     assertError(t, await claimRequest(app, { limit: 5, wait_ms: 1000 }), 409, 'TASKBROKER_WRONG_DELIVERY_MODE')
     t.equal((await stateOf(app, 'pushed')).status, 'pending')

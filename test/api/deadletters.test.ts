@@ -3,17 +3,14 @@
  * a long-poll), purge, and the requests that are refused.
  */
 import { sql } from 'drizzle-orm'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import type { Database } from '../../src/db/database.js'
 import type { Activation } from '../../src/store/types.js'
 import { toActivation } from '../../src/tasks/activation.js'
 import { buildTestApp, task } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
-
-/** A tap test: the file's `t` or any subtest. */
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
+import { assertError, metric, untilWaiting, type Test } from '../helpers/requests.js'
 
 interface DeadletterBody {
   task: Activation
@@ -46,30 +43,6 @@ async function list (t: Test, app: FastifyInstance, query = ''): Promise<{ deadl
 }
 
 const ids = (body: { deadletters: DeadletterBody[] }) => body.deadletters.map(d => d.task.id)
-
-/** The value of an unlabelled metric from /metrics. */
-async function metric (app: FastifyInstance, name: string): Promise<number> {
-  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  const line = text.split('\n').find(l => l.startsWith(`${name} `))
-  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
-}
-
-async function untilWaiting (t: Test, app: FastifyInstance, count: number): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await metric(app, 'taskbroker_claim_waiters') >= count) return
-    await sleep(5)
-  }
-  t.fail(`${count} claim(s) never started waiting`)
-}
-
-function assertError (t: Test, res: LightMyRequestResponse, statusCode: number, code: string, message?: string): void {
-  t.equal(res.statusCode, statusCode, `answers ${statusCode}`)
-  const body = res.json()
-  t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], 'the error body has exactly statusCode, code, error, message')
-  t.equal(body.statusCode, statusCode)
-  t.equal(body.code, code)
-  if (message !== undefined) t.ok(String(body.message).includes(message), `message ${JSON.stringify(body.message)} contains ${JSON.stringify(message)}`)
-}
 
 eachBackend(t, 'dead letters', async (t, backend) => {
   const { app, database } = await buildTestApp(t, backend)

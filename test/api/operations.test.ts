@@ -3,32 +3,12 @@
  */
 import type { FastifyInstance } from 'fastify'
 import t from 'tap'
-import { buildTestApp, task } from '../helpers/app.js'
+import { buildTestApp, NO_UPKEEP, task } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
+import { keepAlive } from '../helpers/keep-alive.js'
+import { claimIds, produceIds, type Test } from '../helpers/requests.js'
 
-/** A tap test: the file's `t` or any subtest. */
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
-
-/**
- * Upkeep (expiry, delays, retries, discarding failures) runs on its own timer and would race these
- * API checks, so it is off here; the API answers are what is under test.
- */
-const NO_UPKEEP = { TASKBROKER_UPKEEP_ENABLED: 'false' }
-
-// The broker's timers (long-poll waits, batcher flushes, ack timeouts) are unref()'d; with PGlite
-// nothing else keeps this process alive while a test awaits them.
-const keepAlive = setInterval(() => {}, 1000)
-t.teardown(() => { clearInterval(keepAlive) })
-
-async function produce (t: Test, app: FastifyInstance, tasks: Array<Record<string, unknown>>): Promise<void> {
-  const res = await app.inject({ method: 'POST', url: '/v1/tasks', payload: { tasks } })
-  t.equal(res.statusCode, 201, 'produced')
-}
-
-async function claimIds (app: FastifyInstance, body: Record<string, unknown>): Promise<string[]> {
-  const res = await app.inject({ method: 'POST', url: '/v1/tasks/claim', payload: body })
-  return res.json().tasks.map((c: { id: string }) => c.id)
-}
+keepAlive(t)
 
 async function stats (t: Test, app: FastifyInstance) {
   const res = await app.inject({ method: 'GET', url: '/v1/stats' })
@@ -81,13 +61,13 @@ eachBackend(t, 'operations endpoints', async (t, backend) => {
 
   await t.test('/v1/stats counts tasks by status and by queue and gives the age of the oldest pending task', async (t) => {
     const twoMinutesAgo = new Date(Date.now() - 120_000).toISOString()
-    await produce(t, app, [task({ id: 's-a1', application: 'a', namespace: 'x' }), task({ id: 's-a2', application: 'a', namespace: 'x' })])
-    await produce(t, app, [task({ id: 's-a3', application: 'a', namespace: 'x' })])
-    await produce(t, app, [
+    await produceIds(t, app, [task({ id: 's-a1', application: 'a', namespace: 'x' }), task({ id: 's-a2', application: 'a', namespace: 'x' })])
+    await produceIds(t, app, [task({ id: 's-a3', application: 'a', namespace: 'x' })])
+    await produceIds(t, app, [
       task({ id: 's-b1', application: 'b', namespace: 'y', received_at: twoMinutesAgo }),
       task({ id: 's-b2', application: 'b', namespace: 'y' })
     ])
-    await produce(t, app, [task({ id: 's-delayed', application: 'a', namespace: 'x', delay: 600 })])
+    await produceIds(t, app, [task({ id: 's-delayed', application: 'a', namespace: 'x', delay: 600 })])
     t.same(await claimIds(app, { application: 'a', limit: 2 }), ['s-a1', 's-a2'])
     const failed = await app.inject({ method: 'POST', url: '/v1/tasks/s-a2/status', payload: { status: 'failure' } })
     t.equal(failed.json().applied, true)

@@ -4,22 +4,12 @@
  */
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t from 'tap'
-import { buildTestApp, task } from '../helpers/app.js'
+import { buildTestApp, NO_UPKEEP, task } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
+import { keepAlive } from '../helpers/keep-alive.js'
+import { assertError } from '../helpers/requests.js'
 
-/** A tap test: the file's `t` or any subtest. */
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
-
-/**
- * Upkeep (expiry, delays, retries, discarding failures) runs on its own timer and would race these
- * API checks, so it is off here; the API answers are what is under test.
- */
-const NO_UPKEEP = { TASKBROKER_UPKEEP_ENABLED: 'false' }
-
-// The broker's timers (long-poll waits, batcher flushes, ack timeouts) are unref()'d; with PGlite
-// nothing else keeps this process alive while a test awaits them.
-const keepAlive = setInterval(() => {}, 1000)
-t.teardown(() => { clearInterval(keepAlive) })
+keepAlive(t)
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -40,23 +30,6 @@ function produced (res: LightMyRequestResponse): { ids: string[], inserted: numb
 async function byStatus (app: FastifyInstance): Promise<Record<string, number>> {
   const res = await app.inject({ method: 'GET', url: '/v1/stats' })
   return res.json().by_status
-}
-
-/** Every error body is exactly {statusCode, code, error, message}, with the given status and code. */
-function assertError (t: Test, res: LightMyRequestResponse, statusCode: number, code: string, message?: string | RegExp): void {
-  t.equal(res.statusCode, statusCode, `answers ${statusCode}`)
-  t.match(res.headers['content-type'], /^application\/json/, 'the error is JSON')
-  const body = res.json()
-  t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], 'the error body has exactly statusCode, code, error, message')
-  t.equal(body.statusCode, statusCode, 'body.statusCode matches the HTTP status')
-  t.equal(body.code, code, `code is ${code}`)
-  t.type(body.error, 'string')
-  t.not(body.error, '', 'error names the HTTP reason')
-  t.type(body.message, 'string')
-  if (message !== undefined) {
-    if (typeof message === 'string') t.ok(body.message.includes(message), `message ${JSON.stringify(body.message)} contains ${JSON.stringify(message)}`)
-    else t.match(body.message, message)
-  }
 }
 
 eachBackend(t, 'producing tasks', async (t, backend) => {

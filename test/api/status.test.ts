@@ -6,36 +6,17 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { sql } from 'drizzle-orm'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { buildTestApp, task } from '../helpers/app.js'
+import { buildTestApp, NO_UPKEEP, task } from '../helpers/app.js'
 import { eachBackend, type BackendName } from '../helpers/database.js'
+import { keepAlive } from '../helpers/keep-alive.js'
+import { assertError, type Test } from '../helpers/requests.js'
 
-/** A tap test: the file's `t` or any subtest. */
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
-
-/**
- * Upkeep (expiry, delays, retries, discarding failures) runs on its own timer and would race these
- * API checks, so it is off here; the API answers are what is under test.
- */
-const NO_UPKEEP = { TASKBROKER_UPKEEP_ENABLED: 'false' }
-
-// The broker's timers (long-poll waits, batcher flushes, ack timeouts) are unref()'d; with PGlite
-// nothing else keeps this process alive while a test awaits them.
-const keepAlive = setInterval(() => {}, 1000)
-t.teardown(() => { clearInterval(keepAlive) })
+keepAlive(t)
 
 interface TaskState {
   status: string
   task: { id: string, application: string, retry_state: Record<string, unknown>, [field: string]: unknown }
   [field: string]: unknown
-}
-
-function assertError (t: Test, res: LightMyRequestResponse, statusCode: number, code: string, message?: string): void {
-  t.equal(res.statusCode, statusCode, `answers ${statusCode}`)
-  const body = res.json()
-  t.same(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'], 'the error body has exactly statusCode, code, error, message')
-  t.equal(body.statusCode, statusCode)
-  t.equal(body.code, code)
-  if (message !== undefined) t.ok(String(body.message).includes(message), `message ${JSON.stringify(body.message)} contains ${JSON.stringify(message)}`)
 }
 
 /** Produces tasks with these ids and claims them all, so they are `processing`. */

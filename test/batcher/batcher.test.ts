@@ -350,7 +350,9 @@ t.test('BatcherFullError at maxQueued (in-flight not counted); accepts again aft
 t.test('with the store down the queue stays bounded; adds are accepted again once it recovers', async t => {
   const store = new FakeStore()
   store.hold = true
-  const b = make(t, store, { maxBatchSize: 2, maxQueued: 2, flushIntervalMs: 0, retryBackoffMs: { initial: 5, max: 5 } })
+  // A backoff long enough that the retry cannot start before the checks below, even on a loaded
+  // machine (with 5 ms it sometimes did: the retry then waited on the held store forever).
+  const b = make(t, store, { maxBatchSize: 2, maxQueued: 2, flushIntervalMs: 0, retryBackoffMs: { initial: 500, max: 500 } })
   const ps = [b.add(item(1)), b.add(item(2))]
   await store.waitCalls(1)
   await store.release(true) // the store is down

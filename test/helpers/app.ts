@@ -7,6 +7,12 @@ import { loadConfig, type Config } from '../../src/config.js'
 import type { Database } from '../../src/db/database.js'
 import { createTestDatabase, type BackendName } from './database.js'
 
+/**
+ * Upkeep (expiry, delays, retries, discarding failures) runs on its own timer and would race API
+ * checks; tests of the API answers turn it off (and call `app.upkeep.runOnce(now)` when needed).
+ */
+export const NO_UPKEEP: Readonly<Record<string, string>> = { TASKBROKER_UPKEEP_ENABLED: 'false' }
+
 export function testConfig (env: Record<string, string> = {}): Config {
   return loadConfig({ LOG_LEVEL: 'silent', TASKBROKER_DATA_DIR: 'memory://', ...env })
 }

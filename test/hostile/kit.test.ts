@@ -22,6 +22,7 @@ import fc from 'fast-check'
 import tap from 'tap'
 import type { Database } from '../../src/db/database.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
+import { keepAlive } from '../helpers/keep-alive.js'
 
 /** A tap test: the file's `t` or any subtest. */
 export type Test = Parameters<Parameters<typeof tap.test>[0]>[0]
@@ -46,14 +47,8 @@ export function buildHostileApp (t: Test, env: Record<string, string> = {}): Pro
   return buildTestApp(t, 'pglite', { ...HOSTILE_ENV, ...env })
 }
 
-/**
- * The broker's timers are unref()'d; with PGlite nothing else keeps a test process alive while a
- * test awaits them. Each file calls this once.
- */
-export function keepAlive (t: Test): void {
-  const timer = setInterval(() => {}, 1000)
-  t.teardown(() => { clearInterval(timer) })
-}
+/** The broker's timers are unref()'d: each file keeps its process alive with this (test/helpers). */
+export { keepAlive }
 
 export interface Req {
   method: 'GET' | 'POST' | 'DELETE' | 'PUT' | 'PATCH'

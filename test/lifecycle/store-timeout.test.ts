@@ -12,11 +12,11 @@ import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { openDatabase, StoreTimeoutError } from '../../src/db/database.js'
 import { guard } from '../../src/store/task-store.js'
+import { keepAlive } from '../helpers/keep-alive.js'
 import { testConfig, task } from '../helpers/app.js'
 import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/database.js'
 
-const keepAlive = setInterval(() => {}, 1000)
-t.teardown(() => { clearInterval(keepAlive) })
+keepAlive(t)
 
 /** Forwards to PostgreSQL, or (silent) holds every socket open and forwards nothing. */
 class SilentProxy {

@@ -17,11 +17,11 @@ import type { Database } from '../../src/db/database.js'
 import { createTaskStore } from '../../src/store/task-store.js'
 import { createUpkeepStore } from '../../src/store/upkeep-store.js'
 import { toActivation } from '../../src/tasks/activation.js'
+import { keepAlive } from '../helpers/keep-alive.js'
 import { testConfig } from '../helpers/app.js'
 import { createTestDatabase, eachBackend } from '../helpers/database.js'
 
-const keepAlive = setInterval(() => {}, 1000)
-t.teardown(() => { clearInterval(keepAlive) })
+keepAlive(t)
 
 interface Sent { text: string, params: unknown[] }
 

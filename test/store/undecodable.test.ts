@@ -10,10 +10,10 @@ import type { Database } from '../../src/db/database.js'
 import { undecodableReason } from '../../src/store/undecodable.js'
 import { toActivation } from '../../src/tasks/activation.js'
 import { buildTestApp, task } from '../helpers/app.js'
+import { keepAlive } from '../helpers/keep-alive.js'
 import { eachBackend } from '../helpers/database.js'
 
-const keepAlive = setInterval(() => {}, 1000)
-t.teardown(() => { clearInterval(keepAlive) })
+keepAlive(t)
 
 const good = () => toActivation({ id: 'g', namespace: 'ns', taskname: 'x', parameters: { n: 1 }, retry_state: { max_attempts: 3, delay_on_retry: 5 } }, new Date('2024-01-02T03:04:05Z'))
 

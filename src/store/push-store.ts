@@ -11,6 +11,7 @@ import { sql } from 'drizzle-orm'
 import type { Database } from '../db/database.js'
 import type { Activation } from './types.js'
 import { guard, pgArray } from './task-store.js'
+import { setAsideUndecodable } from './undecodable.js'
 
 export type PushStore = ReturnType<typeof createPushStore>
 
@@ -55,7 +56,7 @@ export function createPushStore (database: Database, options: { processingDeadli
         claim_expires_at = now() + ${sql.placeholder('leaseMs')}::int * interval '1 millisecond',
         processing_deadline = null
     from next where t.id = next.id
-    returning t.activation, t.processing_attempts, t.added_at, t.claim_expires_at::text as token`)
+    returning t.id, t.activation, t.processing_attempts, t.added_at, t.claim_expires_at::text as token`)
 
   // One statement for a whole batch of outcomes, whatever their mix; its text never changes, so it
   // is prepared once. The deadline is set as a pull claim sets it: now + duration + grace.
@@ -81,13 +82,14 @@ export function createPushStore (database: Database, options: { processingDeadli
     /** Claims up to `limit` pending tasks, oldest first, of the given buckets and applications. */
     async claim (request: PushClaimRequest): Promise<PushClaim[]> {
       if (request.applications.length === 0 || request.limit < 1) return []
-      const rows = await guard(() => claim.run({
+      const claimed = await guard(() => claim.run({
         low: request.buckets[0],
         high: request.buckets[1],
         applications: pgArray(request.applications),
         limit: request.limit,
         leaseMs: Math.ceil(request.leaseMs)
       }))
+      const rows = await setAsideUndecodable(database, claimed)
       // RETURNING has no order; pushes should start oldest first.
       rows.sort((a, b) => timeOf(a.added_at) - timeOf(b.added_at))
       return rows.map(row => ({

@@ -183,8 +183,12 @@ function prepareClaim (database: Database, name: string, filter: SQL, graceSec: 
     returning ${TASK_COLUMNS}`)
 }
 
-const PATCH_ACTIVATION = `case when v.max_attempts is null and v.delay_on_retry is null then t.activation
-    else jsonb_set(t.activation, '{retry_state}', coalesce(t.activation -> 'retry_state', '{}'::jsonb)
+// A stored activation without an object retry_state (written by hand or by another version) is
+// left as it is: patching it would throw and fail every report in the flush; upkeep's retry step
+// dead-letters it with the reason.
+const PATCH_ACTIVATION = `case when (v.max_attempts is null and v.delay_on_retry is null)
+      or jsonb_typeof(t.activation -> 'retry_state') is distinct from 'object' then t.activation
+    else jsonb_set(t.activation, '{retry_state}', (t.activation -> 'retry_state')
       || jsonb_strip_nulls(jsonb_build_object('max_attempts', v.max_attempts, 'delay_on_retry', v.delay_on_retry))) end`
 
 type FilterVariant = 'any' | 'application' | 'namespace'

@@ -2,7 +2,8 @@
  * Poison rows: a stored activation that cannot be decoded as a task (written by hand or by another
  * version: not an object, a required field missing or of the wrong type, another id). Upstream
  * panics on such a row in GetTask and reverts it forever in push mode; here a claim that picks one
- * moves it to the dead letters, with the reason, and serves the good tasks it claimed beside it.
+ * moves it to the dead letters, with the reason, and serves the good tasks it claimed beside it;
+ * so does a push-mode fetch (a task that cannot be decoded cannot be pushed either).
  */
 import type { Database, Row } from '../db/database.js'
 import { guard, pgArray } from './task-store.js'
@@ -48,12 +49,12 @@ export function undecodableReason (activation: unknown, id: string): string | nu
 }
 
 /**
- * Moves the given processing tasks to the dead letters in ONE statement (the row deleted and
+ * Moves the given processing (pull) or claimed (push) tasks to the dead letters in ONE statement (the row deleted and
  * inserted there together, with its reason, the stored activation kept as it is).
  */
 const MOVE_TEXT = `with bad(id, reason) as (select * from unnest($1::text[], $2::text[])),
   moved as (
-    delete from inflight_tasks t using bad where t.id = bad.id and t.status = 'processing'
+    delete from inflight_tasks t using bad where t.id = bad.id and t.status in ('processing', 'claimed')
     returning t.id, t.activation, t.application, t.namespace, t.taskname, t.processing_attempts, t.received_at, bad.reason)
   insert into deadletter_tasks (id, activation, application, namespace, taskname, reason, processing_attempts, received_at)
   select id, activation, application, namespace, taskname, reason, processing_attempts, received_at from moved
@@ -65,7 +66,7 @@ const MOVE_TEXT = `with bad(id, reason) as (select * from unnest($1::text[], $2:
 /**
  * The claimed `rows` (with their `id` and `activation` columns) that can be handed out, in their
  * order; the others are moved to the dead letters. Should that fail (the store went away), they
- * stay processing and come back after their deadline, and the good tasks are still served.
+ * stay processing (or claimed) and come back after their deadline (or lease), and the good tasks are still served.
  */
 export async function setAsideUndecodable (database: Database, rows: Row[]): Promise<Row[]> {
   let bad: Array<{ id: string, reason: string }> | undefined

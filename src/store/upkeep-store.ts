@@ -8,6 +8,7 @@ import { sql, type SQL } from 'drizzle-orm'
 import type { Database, Row } from '../db/database.js'
 import type { QueueRef } from '../claims/task-signal.js'
 import { guard } from './task-store.js'
+import { UNDECODABLE } from './undecodable.js'
 
 export type UpkeepStore = ReturnType<typeof createUpkeepStore>
 
@@ -30,6 +31,16 @@ function released (rows: Row[]): Released {
     else entry.count++
   }
   return [...byQueue.values()]
+}
+
+/**
+ * A jsonb value as an int when it is an integral number in int's range, else null: never an error,
+ * whatever a stored activation holds. Nested CASEs because PostgreSQL does not promise to
+ * evaluate AND left to right, and a cast of a jsonb string to numeric throws.
+ */
+function jsonInt (value: string): SQL {
+  const n = `(${value})::numeric`
+  return sql.raw(`case when jsonb_typeof(${value}) = 'number' then case when ${n} = trunc(${n}) and abs(${n}) < 2147483648 then ${n}::int end end`)
 }
 
 const countWhere = (rows: Row[], status: string) => rows.filter(r => r.status === status).length
@@ -100,35 +111,53 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
 
     // A retry: same id, retry_state.attempts + 1, at the back of the queue (new added_at), the
     // expiry window restarted from now, delayed by delay_on_retry when set (capped at the maximum
-    // delay, as a produced delay is). When the attempts
-    // would reach max_attempts the broker fails the task instead (upstream leaves that to workers).
+    // delay, as a produced delay is). When the attempts would reach max_attempts the broker fails
+    // the task instead (upstream leaves that to workers). A stored activation this step cannot
+    // read (not an object, retry_state or a number in it of the wrong type: written by hand or by
+    // another version) fails with the reason and becomes a dead letter: one poison row must not
+    // fail the step for every task behind it, pass after pass.
     requeueRetries: prepare('taskbroker_upkeep_retries', sql`
-      with due as (
-        select id,
-          coalesce((activation -> 'retry_state' ->> 'attempts')::int, 0) + 1 as attempts,
-          coalesce((activation -> 'retry_state' ->> 'max_attempts')::int, 1) as max_attempts,
-          least(coalesce((activation -> 'retry_state' ->> 'delay_on_retry')::int, 0), ${sql.placeholder('maxDelaySec')}::int) as delay_sec,
-          (activation ->> 'expires')::int as expires_sec
-        from inflight_tasks
+      with picked as (
+        select id, activation as a from inflight_tasks
         where status = 'retry'
-        limit ${p.limit} for update skip locked)
+        limit ${p.limit} for update skip locked),
+      read as (
+        select id,
+          ${jsonInt("a -> 'retry_state' -> 'attempts'")} as attempts,
+          ${jsonInt("a -> 'retry_state' -> 'max_attempts'")} as max_attempts,
+          ${jsonInt("a -> 'retry_state' -> 'delay_on_retry'")} as delay_on_retry,
+          ${jsonInt("a -> 'expires'")} as expires_sec,
+          case when jsonb_typeof(a) is distinct from 'object' then 'the activation is not an object'
+            when jsonb_typeof(a -> 'retry_state') is distinct from 'object' then 'activation/retry_state is not an object'
+            when ${jsonInt("a -> 'retry_state' -> 'attempts'")} is null then 'activation/retry_state/attempts is not an integer'
+            when ${jsonInt("a -> 'retry_state' -> 'max_attempts'")} is null then 'activation/retry_state/max_attempts is not an integer'
+            when a -> 'retry_state' ? 'delay_on_retry' and ${jsonInt("a -> 'retry_state' -> 'delay_on_retry'")} is null
+              then 'activation/retry_state/delay_on_retry is not an integer'
+            when a ? 'expires' and ${jsonInt("a -> 'expires'")} is null then 'activation/expires is not an integer'
+          end as undecodable
+        from picked),
+      due as (
+        select id, attempts + 1 as attempts, expires_sec, undecodable,
+          undecodable is not null or attempts + 1 >= max_attempts as fails,
+          least(coalesce(delay_on_retry, 0), ${sql.placeholder('maxDelaySec')}::int) as delay_sec
+        from read)
       update inflight_tasks t set
-        status = case when due.attempts >= due.max_attempts then 'failure'
-                      when due.delay_sec > 0 then 'delay' else 'pending' end,
-        failure_reason = case when due.attempts >= due.max_attempts then 'retries_exhausted' end,
-        activation = case when due.attempts >= due.max_attempts then t.activation
+        status = case when due.fails then 'failure' when due.delay_sec > 0 then 'delay' else 'pending' end,
+        failure_reason = case when due.undecodable is not null then '${sql.raw(UNDECODABLE)}: ' || due.undecodable
+          when due.fails then 'retries_exhausted' end,
+        activation = case when due.fails then t.activation
           else jsonb_set(jsonb_set(
                  case when due.delay_sec > 0 then jsonb_set(t.activation, '{delay}', to_jsonb(due.delay_sec))
                       else t.activation - 'delay' end,
                  '{retry_state,attempts}', to_jsonb(due.attempts)),
                '{received_at}', to_jsonb(${sql.placeholder('nowIso')}::text)) end,
-        added_at = case when due.attempts >= due.max_attempts then t.added_at else clock_timestamp() end,
-        received_at = case when due.attempts >= due.max_attempts then t.received_at else ${p.now} end,
-        delay_until = case when due.attempts < due.max_attempts and due.delay_sec > 0
+        added_at = case when due.fails then t.added_at else clock_timestamp() end,
+        received_at = case when due.fails then t.received_at else ${p.now} end,
+        delay_until = case when not due.fails and due.delay_sec > 0
           then ${p.now} + make_interval(secs => due.delay_sec) end,
-        expires_at = case when due.attempts >= due.max_attempts then t.expires_at
+        expires_at = case when due.fails then t.expires_at
           when due.expires_sec is not null then ${p.now} + make_interval(secs => due.expires_sec) end,
-        processing_attempts = case when due.attempts >= due.max_attempts then t.processing_attempts else 0 end,
+        processing_attempts = case when due.fails then t.processing_attempts else 0 end,
         processing_deadline = null
       from due where t.id = due.id
       returning t.status, t.application, t.namespace`),
@@ -144,7 +173,7 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
       dead as (
         insert into deadletter_tasks (id, activation, application, namespace, taskname, reason, processing_attempts, received_at)
         select id, activation, application, namespace, taskname, coalesce(failure_reason, 'reported_failure'), processing_attempts, received_at
-        from failed where on_attempts_exceeded = 'deadletter'
+        from failed where on_attempts_exceeded = 'deadletter' or failure_reason like '${sql.raw(UNDECODABLE)}:%'
         on conflict (id) do update set
           activation = excluded.activation, reason = excluded.reason, processing_attempts = excluded.processing_attempts,
           received_at = excluded.received_at, deadlettered_at = clock_timestamp()

@@ -12,6 +12,7 @@ import { toActivation } from '../../src/tasks/activation.js'
 import { buildTestApp, task } from '../helpers/app.js'
 import { keepAlive } from '../helpers/keep-alive.js'
 import { eachBackend } from '../helpers/database.js'
+import { fakeWorker, produce, startPushApp, until } from '../push/helpers.js'
 
 keepAlive(t)
 
@@ -121,4 +122,71 @@ eachBackend(t, 'a status report with fetch_next dead-letters an undecodable next
     t.equal(dead[0]?.n, Object.keys(POISON).length, `batching ${batching}: the undecodable tasks are dead letters`)
     await database.rows(sql`truncate table inflight_tasks, deadletter_tasks`)
   }
+})
+
+/** Retry reports whose stored activation the retry step cannot read, by id. */
+const RETRY_POISON: Record<string, unknown> = {
+  'retry-scalar': 5,
+  'retry-string': 'hello',
+  'retry-state-string': { ...good(), id: 'retry-state-string', application: 'app', retry_state: 'three times' },
+  'retry-state-missing': { ...good(), id: 'retry-state-missing', application: 'app', retry_state: undefined },
+  'retry-attempts-text': { ...good(), id: 'retry-attempts-text', application: 'app', retry_state: { ...good().retry_state, attempts: '1' } },
+  'retry-max-fraction': { ...good(), id: 'retry-max-fraction', application: 'app', retry_state: { ...good().retry_state, max_attempts: 2.5 } },
+  'retry-max-huge': { ...good(), id: 'retry-max-huge', application: 'app', retry_state: { ...good().retry_state, max_attempts: 1e12 } },
+  'retry-delay-text': { ...good(), id: 'retry-delay-text', application: 'app', retry_state: { ...good().retry_state, delay_on_retry: 'soon' } },
+  'retry-expires-object': { ...good(), id: 'retry-expires-object', application: 'app', expires: {} }
+}
+
+eachBackend(t, 'a retry of a task whose activation cannot be read dead-letters it; the retry step still serves every other task', async (t, backend) => {
+  const { app, database } = await buildTestApp(t, backend, { TASKBROKER_UPKEEP_ENABLED: 'false' })
+  await app.inject({ method: 'POST', url: '/v1/tasks', payload: { tasks: [task({ id: 'ok-1', application: 'app', retry_state: { max_attempts: 3 } }), task({ id: 'ok-2', application: 'app', retry_state: { max_attempts: 3, delay_on_retry: 30 } })] } })
+  const claimed = await app.inject({ method: 'POST', url: '/v1/tasks/claim', payload: { application: 'app', limit: 2 } })
+  t.equal(claimed.json().tasks.length, 2)
+  for (const [id, activation] of Object.entries(RETRY_POISON)) {
+    await database.rows(sql`
+      insert into inflight_tasks (id, activation, added_at, received_at, processing_deadline_duration, status, application, namespace, taskname, on_attempts_exceeded)
+      values (${id}, ${JSON.stringify(activation)}::jsonb, now(), now(), 60, 'processing', 'app', 'ns', 'poison.task', 'discard')`)
+  }
+  // The reports of the poison tasks (retry fields included, which patch retry_state) and of the
+  // good ones, in one request: the flush must write them all.
+  // (A report's max_attempts would repair a bad one: those two are reported without it.)
+  const reports = [...Object.keys(RETRY_POISON), 'ok-1', 'ok-2'].map(id => id.startsWith('retry-max-') ? { id, status: 'retry' } : { id, status: 'retry', max_attempts: 4 })
+  const reported = await app.inject({ method: 'POST', url: '/v1/tasks/status', payload: { updates: reports } })
+  t.equal(reported.statusCode, 200, 'the status flush is not failed by a poison row')
+  t.same(reported.json(), { applied: reports.length, queued: 0, not_found: [] }, 'every report applied')
+
+  const pass = await app.upkeep.runOnce(new Date())
+  t.same(Object.keys(pass.errors), [], 'no upkeep job failed')
+  const live = await database.rows(sql`select id, status, activation -> 'retry_state' ->> 'attempts' as attempts from inflight_tasks order by id`)
+  t.same(live, [{ id: 'ok-1', status: 'pending', attempts: '1' }, { id: 'ok-2', status: 'delay', attempts: '1' }], 'the good tasks were retried')
+  const patched = await database.rows(sql`select activation -> 'retry_state' ->> 'max_attempts' as max from inflight_tasks where id = 'ok-1'`)
+  t.equal(patched[0]?.max, '4', 'the retry fields of a good report were written')
+  const dead = await database.rows(sql`select id, reason from deadletter_tasks order by id`)
+  t.same(dead.map(r => r.id), Object.keys(RETRY_POISON).sort(), 'every unreadable retry is a dead letter, whatever its on_attempts_exceeded')
+  const reasons = Object.fromEntries(dead.map(r => [r.id as string, r.reason as string]))
+  t.match(reasons, {
+    'retry-scalar': 'undecodable_activation: the activation is not an object',
+    'retry-string': 'undecodable_activation: the activation is not an object',
+    'retry-state-string': 'undecodable_activation: activation/retry_state is not an object',
+    'retry-state-missing': 'undecodable_activation: activation/retry_state is not an object',
+    'retry-attempts-text': 'undecodable_activation: activation/retry_state/attempts is not an integer',
+    'retry-max-fraction': 'undecodable_activation: activation/retry_state/max_attempts is not an integer',
+    'retry-max-huge': 'undecodable_activation: activation/retry_state/max_attempts is not an integer',
+    'retry-delay-text': 'undecodable_activation: activation/retry_state/delay_on_retry is not an integer',
+    'retry-expires-object': 'undecodable_activation: activation/expires is not an integer'
+  })
+  const stored = await database.rows(sql`select activation from deadletter_tasks where id = 'retry-state-string'`)
+  t.same(stored[0]?.activation, RETRY_POISON['retry-state-string'], 'an activation the report could not patch is kept as stored')
+})
+
+eachBackend(t, 'push mode: a fetch dead-letters undecodable tasks and pushes the good ones', async (t, backend) => {
+  const worker = await fakeWorker(t)
+  const { app, database } = await startPushApp(t, backend, { TASKBROKER_WORKER_MAP: `app=${worker.url}` })
+  await insertPoison(database)
+  const ids = await produce(t, app, [task({ id: 'push-good-1', application: 'app' }), task({ id: 'push-good-2', application: 'app' })])
+  await until(t, 'the good tasks are pushed', () => worker.accepted.length === 2)
+  await until(t, 'the undecodable tasks are dead letters', async () =>
+    (await database.rows(sql`select count(*)::int as n from deadletter_tasks where reason like 'undecodable_activation:%'`))[0]?.n === Object.keys(POISON).length)
+  t.same(worker.received.map(p => p.task.id).sort(), ids.sort(), 'only the good tasks reached the worker')
+  t.same((await database.rows(sql`select id from inflight_tasks order by id`)).map(r => r.id), ids.sort(), 'no poison row is left to be claimed again')
 })

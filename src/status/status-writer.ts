@@ -13,7 +13,7 @@
 import type { Logger } from 'pino'
 import { createBatcher, BatcherClosedError, BatcherFullError } from '../batcher/batcher.js'
 import type { Config } from '../config.js'
-import { ShuttingDownError, StatusAckTimeoutError, StatusQueueFullError } from '../errors.js'
+import { ShuttingDownError, StatusAckTimeoutError, StatusQueueFullError, StoreUnavailableError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import { isStoreUnavailable, type TaskStore } from '../store/task-store.js'
 import type { ClaimFilter, StatusUpdate, StoredTask } from '../store/types.js'
@@ -47,9 +47,23 @@ interface Rider { filter: ClaimFilter, key: string, resolve: (task: StoredTask |
 
 const filterKey = (f: ClaimFilter) => f.application === undefined ? '' : f.namespace === undefined ? `a:${f.application}` : `n:${f.application}\u0000${f.namespace}`
 
+/**
+ * With the store down this long (every status flush since failed to reach it), a report awaiting a
+ * flushed ack is answered 503 at once instead of after the ack timeout: the outage is no blip (a
+ * killed connection is back within ~50 ms, the first retry), so waiting would only hold the
+ * worker for seconds to tell it the same. Queued-ack reports are still queued (bounded).
+ */
+const KNOWN_DOWN_AFTER_MS = 500
+
 export function createStatusWriter (deps: StatusWriterDeps) {
   const { store, config, metrics, log } = deps
   let riders: Rider[] = []
+  /** When status flushes began failing to reach the store; undefined after one succeeded. */
+  let downSince: number | undefined
+  function refuseFlushedAckWhileDown (): void {
+    if (config.ack !== 'flushed' || downSince === undefined || Date.now() - downSince < KNOWN_DOWN_AFTER_MS) return
+    throw new StoreUnavailableError(`unreachable since ${new Date(downSince).toISOString()}; status reports are not being written`)
+  }
 
   /** Hands `tasks` (oldest first) to `group` in arrival order; riders left over get none. */
   function distribute (group: Rider[], tasks: StoredTask[]): void {
@@ -135,7 +149,11 @@ export function createStatusWriter (deps: StatusWriterDeps) {
       }
     },
     onFlush: ({ size, durationMs, error }) => {
-      if (error !== undefined) return
+      if (error !== undefined) {
+        if (isStoreUnavailable(error)) downSince ??= Date.now()
+        return
+      }
+      downSince = undefined
       metrics.batchSize.observe({ batcher: 'status' }, size)
       metrics.flushDuration.observe({ batcher: 'status' }, durationMs / 1000)
     },
@@ -194,6 +212,7 @@ export function createStatusWriter (deps: StatusWriterDeps) {
     async report (updates: StatusUpdate[]): Promise<ReportOutcome> {
       if (config.batching && batcher.closed) throw new ShuttingDownError()
       if (config.batching && batcher.queued + updates.length > config.maxQueued) throw new StatusQueueFullError()
+      if (config.batching) refuseFlushedAckWhileDown()
       countRequested(updates)
       let applied: Set<string>
       if (!config.batching) {
@@ -226,6 +245,7 @@ export function createStatusWriter (deps: StatusWriterDeps) {
       // whose report was refused would claim a task for nobody.
       if (batcher.closed) throw new ShuttingDownError()
       if (batcher.queued + 1 > config.maxQueued) throw new StatusQueueFullError()
+      refuseFlushedAckWhileDown()
       const reported = this.report([update])
       const rider = new Promise<StoredTask | undefined>((resolve, reject) => {
         riders.push({ filter, key: filterKey(filter), resolve, reject })

@@ -30,3 +30,27 @@ t.test('requests get 503 with Retry-After while PostgreSQL is unreachable', asyn
   t.equal(ready.statusCode, 503)
   t.equal((await app.inject('/healthz')).statusCode, 200, 'the process itself is alive')
 })
+
+t.test('once status flushes have failed for a while, a report awaiting a flushed ack is refused at once, not after the ack timeout', async (t) => {
+  const config = testConfig({
+    TASKBROKER_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/unreachable',
+    TASKBROKER_STATUS_ACK_TIMEOUT_MS: '1500',
+    TASKBROKER_SHUTDOWN_TIMEOUT_MS: '1000'
+  })
+  const app = await buildApp(config, { logger: pino({ level: 'silent' }) })
+  t.teardown(() => app.close())
+
+  // The first report finds out: its flushes fail (retried) until its ack timeout.
+  const first = await app.inject({ method: 'POST', url: '/v1/tasks/status', payload: { updates: [{ id: 'a', status: 'complete' }] } })
+  t.equal(first.statusCode, 503)
+  t.equal(first.json().code, 'TASKBROKER_STATUS_ACK_TIMEOUT', 'the first report waited for its flush')
+
+  // Later ones are answered from what the broker knows, with the reason, single and batch alike.
+  const single = await app.inject({ method: 'POST', url: '/v1/tasks/b/status', payload: { status: 'complete', fetch_next: {} } })
+  t.equal(single.statusCode, 503)
+  t.match(single.json(), { code: 'TASKBROKER_STORE_UNAVAILABLE', message: /unreachable since .*status reports are not being written/ })
+  t.ok(single.headers['retry-after'] !== undefined, 'with Retry-After')
+  const batch = await app.inject({ method: 'POST', url: '/v1/tasks/status', payload: { updates: [{ id: 'c', status: 'complete' }] } })
+  t.equal(batch.statusCode, 503)
+  t.equal(batch.json().code, 'TASKBROKER_STORE_UNAVAILABLE')
+})

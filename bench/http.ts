@@ -4,7 +4,8 @@
  * run gets an emptied database and a fresh broker, stopped with SIGTERM when it ends.
  */
 import postgres from 'postgres'
-import { NO_BACKPRESSURE, startBroker, type Broker } from './lib/broker.js'
+import { NO_BACKPRESSURE, startBroker, startCeilingServer, type Broker } from './lib/broker.js'
+import { cpuPerTask, cpuSnapshot, type CpuPerTask } from './lib/cpu.js'
 import { Api, benchTask, type ProduceReply } from './lib/http.js'
 import { PEER_CONFIGS, ensurePeersInstalled, runPeer, type PeerRun } from './lib/peers.js'
 import type { WorkerMode } from './lib/protocol.js'
@@ -44,6 +45,8 @@ export interface HttpOptions {
   peerReps: number
   /** single/batch runs stop after this many seconds (0 = drain every task) */
   maxRunSeconds: number
+  /** length of the HTTP ceiling measurement before each rep's single runs (0 = none) */
+  ceilingSeconds: number
 }
 
 export interface ThroughputRun {
@@ -67,6 +70,19 @@ export interface ThroughputRun {
   rss_start_mb: number | undefined
   rss_end_mb: number | undefined
   broker_exit: string
+  /** CPU per task while the workers ran, by process (Linux) */
+  cpu_us_per_task?: CpuPerTask
+}
+
+/** The machine's HTTP ceiling: status-shaped requests to a trivial Fastify route, no database. */
+export interface CeilingRun {
+  rep: number
+  workers: number
+  seconds: number
+  requests_per_sec: number
+  errors: number
+  /** CPU per request: `broker` is the trivial server */
+  cpu_us_per_request?: CpuPerTask
 }
 
 export interface ProduceRun {
@@ -300,9 +316,11 @@ export class HttpBench {
       try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p1.update(d, e)) } finally { p1.stop() }
       const p2 = new Progress(`${label} ${scenario === 'single' ? 'claim + status/fetch_next' : `claim ${o.limit} + batch status`}`, o.tasks)
       let result
+      const cpuBefore = cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid })
       try {
         result = await session.workers.run({ mode: scenario, baseUrl: session.broker.url, workers: workerCount, limit: o.limit, waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: o.maxRunSeconds * 1000 }, (d, e) => p2.update(d, e))
       } finally { p2.stop() }
+      const cpu = cpuPerTask(cpuBefore, cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid }), result.done)
       const remaining = result.capped ? await this.count() : await this.remaining()
       if (result.capped) log(`  capped at --max-run-seconds ${o.maxRunSeconds}: ${fmt(result.done)} of ${fmt(o.tasks)} completed`)
       else if (result.done !== o.tasks || remaining !== 0) log(`  WARNING: completed ${result.done} of ${o.tasks}, ${remaining} rows left in inflight_tasks`)
@@ -322,9 +340,43 @@ export class HttpBench {
         remaining,
         requests: result.requests,
         errors: result.errors + produced.errors,
-        error_samples: [...produced.errorSamples, ...result.errorSamples]
+        error_samples: [...produced.errorSamples, ...result.errorSamples],
+        ...(cpu === undefined ? {} : { cpu_us_per_task: cpu })
       }
     })
+  }
+
+  /**
+   * The HTTP ceiling: the single scenario's workers (same process, same client, same concurrency)
+   * send status-shaped requests to a trivial Fastify route with no database for `seconds` (after a
+   * 1 s warm-up). One request per task can never go faster than this on the machine.
+   */
+  async ceiling (rep: number, seconds = 5): Promise<CeilingRun> {
+    const o = this.options
+    const [s, w] = await Promise.allSettled([startCeilingServer(), WorkerProcess.start()])
+    try {
+      if (s.status === 'rejected' || w.status === 'rejected') throw s.status === 'rejected' ? s.reason : (w as PromiseRejectedResult).reason
+      const server = s.value
+      const workers = w.value
+      const command = { mode: 'ceiling' as const, baseUrl: server.url, workers: o.workers, limit: 1, waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0 }
+      await workers.run({ ...command, capMs: 1000 })
+      const progress = new Progress(`ceiling rep ${rep}/${o.reps} trivial route`)
+      const before = cpuSnapshot({ broker: server.pid, workers: workers.pid })
+      let result
+      try { result = await workers.run({ ...command, capMs: seconds * 1000 }, (d, e) => progress.update(d, e)) } finally { progress.stop() }
+      const cpu = cpuPerTask(before, cpuSnapshot({ broker: server.pid, workers: workers.pid }), result.done)
+      return {
+        rep,
+        workers: o.workers,
+        seconds: result.wallMs / 1000,
+        requests_per_sec: result.done / (result.wallMs / 1000),
+        errors: result.errors,
+        ...(cpu === undefined ? {} : { cpu_us_per_request: cpu })
+      }
+    } finally {
+      if (w.status === 'fulfilled') await w.value.close()
+      if (s.status === 'fulfilled') await s.value.stop()
+    }
   }
 
   /** Produce only (the `produce` scenario): N tasks in batches of 1000. */

@@ -19,7 +19,7 @@ import { median, sleep } from './lib/stats.js'
 
 const SCENARIOS: Record<string, string> = {
   all: 'the HTTP suite (default): throughput (single, batch × status batching on/off), latency at half of peak (ack flushed, queued), sustained (with --sustained S), peers (unless --no-peers)',
-  throughput: 'single and batch, status batching on and off, interleaved rep by rep (+ the produce figure)',
+  throughput: 'single and batch, status batching on and off, interleaved rep by rep (+ the produce figure; each rep starts with the HTTP ceiling: the same workers against a trivial Fastify route, no database)',
   produce: 'POST /v1/tasks in batches of 1000: tasks/s',
   single: 'claim one, then status complete + fetch_next until none comes back: tasks/s, status batching on/off',
   batch: 'claim --limit, one POST /v1/tasks/status for them: tasks/s, status batching on/off',
@@ -63,6 +63,7 @@ const { values, positionals } = parseArgs({
     'peer-jobs': { type: 'string' },
     'peer-reps': { type: 'string', default: '1' },
     'max-run-seconds': { type: 'string', default: '15' },
+    'ceiling-seconds': { type: 'string', default: '5' },
     'db-url': { type: 'string' },
     database: { type: 'string', default: 'taskbroker_bench' },
     out: { type: 'string' },
@@ -86,6 +87,7 @@ flags (default):
   --limit L (64)             tasks per claim in batch
   --reps R (3)               repetitions of throughput runs; medians reported
   --max-run-seconds S (15)   single/batch: stop a run after S s and report tasks/s over that time (0 = drain all)
+  --ceiling-seconds S (5)    single: measure the HTTP ceiling (same workers, trivial route, no database) for S s first (0 = skip)
   --duration S (10)          latency: measured seconds     --warmup S (1) seconds before measuring
   --warmup-tasks N (2000)    untimed tasks through every fresh broker first (JIT warm-up)
   --rate R                   latency: offered tasks/s (default half the measured single peak)
@@ -175,7 +177,8 @@ const options: Omit<HttpOptions, 'url'> = {
   brokerNodeArgs: values['cpu-prof'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'])}`],
   peerJobs: int('peer-jobs', values['peer-jobs'] ?? String(tasks), 1),
   peerReps: int('peer-reps', values['peer-reps'], 1),
-  maxRunSeconds: int('max-run-seconds', values['max-run-seconds'])
+  maxRunSeconds: int('max-run-seconds', values['max-run-seconds']),
+  ceilingSeconds: int('ceiling-seconds', values['ceiling-seconds'])
 }
 
 // Never leave a broker behind: on a signal, stop the brokers we started (worker processes exit when their IPC channel closes).
@@ -265,6 +268,7 @@ if (scenario === 'complete-mode') {
     if (modes !== undefined) {
       results.throughput = []
       for (let rep = 1; rep <= options.reps; rep++) {
+        if (modes.includes('single') && options.ceilingSeconds > 0) (results.ceiling ??= []).push(await attempt(`ceiling rep ${rep}`, () => bench.ceiling(rep, options.ceilingSeconds)))
         for (const mode of modes) {
           for (const batching of options.batching) results.throughput.push(await attempt(`${mode} batching ${batching} rep ${rep}`, () => bench.throughput(mode, batching, rep)))
         }

@@ -3,6 +3,7 @@
  * loops on one undici Pool with K keep-alive connections, calling the broker's HTTP API the way a
  * worker does. Commands and results travel as IPC messages (see lib/protocol.ts).
  */
+import { randomUUID } from 'node:crypto'
 import { Api, HttpError, ok, type BatchStatusReply, type ClaimedTask, type ClaimReply, type StatusReply } from './lib/http.js'
 import type { DriverMessage, RunCommand, RunResult, WorkerMessage } from './lib/protocol.js'
 import { sleep, summarize, wallMs } from './lib/stats.js'
@@ -103,7 +104,17 @@ async function run (command: RunCommand): Promise<RunResult> {
     }
   }
 
-  const loop = { single, batch, stream }[command.mode]
+  // Requests shaped like a single worker's report (a fresh id each), to a server that does nothing.
+  const ceiling = async () => {
+    const body = JSON.stringify({ status: 'complete', fetch_next: {} })
+    while (!capped()) {
+      await retrying(counters, async () => ok(await api.post<StatusReply>(`/v1/tasks/${randomUUID()}/status`, body)))
+      counters.done++
+    }
+    hitCap = true
+  }
+
+  const loop = { single, batch, stream, ceiling }[command.mode]
   const progress = setInterval(() => send({ type: 'progress', done: counters.done, errors: counters.errors }), 250)
   try {
     await Promise.all(Array.from({ length: command.workers }, () => loop()))

@@ -1,6 +1,6 @@
 /**
  * Keeps `npm run bench` from rotting: a tiny run of the whole HTTP suite (throughput single and
- * batch, latency, a short sustained run; status batching on only, no peers: every broker start
+ * batch with the HTTP ceiling and CPU per task, latency, a short sustained run; status batching on only, no peers: every broker start
  * costs seconds) against the test PostgreSQL. The broker runs from dist/ when that is newer than
  * src/, else from source through tsx (no build here). Asserts that it completes and reports its
  * fields, never on timing. Needs TASKBROKER_TEST_DATABASE_URL.
@@ -58,7 +58,7 @@ t.test('npm run bench: a tiny run of the HTTP suite completes and reports every 
     '--import', 'tsx', 'bench/run.ts', 'all',
     '--tasks', '200', '--workers', '4', '--limit', '16', '--reps', '1', '--warmup-tasks', '0',
     '--duration', '2', '--warmup', '0', '--rate', '100', '--ack', 'flushed', '--sustained', '2', '--window', '200',
-    '--batching', 'on', '--no-peers', brokerFlag(), '--db-url', url as string, '--database', database, '--out', out
+    '--batching', 'on', '--ceiling-seconds', '1', '--no-peers', brokerFlag(), '--db-url', url as string, '--database', database, '--out', out
   ]
   const { code, stdout, stderr } = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve) => {
     execFile(process.execPath, args, { cwd: root, timeout: 140_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
@@ -80,6 +80,16 @@ t.test('npm run bench: a tiny run of the HTTP suite completes and reports every 
     t.match(run, { tasks: 200, completed: 200, remaining: 0, tasks_per_sec: Number, produce_per_sec: Number, rss_start_mb: Number, rss_end_mb: Number, broker_exit: '0' }, `${String(run.scenario)} batching ${String(run.batching)}`)
   }
   t.match(results.summary, { produce_median_tasks_per_sec: Number, throughput: [{ median_tasks_per_sec: Number }, { median_tasks_per_sec: Number }] })
+  for (const run of runs) {
+    t.match(run.cpu_us_per_task, { broker: Number, postgres: Number, workers: Number, total: Number }, `${String(run.scenario)}: CPU per task by process`)
+    const cpu = run.cpu_us_per_task as { broker: number, postgres: number, workers: number }
+    // Kernel CPU times tick in 10 ms: a 200-task run can read 0 for one process, never for all.
+    t.ok(cpu.broker + cpu.workers + cpu.postgres > 0, `${String(run.scenario)}: CPU time was counted (${JSON.stringify(cpu)})`)
+  }
+  t.equal(results.ceiling.length, 1, 'the HTTP ceiling was measured')
+  t.match(results.ceiling[0], { workers: 4, requests_per_sec: Number, errors: 0, cpu_us_per_request: { broker: Number, workers: Number } })
+  t.ok(results.ceiling[0].requests_per_sec > 0, 'the trivial server answered')
+  t.match(results.summary, { ceiling_median_per_sec: Number, single_of_ceiling: Number })
 
   t.equal(results.latency.length, 1)
   const latency = results.latency[0]
@@ -101,5 +111,5 @@ t.test('npm run bench: a tiny run of the HTTP suite completes and reports every 
   t.match(results.sustained, { seconds: 2, rss_min_mb: Number, rss_max_mb: Number, flat: Boolean, broker_exit: '0' })
   t.ok(results.sustained.samples.length >= 2, 'sustained: RSS sampled over time')
   t.ok(results.summary.goals.length >= 5, 'the goals table is filled')
-  t.match(readFileSync(join(out, 'latest.md'), 'utf8'), /## Throughput[\s\S]*## Latency[\s\S]*## Sustained/, 'the Markdown has every section')
+  t.match(readFileSync(join(out, 'latest.md'), 'utf8'), /## Throughput[\s\S]*HTTP ceiling[\s\S]*Where the CPU goes[\s\S]*## Latency[\s\S]*## Sustained/, 'the Markdown has every section')
 })

@@ -186,3 +186,35 @@ export async function startBroker (env: Record<string, string>, log: (line: stri
     }
   }
 }
+
+/** The trivial server of bench/ceiling-server.ts (no database), for the HTTP ceiling. */
+export interface CeilingServer { readonly url: string, readonly pid: number, stop: () => Promise<void> }
+
+export async function startCeilingServer (): Promise<CeilingServer> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ceiling-server.ts')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  live.add(child)
+  const exited = new Promise<void>(resolve => child.once('exit', () => { live.delete(child); resolve() }))
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => reject(new Error('the ceiling server did not start within 30 s')), 30_000)
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8')
+      const match = /listening (\S+)/.exec(out)
+      if (match !== null) { clearTimeout(timer); resolve(match[1] as string) }
+    })
+    child.once('exit', code => { clearTimeout(timer); reject(new Error(`the ceiling server exited (${String(code)}) before it listened`)) })
+  })
+  return {
+    url,
+    pid: child.pid as number,
+    stop: async () => {
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
+      await exited
+      clearTimeout(timer)
+    }
+  }
+}

@@ -8,6 +8,8 @@ export type WorkerMode =
   | 'batch'
   /** until told to stop: long-poll claim (wait_ms), then report (+ fetch_next) and record latencies */
   | 'stream'
+  /** the HTTP ceiling: status-shaped requests to a trivial server (bench/ceiling-server.ts) until capMs */
+  | 'ceiling'
 
 export interface RunCommand {
   type: 'run'

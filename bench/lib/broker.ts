@@ -3,25 +3,13 @@
  * dedicated PostgreSQL database, configured through the environment only.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import postgres from 'postgres'
-import { sleep } from './stats.js'
+import { freePort, newestMtime, ROOT, rssMb, stopChild, waitUntilReady } from './process.js'
 
-/** The repository root (bench/lib/../..). */
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export { freePort, ROOT, rssMb }
 const SERVER = join(ROOT, 'dist', 'src', 'server.js')
-
-function newestMtime (dir: string): number {
-  let newest = 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs)
-  }
-  return newest
-}
 
 /**
  * Compiles the broker when asked to (`always`), or when `dist/` is missing or older than `src/`
@@ -55,30 +43,6 @@ export async function prepareDatabase (adminUrl: string, database: string): Prom
   const url = new URL(adminUrl)
   url.pathname = `/${database}`
   return url.toString()
-}
-
-/** A port nobody listens on right now (the kernel's pick for port 0, released again). */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** Resident set size of a process in MB, from /proc/<pid>/status (undefined when unreadable). */
-export function rssMb (pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined
-  try {
-    const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return match === null ? undefined : Math.round(Number(match[1]) / 102.4) / 10
-  } catch {
-    return undefined
-  }
 }
 
 /** Settings that make the broker's produce backpressure irrelevant to a throughput test. */
@@ -152,20 +116,7 @@ export async function startBroker (env: Record<string, string>, log: (line: stri
     resolve(exit)
   }))
   const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 60_000
-  for (;;) {
-    if (exit !== undefined) throw new Error(`the broker exited (${exit}) before it was ready:\n${tail.join('\n')}`)
-    try {
-      const response = await fetch(`${url}/readyz`)
-      await response.arrayBuffer()
-      if (response.status === 200) break
-    } catch {}
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`the broker was not ready within 60 s:\n${tail.join('\n')}`)
-    }
-    await sleep(100)
-  }
+  await waitUntilReady(child, url, () => exit, () => tail.join('\n'))
   const pid = child.pid as number
   return {
     url,
@@ -174,16 +125,7 @@ export async function startBroker (env: Record<string, string>, log: (line: stri
     rss: () => rssMb(pid),
     exited,
     tail: () => tail.join('\n'),
-    stop: async (timeoutMs = 30_000) => {
-      if (exit !== undefined) return exit
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-      try {
-        return await exited
-      } finally {
-        clearTimeout(timer)
-      }
-    }
+    stop: async (timeoutMs = 30_000) => exit ?? await stopChild(child, exited, timeoutMs)
   }
 }
 
@@ -210,11 +152,6 @@ export async function startCeilingServer (): Promise<CeilingServer> {
   return {
     url,
     pid: child.pid as number,
-    stop: async () => {
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-      await exited
-      clearTimeout(timer)
-    }
+    stop: () => stopChild(child, exited, 5_000)
   }
 }

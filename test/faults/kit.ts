@@ -22,7 +22,7 @@ import { EXTRA_BROKER_ENV, sleep, type Defer } from '../helpers/broker-process.j
 
 // The broker as a child process, cleanup and RSS sampling live in test/helpers/broker-process.ts.
 export {
-  cleanupStack, EXTRA_BROKER_ENV, freePort, prepareBroker, ROOT, rssMbOf, RssSampler, startBroker,
+  cleanupStack, EXTRA_BROKER_ENV, freePort, prepareBroker, ROOT, RssSampler, startBroker,
   type Broker, type Defer, type Exit
 } from '../helpers/broker-process.js'
 

@@ -10,13 +10,12 @@
  *   crashed or timed-out test never leaves a broker behind.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import { freePort, newestMtime, ROOT, rssMb, stopChild, waitUntilReady } from '../../bench/lib/process.js'
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export { freePort, ROOT }
 
 export const sleep = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms))
 
@@ -50,15 +49,6 @@ export const EXTRA_BROKER_ENV: Record<string, string> = JSON.parse(process.env.T
 
 const MODE = process.env.TASKBROKER_FAULT_BROKER === 'dist' ? 'dist' : 'source'
 const SERVER_JS = join(ROOT, 'dist', 'src', 'server.js')
-
-function newestMtime (dir: string): number {
-  let newest = 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs)
-  }
-  return newest
-}
 
 /** With TASKBROKER_FAULT_BROKER=dist: `npm run build` when dist/ is missing or older than src/. */
 export async function prepareBroker (): Promise<string> {
@@ -98,27 +88,6 @@ export interface Broker {
   kill (signal: NodeJS.Signals): void
   /** SIGTERM, then SIGKILL after `timeoutMs`; resolves with the exit. */
   stop (timeoutMs?: number): Promise<Exit>
-}
-
-export async function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-export function rssMbOf (pid: number): number | undefined {
-  try {
-    const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return match === null ? undefined : Math.round(Number(match[1]) / 102.4) / 10
-  } catch {
-    return undefined
-  }
 }
 
 /** Starts the broker on `port` (a free one by default) and waits until /readyz answers 200. */
@@ -172,34 +141,12 @@ export async function startBroker (defer: Defer, env: Record<string, string>, po
     exit = { code, signal, at: Date.now() }
     resolve(exit)
   }))
-  const stop = async (timeoutMs = 15_000): Promise<Exit> => {
-    if (exit !== undefined) return exit
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    try {
-      return await exited
-    } finally {
-      clearTimeout(timer)
-    }
-  }
+  const stop = async (timeoutMs = 15_000): Promise<Exit> => exit ?? await stopChild(child, exited, timeoutMs)
   defer(() => stop(5_000))
 
   const url = `http://127.0.0.1:${listenPort}`
   const spawnedAt = Date.now()
-  const deadline = spawnedAt + 60_000
-  for (;;) {
-    if (exit !== undefined) throw new Error(`the broker exited (${exit.signal ?? String(exit.code)}) before it was ready:\n${tail.join('\n')}`)
-    try {
-      const response = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2_000) })
-      await response.arrayBuffer()
-      if (response.status === 200) break
-    } catch {}
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`the broker was not ready within 60 s:\n${tail.join('\n')}`)
-    }
-    await sleep(100)
-  }
+  await waitUntilReady(child, url, () => exit === undefined ? undefined : exit.signal ?? String(exit.code), () => tail.join('\n'))
   const pid = child.pid as number
   return {
     url,
@@ -210,7 +157,7 @@ export async function startBroker (defer: Defer, env: Record<string, string>, po
     get exit () { return exit },
     errors,
     messages,
-    rssMb: () => rssMbOf(pid),
+    rssMb: () => rssMb(pid),
     kill: (signal) => { if (exit === undefined) child.kill(signal) },
     stop
   }
@@ -227,7 +174,7 @@ export class RssSampler {
 
   sample (): void {
     const pid = this.pid()
-    const mb = pid === undefined ? undefined : rssMbOf(pid)
+    const mb = rssMb(pid)
     if (mb !== undefined) this.samples.push({ at: Date.now(), mb })
   }
 

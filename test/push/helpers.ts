@@ -40,13 +40,7 @@ export async function startPushApp (t: Test, backend: BackendName, env: Record<s
 }
 
 /** A port nothing listens on (yet): for a worker that is down. */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
+export { freePort } from '../../bench/lib/process.js'
 
 export type FakeMode =
   | 'accept' // 202

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import postgres from 'postgres'
 import { completeMode } from './complete-mode.js'
+import { roundtrip } from './roundtrip.js'
 import { HttpBench, log, type Ack, type Batching, type HttpOptions } from './http.js'
 import { ROOT, ensureBuilt, killBrokers, prepareDatabase } from './lib/broker.js'
 import { peerVersion } from './lib/peers.js'
@@ -27,6 +28,7 @@ const SCENARIOS: Record<string, string> = {
   sustained: 'single for --sustained S seconds (default 60) with a closed-loop producer: broker RSS over time',
   peers: 'graphile-worker 0.17.3 and pg-boss 10.4.2 on the same PostgreSQL (bench/peers, installed on first use)',
   'complete-mode': 'store level: delete a completed row in the flush statement vs mark it and delete in upkeep',
+  roundtrip: 'store level, one client, one statement at a time: round trip of select 1, produce 3, claim 3, report 3 + claim 3 (the floor under every latency figure; --iterations N, 500)',
   push: 'push mode: tasks/s delivered to worker servers and completed through the status endpoint, push update batching on/off (own flags: push --help)'
 }
 
@@ -64,6 +66,7 @@ const { values, positionals } = parseArgs({
     'peer-reps': { type: 'string', default: '1' },
     'max-run-seconds': { type: 'string', default: '15' },
     'ceiling-seconds': { type: 'string', default: '5' },
+    iterations: { type: 'string', default: '500' },
     'db-url': { type: 'string' },
     database: { type: 'string', default: 'taskbroker_bench' },
     out: { type: 'string' },
@@ -105,7 +108,7 @@ flags (default):
   --no-peers                 all: skip the peers               --peer-jobs N, --peer-reps R (1)
   --db-url URL               server to use (default TASKBROKER_DATABASE_URL, DATABASE_URL, postgres://postgres@127.0.0.1:5432/postgres)
   --database NAME (taskbroker_bench)  database the bench creates and empties on that server
-  --out DIR (bench/results)  where results go; --batch N (256) complete-mode batch size
+  --out DIR (bench/results)  where results go; --batch N (256) complete-mode batch size; --iterations N (500) roundtrip rounds
 `)
   process.exit(0)
 }
@@ -242,6 +245,14 @@ if (scenario === 'complete-mode') {
   process.stdout.write(`scenario complete-mode\nconfig ${JSON.stringify(config)}\nmachine ${JSON.stringify(m)}\n`)
   const result = await completeMode({ ...config, url: adminUrl })
   results = { scenario, command, started_at: started.toISOString(), options: config, broker_env: {}, machine: m, complete_mode: result }
+} else if (scenario === 'roundtrip') {
+  url = await prepareDatabase(adminUrl, values.database)
+  const m = await machine(url)
+  const config = { url: mask(url), iterations: int('iterations', values.iterations, 1) }
+  process.stdout.write(`scenario roundtrip: ${SCENARIOS.roundtrip}\nconfig ${JSON.stringify(config)}\nmachine ${JSON.stringify(m)}\n`)
+  const load = m.load_average_at_start as number[]
+  if ((load[0] ?? 0) > 0.5) log(`note: load average ${load.join(' ')} at start — round trips are only a floor on a quiet machine`)
+  results = { scenario, command, started_at: started.toISOString(), options: config, broker_env: {}, machine: m, roundtrip: await roundtrip({ ...config, url }) }
 } else {
   const needsBroker = scenario !== 'peers'
   if (needsBroker && !options.fromSource) ensureBuilt(values['no-build'] ? 'never' : values.build ? 'always' : 'auto', log)
@@ -313,7 +324,7 @@ const finished = new Date()
 results.finished_at = finished.toISOString()
 results.duration_sec = Math.round((finished.getTime() - started.getTime()) / 100) / 10
 results.machine.load_average_at_end = loadavg().map(l => Math.round(l * 100) / 100)
-if (scenario !== 'complete-mode') results.summary = summarize(results)
+if (scenario !== 'complete-mode' && scenario !== 'roundtrip') results.summary = summarize(results)
 const md = markdown(results)
 process.stdout.write('\n' + md)
 
@@ -327,10 +338,11 @@ if (scenario === 'complete-mode') {
 } else {
   writeFileSync(`${base}.json`, json)
   writeFileSync(`${base}.md`, md)
-  if (exitCode === 0) {
+  // `latest` is the last run of the HTTP suite (the README points there).
+  if (exitCode === 0 && scenario !== 'roundtrip') {
     writeFileSync(join(outDir, 'latest.json'), json)
     writeFileSync(join(outDir, 'latest.md'), md)
   }
 }
-process.stdout.write(`\nwrote ${base}.json${scenario === 'complete-mode' ? '' : ` and .md${exitCode === 0 ? ` (and ${join(outDir, 'latest.{json,md}')})` : ''}`}\n`)
+process.stdout.write(`\nwrote ${base}.json${scenario === 'complete-mode' ? '' : ` and .md${exitCode === 0 && scenario !== 'roundtrip' ? ` (and ${join(outDir, 'latest.{json,md}')})` : ''}`}\n`)
 process.exit(exitCode)

@@ -113,3 +113,31 @@ t.test('npm run bench: a tiny run of the HTTP suite completes and reports every 
   t.ok(results.summary.goals.length >= 5, 'the goals table is filled')
   t.match(readFileSync(join(out, 'latest.md'), 'utf8'), /## Throughput[\s\S]*HTTP ceiling[\s\S]*Where the CPU goes[\s\S]*## Latency[\s\S]*## Sustained/, 'the Markdown has every section')
 })
+
+t.test('npm run bench roundtrip: one client, one statement at a time, every statement timed', {
+  skip: url === undefined || url === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : false,
+  timeout: 120_000
+}, async (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'taskbroker-bench-roundtrip-'))
+  const database = `tb_bench_rt_${process.pid}`
+  t.teardown(async () => {
+    rmSync(out, { recursive: true, force: true })
+    const admin = postgres(url as string, { max: 1, onnotice: () => {} })
+    await admin.unsafe(`drop database if exists ${database} with (force)`).catch(() => {})
+    await admin.end()
+  })
+  const args = ['--import', 'tsx', 'bench/run.ts', 'roundtrip', '--iterations', '5', '--db-url', url as string, '--database', database, '--out', out]
+  const { code, stderr } = await new Promise<{ code: number | null, stderr: string }>(resolve => {
+    execFile(process.execPath, args, { cwd: root, timeout: 100_000 }, (error, _stdout, stderr) => {
+      resolve({ code: error === null ? 0 : (typeof error.code === 'number' ? error.code : null), stderr })
+    })
+  })
+  t.equal(code, 0, `npm run bench roundtrip exits 0\n${stderr.slice(-3000)}`)
+  const files = readdirSync(out).filter(f => f.startsWith('roundtrip-') && f.endsWith('.json'))
+  t.equal(files.length, 1, 'writes its results')
+  t.notOk(existsSync(join(out, 'latest.json')), 'leaves latest to the HTTP suite')
+  const results = JSON.parse(readFileSync(join(out, files[0] as string), 'utf8'))
+  for (const key of ['select_1', 'produce_3', 'claim_3', 'report_3_and_claim_3']) {
+    t.match(results.roundtrip.ms[key], { count: 5, p50: Number, p99: Number }, key)
+  }
+})

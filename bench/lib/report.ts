@@ -24,6 +24,7 @@ export interface Results {
   peers?: PeerRun[]
   peer_versions?: Record<string, string>
   complete_mode?: Record<string, unknown>
+  roundtrip?: Record<string, unknown>
   /** runs that failed once and were retried */
   retries?: Array<{ run: string, error: string }>
   /** why the benchmark stopped early */
@@ -223,6 +224,12 @@ export function markdown (r: Results): string {
     for (const f of r.retries ?? []) parts.push(`- retried once: ${f.run}: ${f.error.split('\n')[0] ?? ''}`)
     if (r.error !== undefined) parts.push(`- **stopped**: ${r.error.split('\n')[0] ?? ''}`)
     parts.push('')
+  }
+  if (r.roundtrip !== undefined) {
+    const rows = Object.entries(r.roundtrip.ms as Record<string, { count: number, p50: number, p95: number, p99: number, max: number }>)
+      .map(([k, v]) => [k.replace(/_/g, ' '), v.count, `${ms(v.p50)} / ${ms(v.p95)} / ${ms(v.p99)}`, ms(v.max)])
+    parts.push('## Round trips (one client, one statement at a time, ms)\n')
+    parts.push(table(['statement', 'samples', 'p50 / p95 / p99', 'max'], rows))
   }
   if (r.complete_mode !== undefined) {
     parts.push('## complete-mode\n')

@@ -129,6 +129,11 @@ function openPostgres (url: string, options: DatabaseOptions): Database {
     idle_timeout: 60,
     max_lifetime: 60 * 30,
     onnotice: () => {},
+    // No query of postgres.js's own on each new connection (array type oids: every array the
+    // broker sends goes as PostgreSQL array text, and none comes back). It runs from a handler that
+    // drops its promise, so a connection closed before the answer came (a server gone silent, a
+    // stuck pool being closed) made an unhandled rejection, which shuts the server down.
+    fetch_types: false,
     connection: {
       application_name: applicationName,
       // A broker statement never legitimately runs this long; a stuck one must not pin the
@@ -203,7 +208,7 @@ function openPostgres (url: string, options: DatabaseOptions): Database {
     run: (text, params, callOptions) => call(text, params, true, callOptions),
     async migrate () {
       // One connection of its own, holding the lock for the whole run.
-      const migrator = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 })
+      const migrator = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10, fetch_types: false })
       try {
         await migrator`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`
         await migratePostgres(drizzlePostgres(migrator), { migrationsFolder: migrationsFolder() })

@@ -7,7 +7,7 @@
 import { sql, type SQL } from 'drizzle-orm'
 import type { Database, Row } from '../db/database.js'
 import type { QueueRef } from '../claims/task-signal.js'
-import { guard } from './task-store.js'
+import { guard, pgArray } from './task-store.js'
 import { UNDECODABLE } from './undecodable.js'
 
 export type UpkeepStore = ReturnType<typeof createUpkeepStore>
@@ -236,7 +236,7 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
     async removeKillswitched (names: readonly string[], limit: number) {
       // An empty list never reaches SQL.
       if (names.length === 0) return { removed: 0 }
-      return { removed: (await guard(() => statements.removeKillswitched.run({ names: [...names], limit }))).length }
+      return { removed: (await guard(() => statements.removeKillswitched.run({ names: pgArray(names), limit }))).length }
     }
   }
 }

@@ -341,7 +341,21 @@ function internalsOf (db: Db) {
   return db as unknown as { _: { session: PrepareCapable }, dialect: { sqlToQuery (query: SQL): { sql: string, params: unknown[] } } }
 }
 
-const rowsOf = (result: unknown): Row[] => Array.isArray(result) ? [...result] as Row[] : (result as { rows: Row[] }).rows
+/**
+ * A result's rows. postgres.js counts the rows of a result per connection and resets the count only
+ * when a result completes, so after a result was cut off (connection lost mid-stream) the first
+ * result on the reconnected connection starts with as many empty slots; a row is never undefined
+ * otherwise, so they are dropped here (test/lifecycle/store-timeout.test.ts reproduces it).
+ */
+function rowsOf (result: unknown): Row[] {
+  if (!Array.isArray(result)) return (result as { rows: Row[] }).rows
+  const rows: Row[] = []
+  for (let i = 0; i < result.length; i++) {
+    const row = result[i] as Row | undefined
+    if (row !== undefined) rows.push(row)
+  }
+  return rows
+}
 
 interface PrepareCapable {
   prepareQuery (

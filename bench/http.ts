@@ -348,10 +348,10 @@ export class HttpBench {
 
   /**
    * The HTTP ceiling: the single scenario's workers (same process, same client, same concurrency)
-   * send status-shaped requests to a trivial Fastify route with no database for `seconds` (after a
-   * 1 s warm-up). One request per task can never go faster than this on the machine.
+   * send status-shaped requests to a trivial Fastify route with no database for --ceiling-seconds
+   * (after a 1 s warm-up). One request per task can never go faster than this on the machine.
    */
-  async ceiling (rep: number, seconds = 5): Promise<CeilingRun> {
+  async ceiling (rep: number): Promise<CeilingRun> {
     const o = this.options
     const [s, w] = await Promise.allSettled([startCeilingServer(), WorkerProcess.start()])
     try {
@@ -363,7 +363,7 @@ export class HttpBench {
       const progress = new Progress(`ceiling rep ${rep}/${o.reps} trivial route`)
       const before = cpuSnapshot({ broker: server.pid, workers: workers.pid })
       let result
-      try { result = await workers.run({ ...command, capMs: seconds * 1000 }, (d, e) => progress.update(d, e)) } finally { progress.stop() }
+      try { result = await workers.run({ ...command, capMs: o.ceilingSeconds * 1000 }, (d, e) => progress.update(d, e)) } finally { progress.stop() }
       const cpu = cpuPerTask(before, cpuSnapshot({ broker: server.pid, workers: workers.pid }), result.done)
       return {
         rep,

@@ -279,7 +279,7 @@ if (scenario === 'complete-mode') {
     if (modes !== undefined) {
       results.throughput = []
       for (let rep = 1; rep <= options.reps; rep++) {
-        if (modes.includes('single') && options.ceilingSeconds > 0) (results.ceiling ??= []).push(await attempt(`ceiling rep ${rep}`, () => bench.ceiling(rep, options.ceilingSeconds)))
+        if (modes.includes('single') && options.ceilingSeconds > 0) (results.ceiling ??= []).push(await attempt(`ceiling rep ${rep}`, () => bench.ceiling(rep)))
         for (const mode of modes) {
           for (const batching of options.batching) results.throughput.push(await attempt(`${mode} batching ${batching} rep ${rep}`, () => bench.throughput(mode, batching, rep)))
         }

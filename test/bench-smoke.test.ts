@@ -9,22 +9,18 @@ import { execFile } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import postgres from 'postgres'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { NO_BACKPRESSURE } from '../bench/lib/broker.js'
+import { newestMtime, ROOT } from '../bench/lib/process.js'
 import { loadConfig } from '../src/config.js'
 
 const url = process.env.TASKBROKER_TEST_DATABASE_URL
-const root = fileURLToPath(new URL('..', import.meta.url))
-
-function newest (dir: string): number {
-  return Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map(e => e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs))
-}
+const root = ROOT
 /** dist/ is usable when it is newer than every source file; otherwise run the broker from source. */
 function brokerFlag (): string {
   const server = join(root, 'dist', 'src', 'server.js')
-  return existsSync(server) && statSync(server).mtimeMs > newest(join(root, 'src')) ? '--no-build' : '--from-source'
+  return existsSync(server) && statSync(server).mtimeMs > newestMtime(join(root, 'src')) ? '--no-build' : '--from-source'
 }
 
 t.test('the broker accepts every setting the bench gives it', async (t) => {
@@ -41,30 +37,36 @@ t.test('the broker accepts every setting the bench gives it', async (t) => {
   t.match(config, { runMigrations: true, status: { batching: false, ack: 'queued' }, backpressure: { maxPending: 10_000_000, maxDelay: 10_000_000, maxProcessing: 10_000_000 } })
 })
 
-t.test('npm run bench: a tiny run of the HTTP suite completes and reports every field', {
-  skip: url === undefined || url === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : false,
-  timeout: 150_000
-}, async (t) => {
-  const out = mkdtempSync(join(tmpdir(), 'taskbroker-bench-smoke-'))
-  const database = `tb_bench_smoke_${process.pid}`
+const needsDatabase = url === undefined || url === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : false
+
+/**
+ * Runs `node --import tsx bench/run.ts <args>` on a database and an output directory of its own
+ * (both removed when the test ends); returns the exit code, the output and the output directory.
+ */
+async function runBench (t: Test, name: string, args: string[], timeoutMs: number): Promise<{ code: number | null, stdout: string, stderr: string, out: string }> {
+  const out = mkdtempSync(join(tmpdir(), `taskbroker-bench-${name}-`))
+  const database = `tb_bench_${name}_${process.pid}`
   t.teardown(async () => {
     rmSync(out, { recursive: true, force: true })
     const admin = postgres(url as string, { max: 1, onnotice: () => {} })
-    await admin.unsafe(`drop database if exists ${database} with (force)`)
+    await admin.unsafe(`drop database if exists ${database} with (force)`).catch(() => {})
     await admin.end()
   })
-
-  const args = [
-    '--import', 'tsx', 'bench/run.ts', 'all',
-    '--tasks', '200', '--workers', '4', '--limit', '16', '--reps', '1', '--warmup-tasks', '0',
-    '--duration', '2', '--warmup', '0', '--rate', '100', '--ack', 'flushed', '--sustained', '2', '--window', '200',
-    '--batching', 'on', '--ceiling-seconds', '1', '--no-peers', brokerFlag(), '--db-url', url as string, '--database', database, '--out', out
-  ]
-  const { code, stdout, stderr } = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve) => {
-    execFile(process.execPath, args, { cwd: root, timeout: 140_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : (typeof error.code === 'number' ? error.code : null), stdout, stderr })
+  const argv = ['--import', 'tsx', 'bench/run.ts', ...args, '--db-url', url as string, '--database', database, '--out', out]
+  return await new Promise(resolve => {
+    execFile(process.execPath, argv, { cwd: root, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : (typeof error.code === 'number' ? error.code : null), stdout, stderr, out })
     })
   })
+}
+
+t.test('npm run bench: a tiny run of the HTTP suite completes and reports every field', { skip: needsDatabase, timeout: 150_000 }, async (t) => {
+  const { code, stdout, stderr, out } = await runBench(t, 'smoke', [
+    'all',
+    '--tasks', '200', '--workers', '4', '--limit', '16', '--reps', '1', '--warmup-tasks', '0',
+    '--duration', '2', '--warmup', '0', '--rate', '100', '--ack', 'flushed', '--sustained', '2', '--window', '200',
+    '--batching', 'on', '--ceiling-seconds', '1', '--no-peers', brokerFlag()
+  ], 140_000)
   t.equal(code, 0, `npm run bench exits 0\n${stderr.slice(-3000)}`)
   t.match(stdout, /scenario all/, 'prints the scenario')
   t.match(stdout, /machine .*"cores"/, 'prints the machine')
@@ -114,24 +116,8 @@ t.test('npm run bench: a tiny run of the HTTP suite completes and reports every 
   t.match(readFileSync(join(out, 'latest.md'), 'utf8'), /## Throughput[\s\S]*HTTP ceiling[\s\S]*Where the CPU goes[\s\S]*## Latency[\s\S]*## Sustained/, 'the Markdown has every section')
 })
 
-t.test('npm run bench roundtrip: one client, one statement at a time, every statement timed', {
-  skip: url === undefined || url === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : false,
-  timeout: 120_000
-}, async (t) => {
-  const out = mkdtempSync(join(tmpdir(), 'taskbroker-bench-roundtrip-'))
-  const database = `tb_bench_rt_${process.pid}`
-  t.teardown(async () => {
-    rmSync(out, { recursive: true, force: true })
-    const admin = postgres(url as string, { max: 1, onnotice: () => {} })
-    await admin.unsafe(`drop database if exists ${database} with (force)`).catch(() => {})
-    await admin.end()
-  })
-  const args = ['--import', 'tsx', 'bench/run.ts', 'roundtrip', '--iterations', '5', '--db-url', url as string, '--database', database, '--out', out]
-  const { code, stderr } = await new Promise<{ code: number | null, stderr: string }>(resolve => {
-    execFile(process.execPath, args, { cwd: root, timeout: 100_000 }, (error, _stdout, stderr) => {
-      resolve({ code: error === null ? 0 : (typeof error.code === 'number' ? error.code : null), stderr })
-    })
-  })
+t.test('npm run bench roundtrip: one client, one statement at a time, every statement timed', { skip: needsDatabase, timeout: 120_000 }, async (t) => {
+  const { code, stderr, out } = await runBench(t, 'rt', ['roundtrip', '--iterations', '5'], 100_000)
   t.equal(code, 0, `npm run bench roundtrip exits 0\n${stderr.slice(-3000)}`)
   const files = readdirSync(out).filter(f => f.startsWith('roundtrip-') && f.endsWith('.json'))
   t.equal(files.length, 1, 'writes its results')

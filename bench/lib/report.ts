@@ -1,5 +1,6 @@
 /** The results of one `npm run bench` invocation: summaries, the goals check, and Markdown tables. */
 import type { CeilingRun, LatencyRun, ProduceRun, SustainedRun, ThroughputRun } from '../http.js'
+import type { RoundtripResult } from '../roundtrip.js'
 import type { CpuPerTask } from './cpu.js'
 import { PEER_CONFIGS, type PeerRun } from './peers.js'
 import { fmt, median } from './stats.js'
@@ -24,7 +25,7 @@ export interface Results {
   peers?: PeerRun[]
   peer_versions?: Record<string, string>
   complete_mode?: Record<string, unknown>
-  roundtrip?: Record<string, unknown>
+  roundtrip?: RoundtripResult
   /** runs that failed once and were retried */
   retries?: Array<{ run: string, error: string }>
   /** why the benchmark stopped early */
@@ -192,7 +193,8 @@ export function markdown (r: Results): string {
     cpuRow('HTTP ceiling (the trivial server in the broker column)', s.ceiling_cpu_us_per_request)
     for (const t of s.throughput) cpuRow(`${t.scenario}, status batching ${t.batching}`, t.cpu_us_per_task)
     if (cpuRows.length > 0) {
-      parts.push('Where the CPU goes (median of the runs; user + system time from /proc while the workers ran, divided by the tasks done; PostgreSQL = every postgres process; 2 cores give 2,000,000 µs per second in all):\n')
+      const cores = Number(r.machine.cores)
+      parts.push(`Where the CPU goes (median of the runs; user + system time from /proc while the workers ran, divided by the tasks done; PostgreSQL = every postgres process; ${cores} cores give ${fmt(cores * 1_000_000)} µs per second in all):\n`)
       parts.push(table(['run', 'broker µs/task', 'PostgreSQL µs/task', 'workers (load generator) µs/task', 'total µs/task'], cpuRows))
     }
   }
@@ -226,7 +228,7 @@ export function markdown (r: Results): string {
     parts.push('')
   }
   if (r.roundtrip !== undefined) {
-    const rows = Object.entries(r.roundtrip.ms as Record<string, { count: number, p50: number, p95: number, p99: number, max: number }>)
+    const rows = Object.entries(r.roundtrip.ms)
       .map(([k, v]) => [k.replace(/_/g, ' '), v.count, `${ms(v.p50)} / ${ms(v.p95)} / ${ms(v.p99)}`, ms(v.max)])
     parts.push('## Round trips (one client, one statement at a time, ms)\n')
     parts.push(table(['statement', 'samples', 'p50 / p95 / p99', 'max'], rows))

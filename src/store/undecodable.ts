@@ -49,8 +49,9 @@ export function undecodableReason (activation: unknown, id: string): string | nu
 }
 
 /**
- * Moves the given processing (pull) or claimed (push) tasks to the dead letters in ONE statement (the row deleted and
- * inserted there together, with its reason, the stored activation kept as it is).
+ * Moves the given processing (pull) or claimed (push) tasks to the dead letters in ONE statement
+ * (the row deleted and inserted there together, with its reason, the stored activation kept as
+ * it is).
  */
 const MOVE_TEXT = `with bad(id, reason) as (select * from unnest($1::text[], $2::text[])),
   moved as (
@@ -66,7 +67,8 @@ const MOVE_TEXT = `with bad(id, reason) as (select * from unnest($1::text[], $2:
 /**
  * The claimed `rows` (with their `id` and `activation` columns) that can be handed out, in their
  * order; the others are moved to the dead letters. Should that fail (the store went away), they
- * stay processing (or claimed) and come back after their deadline (or lease), and the good tasks are still served.
+ * stay processing (or claimed), come back after their deadline (or lease), and the good tasks are
+ * still served.
  */
 export async function setAsideUndecodable (database: Database, rows: Row[]): Promise<Row[]> {
   let bad: Array<{ id: string, reason: string }> | undefined

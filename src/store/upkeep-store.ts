@@ -121,26 +121,28 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
         select id, activation as a from inflight_tasks
         where status = 'retry'
         limit ${p.limit} for update skip locked),
-      read as (
-        select id,
+      numbers as (
+        select id, a,
           ${jsonInt("a -> 'retry_state' -> 'attempts'")} as attempts,
           ${jsonInt("a -> 'retry_state' -> 'max_attempts'")} as max_attempts,
           ${jsonInt("a -> 'retry_state' -> 'delay_on_retry'")} as delay_on_retry,
-          ${jsonInt("a -> 'expires'")} as expires_sec,
+          ${jsonInt("a -> 'expires'")} as expires_sec
+        from picked),
+      checked as (
+        select *,
           case when jsonb_typeof(a) is distinct from 'object' then 'the activation is not an object'
             when jsonb_typeof(a -> 'retry_state') is distinct from 'object' then 'activation/retry_state is not an object'
-            when ${jsonInt("a -> 'retry_state' -> 'attempts'")} is null then 'activation/retry_state/attempts is not an integer'
-            when ${jsonInt("a -> 'retry_state' -> 'max_attempts'")} is null then 'activation/retry_state/max_attempts is not an integer'
-            when a -> 'retry_state' ? 'delay_on_retry' and ${jsonInt("a -> 'retry_state' -> 'delay_on_retry'")} is null
-              then 'activation/retry_state/delay_on_retry is not an integer'
-            when a ? 'expires' and ${jsonInt("a -> 'expires'")} is null then 'activation/expires is not an integer'
+            when attempts is null then 'activation/retry_state/attempts is not an integer'
+            when max_attempts is null then 'activation/retry_state/max_attempts is not an integer'
+            when delay_on_retry is null and a -> 'retry_state' ? 'delay_on_retry' then 'activation/retry_state/delay_on_retry is not an integer'
+            when expires_sec is null and a ? 'expires' then 'activation/expires is not an integer'
           end as undecodable
-        from picked),
+        from numbers),
       due as (
         select id, attempts + 1 as attempts, expires_sec, undecodable,
           undecodable is not null or attempts + 1 >= max_attempts as fails,
           least(coalesce(delay_on_retry, 0), ${sql.placeholder('maxDelaySec')}::int) as delay_sec
-        from read)
+        from checked)
       update inflight_tasks t set
         status = case when due.fails then 'failure' when due.delay_sec > 0 then 'delay' else 'pending' end,
         failure_reason = case when due.undecodable is not null then '${sql.raw(UNDECODABLE)}: ' || due.undecodable

@@ -1,18 +1,20 @@
 /** With the database unreachable the broker answers 503 + Retry-After at once: never a hang, never a 500. */
 import pino from 'pino'
 import t from 'tap'
+import type { Test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { testConfig } from '../helpers/app.js'
 
-t.test('requests get 503 with Retry-After while PostgreSQL is unreachable', async (t) => {
-  const config = testConfig({
-    TASKBROKER_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/unreachable',
-    TASKBROKER_RETRY_AFTER_SEC: '7',
-    TASKBROKER_STATUS_ACK_TIMEOUT_MS: '1000',
-    TASKBROKER_SHUTDOWN_TIMEOUT_MS: '1000'
-  })
+/** A broker whose PostgreSQL nobody listens for; closed when the test ends. */
+async function unreachableApp (t: Test, env: Record<string, string>) {
+  const config = testConfig({ TASKBROKER_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/unreachable', TASKBROKER_SHUTDOWN_TIMEOUT_MS: '1000', ...env })
   const app = await buildApp(config, { logger: pino({ level: 'silent' }) })
   t.teardown(() => app.close())
+  return app
+}
+
+t.test('requests get 503 with Retry-After while PostgreSQL is unreachable', async (t) => {
+  const app = await unreachableApp(t, { TASKBROKER_RETRY_AFTER_SEC: '7', TASKBROKER_STATUS_ACK_TIMEOUT_MS: '1000' })
 
   const produce = await app.inject({ method: 'POST', url: '/v1/tasks', payload: { tasks: [{ namespace: 'n', taskname: 't' }] } })
   t.equal(produce.statusCode, 503)
@@ -32,13 +34,7 @@ t.test('requests get 503 with Retry-After while PostgreSQL is unreachable', asyn
 })
 
 t.test('once status flushes have failed for a while, a report awaiting a flushed ack is refused at once, not after the ack timeout', async (t) => {
-  const config = testConfig({
-    TASKBROKER_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/unreachable',
-    TASKBROKER_STATUS_ACK_TIMEOUT_MS: '1500',
-    TASKBROKER_SHUTDOWN_TIMEOUT_MS: '1000'
-  })
-  const app = await buildApp(config, { logger: pino({ level: 'silent' }) })
-  t.teardown(() => app.close())
+  const app = await unreachableApp(t, { TASKBROKER_STATUS_ACK_TIMEOUT_MS: '1500' })
 
   // The first report finds out: its flushes fail (retried) until its ack timeout.
   const first = await app.inject({ method: 'POST', url: '/v1/tasks/status', payload: { updates: [{ id: 'a', status: 'complete' }] } })
@@ -53,4 +49,15 @@ t.test('once status flushes have failed for a while, a report awaiting a flushed
   const batch = await app.inject({ method: 'POST', url: '/v1/tasks/status', payload: { updates: [{ id: 'c', status: 'complete' }] } })
   t.equal(batch.statusCode, 503)
   t.equal(batch.json().code, 'TASKBROKER_STORE_UNAVAILABLE')
+})
+
+t.test('with ack "queued" reports are still queued while the store is down (bounded by the queue)', async (t) => {
+  const app = await unreachableApp(t, { TASKBROKER_STATUS_ACK: 'queued' })
+  const first = await app.inject({ method: 'POST', url: '/v1/tasks/status', payload: { updates: [{ id: 'a', status: 'complete' }] } })
+  t.same(first.json(), { applied: 0, queued: 1, not_found: [] })
+  // Its flushes fail for longer than the half second after which flushed-ack reports are refused.
+  await new Promise(resolve => setTimeout(resolve, 800))
+  const later = await app.inject({ method: 'POST', url: '/v1/tasks/status', payload: { updates: [{ id: 'b', status: 'complete' }] } })
+  t.equal(later.statusCode, 200, 'accepted into the queue, as queued ack promises')
+  t.same(later.json(), { applied: 0, queued: 1, not_found: [] })
 })

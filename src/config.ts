@@ -44,9 +44,9 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_MAX_DELAY_SEC: int(3_600, 0, 31_536_000, 'longest delay honoured; longer delays are capped'),
   TASKBROKER_UPKEEP_ENABLED: bool(true, 'run upkeep in this process (off: another broker on the database does it)'),
   TASKBROKER_UPKEEP_BATCH_LIMIT: int(10_000, 1, 1_000_000, 'rows one upkeep step may touch per pass'),
-  TASKBROKER_MAX_PENDING_COUNT: int(2_048, 0, 1_000_000_000, 'produce gets 503 when pending tasks would pass this'),
-  TASKBROKER_MAX_DELAY_COUNT: int(8_192, 0, 1_000_000_000, 'produce gets 503 when delayed tasks would pass this'),
-  TASKBROKER_MAX_PROCESSING_COUNT: int(2_048, 0, 1_000_000_000, 'produce gets 503 while processing + claimed tasks reach this'),
+  TASKBROKER_MAX_PENDING_COUNT: int(0, 0, 1_000_000_000, 'produce gets 503 when pending tasks would pass this (0 = no limit)'),
+  TASKBROKER_MAX_DELAY_COUNT: int(0, 0, 1_000_000_000, 'produce gets 503 when delayed tasks would pass this (0 = no limit)'),
+  TASKBROKER_MAX_PROCESSING_COUNT: int(0, 0, 1_000_000_000, 'produce gets 503 while processing + claimed tasks reach this (0 = no limit)'),
   TASKBROKER_BACKPRESSURE_CACHE_MS: int(250, 0, 60_000, 'how long the task counts behind backpressure are reused'),
   TASKBROKER_RUNTIME_CONFIG: Type.Optional(Type.String({ minLength: 1, description: 'YAML/JSON runtime config (killswitch), reloaded on change and SIGHUP' })),
   TASKBROKER_DELIVERY_MODE: oneOf(['pull', 'push'], 'pull', 'workers claim tasks (pull) or the broker delivers them (push)'),
@@ -191,6 +191,78 @@ function readConfigFile (path: string): Record<string, unknown> {
   return parsed as Record<string, unknown>
 }
 
+/**
+ * The broker cannot start as it is set up, for a reason that is not one variable's value (its data
+ * directory is in use, the database is not migrated): server.ts prints the message and exits 78.
+ */
+export class StartupRefusedError extends Error {
+  readonly code = 'TASKBROKER_STARTUP_REFUSED'
+  override name = 'StartupRefusedError'
+}
+
+/** Variables of the test and fault tooling, which share the prefix but are not settings. */
+const TOOLING_PREFIXES = ['TASKBROKER_TEST_', 'TASKBROKER_FAULT_', 'TASKBROKER_BENCH_']
+
+/** The known setting closest to a misspelt name, or undefined when none is close. */
+export function closestSetting (name: string): string | undefined {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const key of [...Object.keys(ConfigSchema.properties), 'TASKBROKER_CONFIG_FILE']) {
+    const distance = editDistance(name, key)
+    if (distance < bestDistance) {
+      best = key
+      bestDistance = distance
+    }
+  }
+  // More than a third of the name changed: a guess would mislead more than help.
+  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined
+}
+
+function editDistance (a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1,
+        (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length] as number
+}
+
+const didYouMean = (name: string): string => {
+  const closest = closestSetting(name)
+  return closest === undefined ? '' : ` (did you mean ${closest}?)`
+}
+
+/**
+ * Warnings about the environment that do not stop the broker: a TASKBROKER_* variable that is no
+ * setting (a misspelling would otherwise be silently ignored). server.ts logs them at start.
+ */
+export function configWarnings (env: Env = process.env): string[] {
+  const known = new Set([...Object.keys(ConfigSchema.properties), 'TASKBROKER_CONFIG_FILE'])
+  const warnings: string[] = []
+  for (const key of Object.keys(env).sort()) {
+    if (!key.startsWith('TASKBROKER_') || known.has(key) || TOOLING_PREFIXES.some(p => key.startsWith(p))) continue
+    warnings.push(`${key} is not a known setting and is ignored${didYouMean(key)}`)
+  }
+  return warnings
+}
+
+/**
+ * typebox's Convert truncates "80.9" to 80 (and reads "1e3" or "0x10"): an integer setting must be
+ * written as a whole number in digits.
+ */
+function checkIntegers (raw: Record<string, unknown>): void {
+  const properties = ConfigSchema.properties as Record<string, { type?: unknown }>
+  for (const [key, value] of Object.entries(raw)) {
+    if (properties[key]?.type !== 'integer') continue
+    const whole = typeof value === 'number' ? Number.isInteger(value) : typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value)
+    if (!whole) throw new ConfigError(key, `must be a whole number (got ${JSON.stringify(value)})`)
+  }
+}
+
 function describeError (schema: TSchema, key: string, value: unknown, message: string): string {
   const property = (schema as { properties: Record<string, { enum?: unknown[] }> }).properties[key]
   if (property?.enum !== undefined) return `must be one of ${property.enum.join(', ')} (got ${JSON.stringify(value)})`
@@ -210,13 +282,14 @@ export function loadConfig (env: Env = process.env): Config {
   if (file.TASKBROKER_WORKER_MAP !== undefined) file.TASKBROKER_WORKER_MAP = workerMapText(file.TASKBROKER_WORKER_MAP)
   const known = Object.keys(ConfigSchema.properties)
   for (const key of Object.keys(file)) {
-    if (!known.includes(key)) throw new ConfigError(key, 'is not a known setting (in TASKBROKER_CONFIG_FILE)')
+    if (!known.includes(key)) throw new ConfigError(key, `is not a known setting (in TASKBROKER_CONFIG_FILE)${didYouMean(key)}`)
   }
   const raw: Record<string, unknown> = {}
   for (const key of known) {
     const value = fromEnv[key] ?? file[key]
     if (value !== undefined) raw[key] = value
   }
+  checkIntegers(raw)
   const values = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, raw)) as Record<string, unknown>
   const [error] = Value.Errors(ConfigSchema, values)
   if (error !== undefined) {
@@ -225,6 +298,11 @@ export function loadConfig (env: Env = process.env): Config {
   }
   const v = values as Static<typeof ConfigSchema>
   const databaseUrl = v.TASKBROKER_DATABASE_URL ?? v.DATABASE_URL
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/./i.test(databaseUrl)) {
+    const variable = v.TASKBROKER_DATABASE_URL !== undefined ? 'TASKBROKER_DATABASE_URL' : 'DATABASE_URL'
+    // The value is not echoed: a URL may carry a password.
+    throw new ConfigError(variable, `must be a postgres:// or postgresql:// URL (got one starting ${JSON.stringify(databaseUrl.split(':')[0])})`)
+  }
   const secrets = (v.TASKBROKER_AUTH_SECRETS ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)
   const push = pushConfig(v)
   return deepFreeze({

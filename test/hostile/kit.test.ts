@@ -23,6 +23,7 @@ import tap from 'tap'
 import type { Database } from '../../src/db/database.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { keepAlive } from '../helpers/keep-alive.js'
+import { replayHint, withTestSeed } from '../helpers/property.js'
 
 /** A tap test: the file's `t` or any subtest. */
 export type Test = Parameters<Parameters<typeof tap.test>[0]>[0]
@@ -196,7 +197,8 @@ export async function byStatus (app: FastifyInstance): Promise<unknown> {
 
 /**
  * Runs a property with fc.assert and reports it as one tap assertion: a pass naming the inputs
- * tried, or a failure carrying fast-check's report (seed, counterexample after shrinking, error).
+ * tried, or a failure naming the seed (TASKBROKER_TEST_SEED replays it: test/helpers/property.ts)
+ * and carrying fast-check's report (seed, counterexample after shrinking, error).
  */
 export async function holds<Ts extends [unknown, ...unknown[]]> (
   t: Test, name: string, numRuns: number,
@@ -205,7 +207,7 @@ export async function holds<Ts extends [unknown, ...unknown[]]> (
 ): Promise<boolean> {
   const started = Date.now()
   try {
-    await fc.assert(fc.asyncProperty<Ts>(...arbs, predicate), { numRuns, ...params })
+    await fc.assert(fc.asyncProperty<Ts>(...arbs, predicate), withTestSeed({ numRuns, ...params }))
     t.pass(`${name} (${numRuns} inputs, ${Date.now() - started} ms)`)
     return true
   } catch (error) {
@@ -213,7 +215,7 @@ export async function holds<Ts extends [unknown, ...unknown[]]> (
     const report = error instanceof Error ? error.message : String(error)
     const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : undefined
     const counterexample = /Counterexample: (.*?)\n\s*Shrunk/s.exec(report)?.[1]
-    t.fail(`${name}: ${clip(cause ?? report).split('\n')[0] ?? ''}`, {
+    t.fail(`${name}, ${replayHint(report)}: ${clip(cause ?? report).split('\n')[0] ?? ''}`, {
       counterexample: clip(counterexample ?? ''),
       error: clip(cause ?? report),
       report: clip(report)

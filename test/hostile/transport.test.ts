@@ -22,6 +22,12 @@ const BODY_LIMIT = 262_144
 let sequence = 0
 const fresh = (prefix: string) => `${prefix}-${++sequence}`
 
+/**
+ * Tasks this file produces are delayed an hour, so no claim can take them: a generated claim that
+ * happens to be valid (`{}` claims any pending task) must find nothing, whatever ran before it.
+ */
+const UNCLAIMABLE = 3600
+
 interface Route {
   name: string
   method: 'GET' | 'POST' | 'DELETE'
@@ -34,7 +40,7 @@ interface Route {
 }
 
 const ROUTES: Route[] = [
-  { name: 'POST /v1/tasks', method: 'POST', url: () => '/v1/tasks', body: () => ({ tasks: [{ id: fresh('tx'), namespace: 'ns', taskname: 'hostile.tx' }] }), ok: [201], writes: true },
+  { name: 'POST /v1/tasks', method: 'POST', url: () => '/v1/tasks', body: () => ({ tasks: [{ id: fresh('tx'), namespace: 'ns', taskname: 'hostile.tx', delay: UNCLAIMABLE }] }), ok: [201], writes: true },
   { name: 'POST /v1/tasks/claim', method: 'POST', url: () => '/v1/tasks/claim', body: () => ({ application: 'zz-none', limit: 1 }), ok: [200] },
   { name: 'POST /v1/tasks/{id}/status', method: 'POST', url: () => `/v1/tasks/${fresh('zz')}/status`, body: () => ({ status: 'complete' }), ok: [200] },
   { name: 'POST /v1/tasks/status', method: 'POST', url: () => '/v1/tasks/status', body: () => ({ updates: [{ id: fresh('zz'), status: 'failure' }] }), ok: [200] },
@@ -112,6 +118,8 @@ t.test('every route under hostile transport', async (t) => {
   t.afterEach(async () => {
     await assertHealthy(app)
     t.equal(await seeds.snapshot(), seeded, 'the seeded tasks and dead letters are unchanged')
+    const pending = await ctx.database.rows(sql`select id from inflight_tasks where status = 'pending'`)
+    t.same(pending.map(r => r.id), [], 'nothing claimable is left for the next subtest')
   })
 
   await t.test('any content type with any kind of body, on every route: a clean 4xx unless it is valid JSON the route accepts', async (t) => {
@@ -133,7 +141,7 @@ t.test('every route under hostile transport', async (t) => {
     await holds(t, 'invalid UTF-8 in task fields', 80, [fc.constantFrom('namespace', 'taskname', 'id', 'application', 'parameters'), invalid], async (field, bad) => {
       const id = fresh('utf8')
       const fields: Record<string, string> = { id, namespace: 'ns', taskname: 'x', application: 'app', parameters: 'p' }
-      const before = Buffer.from(`{"tasks":[{${Object.entries(fields).filter(([k]) => k !== field).map(([k, v]) => `"${k}":"${v}",`).join('')}"${field}":"a`)
+      const before = Buffer.from(`{"tasks":[{"delay":${UNCLAIMABLE},${Object.entries(fields).filter(([k]) => k !== field).map(([k, v]) => `"${k}":"${v}",`).join('')}"${field}":"a`)
       const payload = Buffer.concat([before, Buffer.from(bad), Buffer.from('b"}]}')])
       const req: Req = { method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload }
       const { res, outcome } = await probe(ctx, 'POST /v1/tasks', req, { ok: [201] })
@@ -231,7 +239,7 @@ t.test('every route under hostile transport', async (t) => {
   })
 
   await t.test('the same route still serves a valid request after all of it', async (t) => {
-    const res = await app.inject({ method: 'POST', url: '/v1/tasks', payload: { tasks: [{ id: fresh('after'), namespace: 'ns', taskname: 'x' }] } })
+    const res = await app.inject({ method: 'POST', url: '/v1/tasks', payload: { tasks: [{ id: fresh('after'), namespace: 'ns', taskname: 'x', delay: UNCLAIMABLE }] } })
     t.equal(checkAnswer(res, { method: 'POST', url: '/v1/tasks' }, { ok: [201] }), 'accepted')
   })
 })

@@ -12,6 +12,8 @@ import { eachBackend } from '../helpers/database.js'
 const TASKS = 2000
 const WORKERS = 20
 const MAX_PROCESSING_ATTEMPTS = 3
+/** No task finished for this long: the rest are stuck (a bound for a bug, not a speed target). */
+const STALL_MS = 60_000
 
 type Action = 'ok' | 'fail' | 'retry' | 'crash'
 type Fate = 'completed' | 'discarded' | 'deadlettered'
@@ -69,7 +71,7 @@ function expectedFate (script: Script): Fate {
 
 interface Claimed { id: string }
 
-eachBackend(t, 'crashing, failing and retrying workers: every task ends as its retry_state says', { timeout: 300_000 }, async (t, backend) => {
+eachBackend(t, 'crashing, failing and retrying workers: every task ends as its retry_state says', { timeout: 600_000 }, async (t, backend) => {
   const { app, database } = await buildTestApp(t, backend, {
     TASKBROKER_UPKEEP_INTERVAL_MS: '100',
     TASKBROKER_DEADLINE_RESET_SKIP_AFTER_STARTUP_SEC: '0',
@@ -127,23 +129,37 @@ eachBackend(t, 'crashing, failing and retrying workers: every task ends as its r
   }
   const workers = Array.from({ length: WORKERS }, worker)
 
+  // Wait until every task has left the broker: as long as it takes while tasks keep finishing
+  // (a loaded machine is slow, not wrong); stuck means none finished for STALL_MS.
   const live = async () => Number((await database.rows(sql`select count(*)::int as n from inflight_tasks`))[0]!.n)
-  const deadline = Date.now() + 90_000
-  while (await live() > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 200))
+  let left = await live()
+  let progressAt = Date.now()
+  while (left > 0 && Date.now() - progressAt < STALL_MS) {
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const now = await live()
+    if (now < left) progressAt = Date.now()
+    left = now
+  }
   state.done = true
   await Promise.all(workers)
 
-  t.equal(await live(), 0, 'no task is stuck in the broker')
+  const unfinished = new Map((await database.rows(sql`select id, status from inflight_tasks`)).map(r => [r.id as string, r.status as string]))
+  const byStatus: Record<string, number> = {}
+  for (const status of unfinished.values()) byStatus[status] = (byStatus[status] ?? 0) + 1
+  t.equal(unfinished.size, 0, unfinished.size === 0
+    ? 'every task reached its end'
+    : `${unfinished.size} tasks never reached their end (none finished for ${STALL_MS / 1000} s); still in the broker by status: ${JSON.stringify(byStatus)}`)
   const deadlettered = new Set((await database.rows(sql`select id from deadletter_tasks`)).map(r => r.id as string))
   const mismatches: string[] = []
   const tally: Record<Fate, number> = { completed: 0, discarded: 0, deadlettered: 0 }
   for (const script of all) {
     const expected = expectedFate(script)
     tally[expected]++
-    const actual: Fate | 'lost' = completions.has(script.id) ? 'completed' : deadlettered.has(script.id) ? 'deadlettered' : 'discarded'
+    if (unfinished.has(script.id)) continue // reported above, not a wrong end
+    const actual: Fate = completions.has(script.id) ? 'completed' : deadlettered.has(script.id) ? 'deadlettered' : 'discarded'
     if (actual !== expected) mismatches.push(`${script.id}: expected ${expected}, got ${actual} (${JSON.stringify(script)})`)
   }
-  t.same(mismatches.slice(0, 10), [], 'every task ended as its script and retry_state say')
+  t.same(mismatches.slice(0, 10), [], `every task that reached its end ended as its script and retry_state say (${mismatches.length} did not)`)
   t.ok([...completions.values()].every(n => n === 1), 'no task was completed twice')
   t.ok(tally.completed > 100 && tally.discarded > 100 && tally.deadlettered > 100, `all three ends occur: ${JSON.stringify(tally)}`)
   t.ok([...byId.values()].some(s => s.plan.includes('crash') && expectedFate(s) === 'completed'), 'some tasks survive a crash')

@@ -2,11 +2,15 @@
 import { randomUUID } from 'node:crypto'
 import type { TaskInput } from '../routes/v1/schemas.js'
 import type { Activation, StoredTask } from '../store/types.js'
+import { parseTimestamp } from './dates.js'
 
 /** Upstream's proto has no default; a task that never says how long it may run gets a minute. */
 export const DEFAULT_PROCESSING_DEADLINE_SEC = 60
 
-/** Fills every default so the stored activation is complete and explicit. */
+/**
+ * Fills every default so the stored activation is complete and explicit. `received_at` must have
+ * passed `receivedAtProblem` (dates.ts); it is stored normalised to UTC.
+ */
 export function toActivation (input: TaskInput, now: Date): Activation {
   const retry = input.retry_state ?? {}
   const activation: Activation = {
@@ -16,7 +20,7 @@ export function toActivation (input: TaskInput, now: Date): Activation {
     taskname: input.taskname,
     parameters: input.parameters ?? null,
     headers: input.headers ?? {},
-    received_at: input.received_at === undefined ? now.toISOString() : new Date(input.received_at).toISOString(),
+    received_at: new Date(input.received_at === undefined ? now.getTime() : parseTimestamp(input.received_at) as number).toISOString(),
     processing_deadline_duration: input.processing_deadline_duration ?? DEFAULT_PROCESSING_DEADLINE_SEC,
     retry_state: {
       attempts: retry.attempts ?? 0,

@@ -3,6 +3,7 @@ import { BackpressureError, InvalidRequestError, TaskNotFoundError, TaskUndecoda
 import { initialStatus } from '../../store/task-store.js'
 import { undecodableReason } from '../../store/undecodable.js'
 import { toActivation, toTaskState } from '../../tasks/activation.js'
+import { receivedAtProblem } from '../../tasks/dates.js'
 import type { V1Services } from './index.js'
 import {
   createRequestSchemas, ErrorResponseSchema, parametersTooLarge, ProduceResponseSchema, TaskStateResponseSchema
@@ -27,6 +28,8 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = a
       const problem = parametersTooLarge(request.body.tasks, limits.parametersMaxBytes)
       if (problem !== null) throw new InvalidRequestError(problem)
     }
+    const dateProblem = receivedAtProblem(request.body.tasks)
+    if (dateProblem !== null) throw new InvalidRequestError(dateProblem)
     const now = services.now()
     const activations = request.body.tasks.map(input => toActivation(input, now))
     // Killswitched task names are dropped here, and removed by upkeep if already stored.

@@ -21,6 +21,7 @@ import { connectBrokers } from './claims/broker-notifications.js'
 import { createTaskSignal } from './claims/task-signal.js'
 import type { Config } from './config.js'
 import { openDatabase, type Database } from './db/database.js'
+import { prepareSchema } from './db/migration-check.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { ShuttingDownError } from './errors.js'
 import { installAuth } from './plugins/auth.js'
@@ -97,7 +98,12 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   }).withTypeProvider<TypeBoxTypeProvider>()
   installValidation(app)
   installStorableCheck(app)
-  installAuth(app, { secrets: config.authSecrets, maxSkewSec: config.authMaxSkewSec, exemptPaths: config.authExemptPaths })
+  installAuth(app, {
+    secrets: config.authSecrets,
+    maxSkewSec: config.authMaxSkewSec,
+    exemptPaths: config.authExemptPaths,
+    replayCacheSize: config.authReplayCacheSize
+  })
 
   const metrics = createMetrics()
   installErrorHandling(app, config.retryAfterSec, metrics)
@@ -111,10 +117,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   })
   if (deps.database === undefined) app.addHook('onClose', async () => { await database.close() })
   try {
-    if (deps.database === undefined && config.runMigrations) {
-      log.info({ store: database.kind }, 'applying migrations')
-      await database.migrate()
-    }
+    // Migrates if configured, then refuses a database whose schema is behind or ahead of this broker.
+    if (deps.database === undefined) await prepareSchema(database, config.runMigrations, log)
     await assemble(app, config, database, metrics, log, now)
   } catch (error) {
     // Whatever was opened so far (the store, its pool, timers) is closed before giving up.

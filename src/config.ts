@@ -65,8 +65,16 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_PUSH_UPDATE_FLUSH_INTERVAL_MS: int(5, 0, 60_000, 'push mode: longest a push outcome waits for its bulk statement'),
   TASKBROKER_AUTH_SECRETS: Type.Optional(Type.String({ description: 'comma-separated HMAC secrets; unset = no auth' })),
   TASKBROKER_AUTH_MAX_SKEW_SEC: int(300, 1, 86_400, 'signed requests older or newer than this are refused (replay protection)'),
+  TASKBROKER_AUTH_REPLAY_CACHE_SIZE: int(1_000_000, 1, 100_000_000, 'signatures remembered to refuse replays within the skew window (about 90 bytes each); when full, signed requests get 503'),
   TASKBROKER_AUTH_EXEMPT_PATHS: Type.String({ default: '/healthz,/readyz,/metrics,/docs*,/openapi.json', description: 'comma-separated paths that need no signature ("/docs*" = a prefix)' }),
   TASKBROKER_BODY_LIMIT_BYTES: int(5 * 1024 * 1024, 1024, 1024 * 1024 * 1024, 'largest request body accepted (413 beyond)'),
+  TASKBROKER_REQUEST_TIMEOUT_MS: int(30_000, 100, 3_600_000, 'longest receiving one request (headers and body) may take; then 408 and the connection is closed (answers, e.g. long-poll claims, are not limited)'),
+  TASKBROKER_HEADERS_TIMEOUT_MS: int(10_000, 100, 3_600_000, 'longest receiving a request\'s headers may take (from its first byte; on a new connection from connecting); then 408; at most TASKBROKER_REQUEST_TIMEOUT_MS'),
+  TASKBROKER_MAX_CONNECTIONS: int(10_000, 1, 1_000_000, 'open HTTP connections per process; further ones are closed at once (keep it below the open-file limit)'),
+  TASKBROKER_MAX_REQUESTS_PER_SOCKET: int(10_000, 0, 100_000_000, 'requests on one keep-alive connection; the last answer carries connection: close (0 = no limit)'),
+  TASKBROKER_MAX_INFLIGHT_BODY_BYTES: int(64 * 1024 * 1024, 1024, 64 * 1024 * 1024 * 1024, 'request body bytes being received at once, all requests together (declared sizes); beyond it 503; at least TASKBROKER_BODY_LIMIT_BYTES'),
+  TASKBROKER_LINGER_MS: int(5_000, 0, 600_000, 'after an early error answer (413, 401, ...) the rest of the body is read and discarded for at most this long, so the client can read the answer'),
+  TASKBROKER_LINGER_MAX_BYTES: int(64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024, 'and at most this many bytes'),
   TASKBROKER_PRODUCE_MAX_TASKS: int(1_000, 1, 10_000, 'most tasks in one produce request (400 beyond)'),
   TASKBROKER_STATUS_MAX_UPDATES: int(1_000, 1, 10_000, 'most updates in one batch status request (400 beyond)'),
   TASKBROKER_CLAIM_MAX_TASKS: int(100, 1, 1_000, 'largest limit a claim may ask for (400 beyond)'),
@@ -125,13 +133,27 @@ export interface Config {
   readonly push: PushConfig
   readonly authSecrets: readonly string[]
   readonly authMaxSkewSec: number
+  readonly authReplayCacheSize: number
   readonly authExemptPaths: readonly string[]
   readonly bodyLimitBytes: number
+  readonly http: HttpLimits
   readonly limits: Limits
   readonly claimMaxWaitMs: number
   readonly claimCoalescing: boolean
   readonly shutdownTimeoutMs: number
   readonly retryAfterSec: number
+}
+
+/** Bounds on connections and on receiving requests (Node's HTTP server and src/plugins/transport.ts). */
+export interface HttpLimits {
+  readonly requestTimeoutMs: number
+  readonly headersTimeoutMs: number
+  readonly maxConnections: number
+  /** 0 = no limit. */
+  readonly maxRequestsPerSocket: number
+  readonly maxInflightBodyBytes: number
+  readonly lingerMs: number
+  readonly lingerMaxBytes: number
 }
 
 /** Bounds on what one request may carry (validated by the route schemas, built from these). */
@@ -301,9 +323,10 @@ export function loadConfig (env: Env = process.env): Config {
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/./i.test(databaseUrl)) {
     const variable = v.TASKBROKER_DATABASE_URL !== undefined ? 'TASKBROKER_DATABASE_URL' : 'DATABASE_URL'
     // The value is not echoed: a URL may carry a password.
-    throw new ConfigError(variable, `must be a postgres:// or postgresql:// URL (got one starting ${JSON.stringify(databaseUrl.split(':')[0])})`)
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(databaseUrl)?.[1]
+    throw new ConfigError(variable, `must be a postgres:// or postgresql:// URL (got ${scheme !== undefined ? `a ${scheme}:// URL` : 'no URL'})`)
   }
-  const secrets = (v.TASKBROKER_AUTH_SECRETS ?? '').split(',').map(s => s.trim()).filter(s => s.length > 0)
+  const secrets = authSecrets(v.TASKBROKER_AUTH_SECRETS)
   const push = pushConfig(v)
   return deepFreeze({
     host: v.HOST,
@@ -342,8 +365,10 @@ export function loadConfig (env: Env = process.env): Config {
     push,
     authSecrets: secrets,
     authMaxSkewSec: v.TASKBROKER_AUTH_MAX_SKEW_SEC,
+    authReplayCacheSize: v.TASKBROKER_AUTH_REPLAY_CACHE_SIZE,
     authExemptPaths: v.TASKBROKER_AUTH_EXEMPT_PATHS.split(',').map(s => s.trim()).filter(s => s.length > 0),
     bodyLimitBytes: v.TASKBROKER_BODY_LIMIT_BYTES,
+    http: httpLimits(v),
     limits: {
       produceMaxTasks: v.TASKBROKER_PRODUCE_MAX_TASKS,
       statusMaxUpdates: v.TASKBROKER_STATUS_MAX_UPDATES,
@@ -357,6 +382,49 @@ export function loadConfig (env: Env = process.env): Config {
     shutdownTimeoutMs: v.TASKBROKER_SHUTDOWN_TIMEOUT_MS,
     retryAfterSec: v.TASKBROKER_RETRY_AFTER_SEC
   })
+}
+
+/** Unset = signing off; a set value with an empty entry (" , ") is a mistake, never "off". */
+function authSecrets (value: string | undefined): string[] {
+  if (value === undefined) return []
+  const secrets = value.split(',').map(s => s.trim())
+  if (secrets.some(s => s.length === 0)) {
+    throw new ConfigError('TASKBROKER_AUTH_SECRETS', `has an empty entry (got ${secrets.length} comma-separated entries, ${secrets.filter(s => s.length === 0).length} empty); unset it to turn signing off`)
+  }
+  return secrets
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', '::1', '0:0:0:0:0:0:0:1'])
+
+/** True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost (host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  return LOOPBACK_NAMES.has(h) || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h)
+}
+
+/** The warning to log at start when anyone who can reach the port may use the API; undefined when none. */
+export function exposureWarning (config: Pick<Config, 'host' | 'authSecrets'>): string | undefined {
+  if (config.authSecrets.length > 0 || isLoopbackHost(config.host)) return undefined
+  return `request signing is off (TASKBROKER_AUTH_SECRETS unset) and HOST=${config.host} is not a loopback address: anyone who can reach the port can produce, claim and purge tasks`
+}
+
+function httpLimits (v: Static<typeof ConfigSchema>): HttpLimits {
+  if (v.TASKBROKER_HEADERS_TIMEOUT_MS > v.TASKBROKER_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('TASKBROKER_HEADERS_TIMEOUT_MS', `must be at most TASKBROKER_REQUEST_TIMEOUT_MS (got ${v.TASKBROKER_HEADERS_TIMEOUT_MS})`)
+  }
+  // Else a body of the largest allowed size could never be received.
+  if (v.TASKBROKER_MAX_INFLIGHT_BODY_BYTES < v.TASKBROKER_BODY_LIMIT_BYTES) {
+    throw new ConfigError('TASKBROKER_MAX_INFLIGHT_BODY_BYTES', `must be at least TASKBROKER_BODY_LIMIT_BYTES (got ${v.TASKBROKER_MAX_INFLIGHT_BODY_BYTES})`)
+  }
+  return {
+    requestTimeoutMs: v.TASKBROKER_REQUEST_TIMEOUT_MS,
+    headersTimeoutMs: v.TASKBROKER_HEADERS_TIMEOUT_MS,
+    maxConnections: v.TASKBROKER_MAX_CONNECTIONS,
+    maxRequestsPerSocket: v.TASKBROKER_MAX_REQUESTS_PER_SOCKET,
+    maxInflightBodyBytes: v.TASKBROKER_MAX_INFLIGHT_BODY_BYTES,
+    lingerMs: v.TASKBROKER_LINGER_MS,
+    lingerMaxBytes: v.TASKBROKER_LINGER_MAX_BYTES
+  }
 }
 
 function pushConfig (v: Static<typeof ConfigSchema>): PushConfig {

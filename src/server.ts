@@ -4,7 +4,7 @@
  */
 import closeWithGrace from 'close-with-grace'
 import { buildApp, createLogger } from './app.js'
-import { ConfigError, loadConfig } from './config.js'
+import { ConfigError, configWarnings, exposureWarning, loadConfig, StartupRefusedError } from './config.js'
 
 let config
 try {
@@ -18,10 +18,19 @@ try {
 }
 
 const log = createLogger(config)
+for (const warning of configWarnings(process.env)) log.warn(warning)
+const exposed = exposureWarning(config)
+if (exposed !== undefined) log.warn(exposed)
 let app: Awaited<ReturnType<typeof buildApp>>
 try {
   app = await buildApp(config, { logger: log })
 } catch (error) {
+  // Something to fix before starting again (data directory in use, database not migrated or
+  // missing): one line, no stack, and the same exit code as a bad setting.
+  if (error instanceof ConfigError || error instanceof StartupRefusedError) {
+    process.stderr.write(`${error.message}\n`)
+    process.exit(78)
+  }
   log.fatal({ err: error }, 'cannot start the broker')
   process.exit(1)
 }
@@ -45,7 +54,9 @@ try {
     store: config.databaseUrl === undefined ? `embedded PGlite (${config.dataDir})` : 'postgres',
     deliveryMode: config.deliveryMode,
     statusBatching: config.status.batching,
-    statusAck: config.status.ack
+    statusAck: config.status.ack,
+    // From process start (node's time origin), so module loading and opening the store count.
+    startupMs: Math.round(performance.now())
   }, 'taskbroker ready; API docs at /docs')
 } catch (error) {
   log.fatal({ err: error }, 'cannot listen')

@@ -3,8 +3,6 @@
  * embedded PGlite in a data directory. Both are wrapped by drizzle, so the store runs the same
  * queries on either; the few differences between the two drivers end in this file.
  */
-import { mkdirSync } from 'node:fs'
-import { resolve } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { fillPlaceholders, type SQL } from 'drizzle-orm'
 import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core'
@@ -15,6 +13,7 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
 import type { Logger } from 'pino'
 import { migrationsFolder } from '../paths.js'
+import { lockDataDir } from './data-dir-lock.js'
 import * as schema from './schema.js'
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>
@@ -86,6 +85,28 @@ export interface DatabaseOptions {
 export class StoreTimeoutError extends Error {
   readonly code = 'TASKBROKER_STORE_TIMEOUT'
   override name = 'StoreTimeoutError'
+}
+
+const MAY_HAVE_RUN = Symbol('taskbroker.mayHaveRun')
+
+/**
+ * True when a failed call's statement had been sent before it failed without an answer from the
+ * server (a timeout, a connection lost): it may have committed. Marked here, on the error or a
+ * cause of it; a refusal by the server itself or a call never sent is a definite "nothing changed".
+ */
+export function mayHaveRun (error: unknown): boolean {
+  for (let e = error as { cause?: unknown } | null, depth = 0; e !== null && typeof e === 'object' && depth < 10; e = e.cause as typeof e, depth++) {
+    if ((e as Record<symbol, unknown>)[MAY_HAVE_RUN] === true) return true
+  }
+  return false
+}
+
+/** Marks `error` as mayHaveRun when its query was sent and no server error answered it. */
+function markIfSent<E> (error: E, query: unknown): E {
+  const sent = (query as { state: unknown }).state !== null
+  const fromServer = (error as { name?: unknown } | null)?.name === 'PostgresError'
+  if (sent && !fromServer && error !== null && typeof error === 'object') Object.defineProperty(error, MAY_HAVE_RUN, { value: true })
+  return error
 }
 
 /**
@@ -164,13 +185,13 @@ function openPostgres (url: string, options: DatabaseOptions): Database {
     const current = pool
     const query = current.client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare })
     const limitMs = callOptions?.timeoutMs ?? defaultTimeoutMs
-    if (!(limitMs > 0)) return query.then(rowsOf)
+    if (!(limitMs > 0)) return query.then(rowsOf, (error: unknown) => { throw markIfSent(error, query) })
     return new Promise<Row[]>((resolve, reject) => {
       let settled = false
       const timer = setTimeout(() => {
         const sent = (query as unknown as { state: unknown }).state !== null
         cancelQuery(query)
-        reject(new StoreTimeoutError(`no answer from PostgreSQL within ${limitMs} ms`))
+        reject(markIfSent(new StoreTimeoutError(`no answer from PostgreSQL within ${limitMs} ms`), query))
         if (!sent) {
           replacePool(current, `a statement waited ${limitMs} ms for a connection`)
         } else {
@@ -187,7 +208,7 @@ function openPostgres (url: string, options: DatabaseOptions): Database {
       }, (error: unknown) => {
         settled = true
         clearTimeout(timer)
-        reject(error)
+        reject(markIfSent(error, query))
       })
     })
   }
@@ -253,8 +274,15 @@ function cancelQuery (query: unknown): void {
 
 async function openPglite (options: DatabaseOptions): Promise<Database> {
   const inMemory = options.dataDir.startsWith('memory://')
-  if (!inMemory) mkdirSync(resolve(options.dataDir), { recursive: true })
-  const client = await PGlite.create(inMemory ? options.dataDir : resolve(options.dataDir))
+  // One process per directory: a second broker on it would silently lose tasks (data-dir-lock.ts).
+  const lock = inMemory ? undefined : lockDataDir(options.dataDir)
+  let client: PGlite
+  try {
+    client = await PGlite.create(lock?.dir ?? options.dataDir)
+  } catch (error) {
+    lock?.release()
+    throw error
+  }
   const db = drizzlePglite(client, { schema }) as unknown as Db
   return {
     kind: 'pglite',
@@ -268,7 +296,13 @@ async function openPglite (options: DatabaseOptions): Promise<Database> {
     },
     async notify () {},
     leaderLock: () => ({ acquire: async () => true, release: async () => {} }),
-    close: () => client.close()
+    async close () {
+      try {
+        await client.close()
+      } finally {
+        lock?.release()
+      }
+    }
   }
 }
 

@@ -1,8 +1,10 @@
+import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { ConfigError, ConfigSchema, loadConfig } from '../src/config.js'
+import { closestSetting, ConfigError, ConfigSchema, configWarnings, exposureWarning, isLoopbackHost, loadConfig } from '../src/config.js'
+import { cleanupStack, ROOT, startBroker } from './helpers/broker-process.js'
 
 t.test('defaults follow the brief', async (t) => {
   const config = loadConfig({})
@@ -28,7 +30,7 @@ t.test('environment values are converted and validated', async (t) => {
     TASKBROKER_STATUS_BATCHING: 'false',
     TASKBROKER_STATUS_BATCH_SIZE: '100',
     TASKBROKER_STATUS_ACK: 'queued',
-    TASKBROKER_AUTH_SECRETS: 'new, old ,',
+    TASKBROKER_AUTH_SECRETS: 'new, old ',
     DATABASE_URL: 'postgres://db/x'
   })
   t.equal(config.port, 9000)
@@ -91,4 +93,79 @@ t.test('.env.example lists every setting', async (t) => {
   for (const key of Object.keys(ConfigSchema.properties)) {
     t.match(example, new RegExp(`^#? ?${key}=`, 'm'), `${key} is in .env.example`)
   }
+})
+
+t.test('a fraction or a non-decimal number for an integer setting is refused, not truncated', async (t) => {
+  t.throws(() => loadConfig({ PORT: '80.9' }), new ConfigError('PORT', 'must be a whole number (got "80.9")'))
+  t.throws(() => loadConfig({ TASKBROKER_STATUS_BATCH_SIZE: '1e2' }), { message: /^Invalid configuration: TASKBROKER_STATUS_BATCH_SIZE must be a whole number/ })
+  t.throws(() => loadConfig({ TASKBROKER_UPKEEP_INTERVAL_MS: '0x100' }), { message: /^Invalid configuration: TASKBROKER_UPKEEP_INTERVAL_MS must be a whole number/ })
+  const dir = mkdtempSync(join(tmpdir(), 'tb-config-'))
+  const file = join(dir, 'fraction.yaml')
+  writeFileSync(file, 'PORT: 80.9\n')
+  t.throws(() => loadConfig({ TASKBROKER_CONFIG_FILE: file }), new ConfigError('PORT', 'must be a whole number (got 80.9)'))
+  t.equal(loadConfig({ PORT: ' 81 ' }).port, 81, 'whole numbers still convert')
+})
+
+t.test('a database URL must be a PostgreSQL URL, and the refusal does not echo it', async (t) => {
+  t.throws(() => loadConfig({ TASKBROKER_DATABASE_URL: 'mysql://root:secret@db/x' }),
+    new ConfigError('TASKBROKER_DATABASE_URL', 'must be a postgres:// or postgresql:// URL (got a mysql:// URL)'))
+  t.throws(() => loadConfig({ DATABASE_URL: 'notaurl' }),
+    new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// URL (got no URL)'))
+  t.equal(loadConfig({ TASKBROKER_DATABASE_URL: 'postgresql://u@h:5432/d' }).databaseUrl, 'postgresql://u@h:5432/d')
+})
+
+t.test('unknown TASKBROKER_* variables are warned about with the closest setting', async (t) => {
+  t.same(configWarnings({ TASKBROKER_STATUS_BATCHSIZE: '5', PORT: '1', TASKBROKER_STATUS_BATCH_SIZE: '5', TASKBROKER_CONFIG_FILE: 'x' }),
+    ['TASKBROKER_STATUS_BATCHSIZE is not a known setting and is ignored (did you mean TASKBROKER_STATUS_BATCH_SIZE?)'])
+  t.same(configWarnings({ TASKBROKER_SOMETHING_ELSE_ENTIRELY: '1' }), ['TASKBROKER_SOMETHING_ELSE_ENTIRELY is not a known setting and is ignored'])
+  t.same(configWarnings({ TASKBROKER_TEST_DATABASE_URL: 'postgres://x/y', TASKBROKER_FAULT_BROKER: 'dist', OTHER: '1' }), [], 'test tooling variables and other prefixes are left alone')
+  t.equal(closestSetting('TASKBROKER_DATADIR'), 'TASKBROKER_DATA_DIR')
+  t.equal(closestSetting('PROT'), 'PORT')
+
+  const dir = mkdtempSync(join(tmpdir(), 'tb-config-'))
+  const typo = join(dir, 'typo.yaml')
+  writeFileSync(typo, 'TASKBROKER_UPKEEP_INTERVALMS: 50\n')
+  t.throws(() => loadConfig({ TASKBROKER_CONFIG_FILE: typo }), new ConfigError('TASKBROKER_UPKEEP_INTERVALMS',
+    'is not a known setting (in TASKBROKER_CONFIG_FILE) (did you mean TASKBROKER_UPKEEP_INTERVAL_MS?)'))
+})
+
+t.test('TASKBROKER_AUTH_SECRETS with an empty entry is refused, never read as "signing off"', async (t) => {
+  for (const value of [' , ', ',', 'a,,b', 'a, ', ' ', ',a']) {
+    t.throws(() => loadConfig({ TASKBROKER_AUTH_SECRETS: value }), { name: 'ConfigError', message: /^Invalid configuration: TASKBROKER_AUTH_SECRETS has an empty entry/ }, JSON.stringify(value))
+  }
+  t.same(loadConfig({ TASKBROKER_AUTH_SECRETS: '' }).authSecrets, [], 'set to nothing is unset: signing off')
+  t.same(loadConfig({ TASKBROKER_AUTH_SECRETS: ' a , b ' }).authSecrets, ['a', 'b'], 'spaces around entries are trimmed')
+  t.equal(loadConfig({}).authReplayCacheSize, 1_000_000)
+  t.equal(loadConfig({ TASKBROKER_AUTH_REPLAY_CACHE_SIZE: '10' }).authReplayCacheSize, 10)
+  t.throws(() => loadConfig({ TASKBROKER_AUTH_REPLAY_CACHE_SIZE: '0' }), { name: 'ConfigError', message: /TASKBROKER_AUTH_REPLAY_CACHE_SIZE/ })
+})
+
+t.test('the broker process exits 78 naming TASKBROKER_AUTH_SECRETS when it has an empty entry', async (t) => {
+  const result = await new Promise<{ code: number | null, stderr: string }>((resolve) => {
+    const child = execFile(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      cwd: ROOT, timeout: 60_000, env: { PATH: process.env.PATH, TASKBROKER_AUTH_SECRETS: ' , ', TASKBROKER_DATA_DIR: 'memory://' }
+    }, (_error, _stdout, stderr) => { resolve({ code: child.exitCode, stderr }) })
+  })
+  t.equal(result.code, 78)
+  t.match(result.stderr, /TASKBROKER_AUTH_SECRETS has an empty entry/)
+})
+
+t.test('a warning when signing is off and HOST is not a loopback address', async (t) => {
+  for (const host of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', 'LOCALHOST', '::ffff:127.0.0.1']) {
+    t.equal(isLoopbackHost(host), true, `${host} is loopback`)
+    t.equal(exposureWarning({ host, authSecrets: [] }), undefined, `no warning on ${host}`)
+  }
+  for (const host of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', 'example.com', '127.0.0.1.example.com']) {
+    t.equal(isLoopbackHost(host), false, `${host} is not loopback`)
+    t.match(exposureWarning({ host, authSecrets: [] }), /request signing is off .* HOST=.* is not a loopback address/, `a warning on ${host}`)
+  }
+  t.equal(exposureWarning({ host: '0.0.0.0', authSecrets: ['k'] }), undefined, 'no warning with signing on')
+
+  // server.ts logs it, once, at level warn.
+  const defer = cleanupStack(t)
+  const broker = await startBroker(defer, { HOST: '0.0.0.0', TASKBROKER_DATA_DIR: 'memory://', LOG_LEVEL: 'info' })
+  const warnings = [...broker.messages.keys()].filter(k => k.startsWith('warn request signing is off'))
+  t.equal(warnings.length, 1, 'one warning line')
+  t.equal(broker.messages.get(warnings[0] as string), 1)
+  await broker.stop()
 })

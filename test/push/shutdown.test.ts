@@ -14,7 +14,7 @@ t.teardown(() => { clearInterval(keepAlive) })
 for (const batching of ['true', 'false']) {
   eachBackend(t, `pushes in flight at shutdown finish and are recorded; the rest go back to pending (update batching ${batching})`, async (t, backend) => {
     const worker = await fakeWorker(t, { delayMs: 300 })
-    const { app, database } = await startPushApp(t, backend, {
+    const { app, database, config } = await startPushApp(t, backend, {
       TASKBROKER_WORKER_MAP: `shop=${worker.url}`,
       TASKBROKER_PUSH_UPDATE_BATCHING: batching,
       TASKBROKER_PUSH_UPDATE_FLUSH_INTERVAL_MS: '1000', // only the final flush writes them
@@ -27,7 +27,8 @@ for (const batching of ['true', 'false']) {
 
     const started = Date.now()
     await app.close()
-    t.ok(Date.now() - started < 5_000, 'close did not wait for anything but the pushes in flight')
+    // Bound for a bug (close waiting for its whole shutdown timeout and more), not a speed target.
+    t.ok(Date.now() - started < config.shutdownTimeoutMs + 10_000, 'close did not wait for anything but the pushes in flight')
     const rows = await taskRows(database)
     t.equal(rows.length, 20, 'nothing lost')
     t.equal(rows.filter(r => r.status === 'claimed').length, 0, 'nothing left claimed')
@@ -49,6 +50,7 @@ eachBackend(t, 'a push still hanging when the shutdown budget runs out is aborte
   await until(t, 'the pushes hang', () => worker.received.length === 3)
   const started = Date.now()
   await app.close()
-  t.ok(Date.now() - started < 3_000, `close kept to its budget (${Date.now() - started} ms)`)
+  // The push would hang for its 60 s timeout: well within that (budget + 10 s) means it was aborted.
+  t.ok(Date.now() - started < 1_000 + 10_000, `close kept to its budget (${Date.now() - started} ms; budget 1 s, push timeout 60 s)`)
   t.same(await statusCounts(database), { pending: 3 }, 'all pending again, none claimed')
 })

@@ -26,6 +26,7 @@ import { createMetrics, type Metrics } from './metrics.js'
 import { ShuttingDownError } from './errors.js'
 import { installAuth } from './plugins/auth.js'
 import { installErrorHandling } from './plugins/errors.js'
+import { answerClientError, installBodyBudget } from './plugins/transport.js'
 import { installPushDelivery } from './push/install.js'
 import { registerDocs } from './plugins/docs.js'
 import { installStorableCheck, installValidation } from './plugins/validation.js'
@@ -73,6 +74,12 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
+    // Receiving a request is bounded in time (408, then the connection closes); answering is not,
+    // so a long-poll claim outlives the request timeout. Node checks the timeouts every
+    // connectionsCheckingInterval (its default, 30 s, would let them overrun by that much).
+    requestTimeout: config.http.requestTimeoutMs,
+    http: { requestTimeout: config.http.requestTimeoutMs, headersTimeout: config.http.headersTimeoutMs, connectionsCheckingInterval: 1_000 },
+    maxRequestsPerSocket: config.http.maxRequestsPerSocket,
     // Ids may be TASKBROKER_ID_MAX_CHARS (at most 512) characters, 1024 UTF-16 units; longer path
     // segments are refused with a 4xx before routing.
     routerOptions: { maxParamLength: 1024 },
@@ -83,19 +90,15 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
       const message = 'params/id: the request path is malformed (bad percent-encoding) or a path segment is too long'
       ;(reply as FastifyReply).code(statusCode).send({ statusCode, code: 'TASKBROKER_INVALID_REQUEST', error: statusCode === 414 ? 'URI Too Long' : 'Bad Request', message })
     },
-    clientErrorHandler: (error, socket) => {
-      if (socket.writable) {
-        const body = JSON.stringify({ statusCode: 400, code: 'TASKBROKER_INVALID_REQUEST', error: 'Bad Request', message: 'Malformed HTTP request' })
-        socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
-      } else {
-        socket.destroy(error)
-      }
-    },
+    // Malformed HTTP (400), overlong headers (431), a request not received in time (408).
+    clientErrorHandler: (error, socket) => { answerClientError(error, socket, config.http, log) },
     // Per-request info logs would cost more than the work at 15k requests/s; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     // Our own onRequest hook answers during shutdown, with a code and Retry-After.
     return503OnClosing: false
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // Beyond it Node closes new connections at once: stalled clients cannot use up file descriptors.
+  app.server.maxConnections = config.http.maxConnections
   installValidation(app)
   installStorableCheck(app)
   installAuth(app, {
@@ -106,7 +109,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   })
 
   const metrics = createMetrics()
-  installErrorHandling(app, config.retryAfterSec, metrics)
+  installErrorHandling(app, { retryAfterSec: config.retryAfterSec, metrics, linger: config.http })
+  installBodyBudget(app, { maxBytes: config.http.maxInflightBodyBytes, bodyLimit: config.bodyLimitBytes })
 
   const database = deps.database ?? await openDatabase({
     url: config.databaseUrl,
@@ -131,7 +135,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
 async function assemble (app: FastifyInstance, config: Config, database: Database, metrics: Metrics, log: Logger, now: () => Date): Promise<void> {
   const store = createTaskStore(database, { processingDeadlineGraceSec: config.processingDeadlineGraceSec, maxDelaySec: config.maxDelaySec })
   const signal = createTaskSignal()
-  const claims = createClaimService({ store, signal, metrics, maxWaitMs: config.claimMaxWaitMs, coalesce: config.claimCoalescing })
+  const claims = createClaimService({ store, signal, metrics, maxWaitMs: config.claimMaxWaitMs, coalesce: config.claimCoalescing, maxWaiters: config.claimMaxWaiters })
   const deadletters = createDeadletterStore(database)
   metrics.trackTaskCounts(async () => ({ ...await store.countLive(), deadletter: await deadletters.count() }))
   const statusWriter = createStatusWriter({

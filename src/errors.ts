@@ -7,11 +7,33 @@ import createError from '@fastify/error'
 // Client mistakes (4xx)
 export const InvalidRequestError = createError('TASKBROKER_INVALID_REQUEST', '%s', 400)
 export const UnauthorizedError = createError('TASKBROKER_UNAUTHORIZED', 'Authentication failed', 401)
+export const ReplayedError = createError(
+  'TASKBROKER_REPLAYED',
+  'This signature was already used; sign the request again (new timestamp or taskbroker-nonce)',
+  401
+)
+export const UnsupportedMediaTypeError = createError(
+  'TASKBROKER_UNSUPPORTED_MEDIA_TYPE',
+  'Request bodies must be application/json (got %s)',
+  415
+)
 export const TaskNotFoundError = createError('TASKBROKER_TASK_NOT_FOUND', 'Task %s not found', 404)
 export const WrongDeliveryModeError = createError('TASKBROKER_WRONG_DELIVERY_MODE', '%s', 409)
 
 // The broker cannot take the request right now (503 + Retry-After); nothing was lost.
-export const StoreUnavailableError = createError('TASKBROKER_STORE_UNAVAILABLE', 'The task store is unavailable: %s', 503)
+const StoreUnavailableBase = createError('TASKBROKER_STORE_UNAVAILABLE', 'The task store is unavailable; retry later', 503)
+/**
+ * The detail (the driver's message, e.g. "connect ECONNREFUSED 10.0.0.5:5432") names the database's
+ * host and port: it goes to the log (the error handler logs it), never into the answer.
+ */
+export class StoreUnavailableError extends StoreUnavailableBase {
+  readonly detail: string
+  constructor (detail: string, options?: { cause?: unknown }) {
+    if (options === undefined) super()
+    else super(options)
+    this.detail = detail
+  }
+}
 export const StatusQueueFullError = createError('TASKBROKER_STATUS_QUEUE_FULL', 'Too many status reports are queued; retry later', 503)
 export const StatusAckTimeoutError = createError(
   'TASKBROKER_STATUS_ACK_TIMEOUT',
@@ -20,6 +42,21 @@ export const StatusAckTimeoutError = createError(
 )
 export const BackpressureError = createError('TASKBROKER_BACKPRESSURE', 'The broker is over its task limits: %s; retry later', 503)
 export const ShuttingDownError = createError('TASKBROKER_SHUTTING_DOWN', 'The broker is shutting down', 503)
+export const TooManyWaitersError = createError(
+  'TASKBROKER_TOO_MANY_WAITERS',
+  'As many claims as allowed are already long-polling (TASKBROKER_CLAIM_MAX_WAITERS = %s); retry later',
+  503
+)
+export const BodyBudgetFullError = createError(
+  'TASKBROKER_BODY_BUDGET_FULL',
+  'Too many request body bytes are being received at once (TASKBROKER_MAX_INFLIGHT_BODY_BYTES); retry later',
+  503
+)
+export const ReplayCacheFullError = createError(
+  'TASKBROKER_REPLAY_CACHE_FULL',
+  'Too many signed requests to remember within the timestamp window (TASKBROKER_AUTH_REPLAY_CACHE_SIZE); retry later',
+  503
+)
 
 /** Errors answered with 503 carry a Retry-After header. */
 export function isRetryLater (error: { statusCode?: number }): boolean {

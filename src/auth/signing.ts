@@ -5,11 +5,20 @@
  * sent as `taskbroker-signature`, with the unix-seconds timestamp in `taskbroker-timestamp`.
  * Upstream signs `path:body` only; the method, the query and the timestamp are added here so a
  * captured request can neither be replayed later nor turned into another request.
+ *
+ * An optional `taskbroker-nonce` makes two otherwise identical requests signed in the same second
+ * differ (the broker refuses a signature it has already seen): it is then signed as
+ * `${timestamp}.${nonce}` in place of the timestamp. A timestamp is only digits, so a request
+ * without a nonce can never be read as one with a nonce, or the other way round.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
 
 export const SIGNATURE_HEADER = 'taskbroker-signature'
 export const TIMESTAMP_HEADER = 'taskbroker-timestamp'
+export const NONCE_HEADER = 'taskbroker-nonce'
+
+/** What a nonce may be: 1–64 URL-safe characters (a UUID fits). */
+const NONCE = /^[A-Za-z0-9_-]{1,64}$/
 
 export interface SignInput {
   method: string
@@ -19,21 +28,30 @@ export interface SignInput {
   body?: string | Uint8Array
   /** Unix seconds; default now. */
   timestamp?: number
+  /**
+   * Makes this request differ from an identical one signed in the same second, e.g.
+   * `randomUUID()`; sent as `taskbroker-nonce`. Needed when a client may send the same request
+   * twice within a second (concurrent claims for one queue): the broker refuses a repeat.
+   */
+  nonce?: string
 }
 
-function digest (secret: string, input: Required<SignInput>): Buffer {
+function digest (secret: string, input: { method: string, path: string, body: string | Uint8Array, timestamp: number, nonce?: string | undefined }): Buffer {
+  const stamp = input.nonce === undefined ? String(input.timestamp) : `${input.timestamp}.${input.nonce}`
   return createHmac('sha256', secret)
-    .update(`${input.method.toUpperCase()} ${input.path}:${input.timestamp}:`)
+    .update(`${input.method.toUpperCase()} ${input.path}:${stamp}:`)
     .update(input.body)
     .digest()
 }
 
-/** The headers to add to a request: `{ 'taskbroker-signature', 'taskbroker-timestamp' }`. */
+/** The headers to add to a request: `{ 'taskbroker-signature', 'taskbroker-timestamp' }` (and `taskbroker-nonce` when given). */
 export function signRequest (secret: string, input: SignInput): Record<string, string> {
   const full = { body: '', timestamp: Math.floor(Date.now() / 1000), ...input }
+  if (full.nonce !== undefined && !NONCE.test(full.nonce)) throw new TypeError('a nonce is 1-64 characters of A-Z a-z 0-9 _ -')
   return {
     [SIGNATURE_HEADER]: digest(secret, full).toString('hex'),
-    [TIMESTAMP_HEADER]: String(full.timestamp)
+    [TIMESTAMP_HEADER]: String(full.timestamp),
+    ...(full.nonce === undefined ? {} : { [NONCE_HEADER]: full.nonce })
   }
 }
 
@@ -47,11 +65,14 @@ export function verifySignature (secrets: readonly string[], input: {
   body: string | Uint8Array
   signature: string | undefined
   timestamp: string | undefined
+  /** The `taskbroker-nonce` header, when the request has one. */
+  nonce?: string | undefined
   maxSkewSec: number
   nowSec?: number
 }): boolean {
   if (input.signature === undefined || input.timestamp === undefined) return false
   if (!/^[0-9a-f]{64}$/i.test(input.signature) || !/^\d{1,12}$/.test(input.timestamp)) return false
+  if (input.nonce !== undefined && !NONCE.test(input.nonce)) return false
   const timestamp = Number(input.timestamp)
   const now = input.nowSec ?? Math.floor(Date.now() / 1000)
   if (Math.abs(now - timestamp) > input.maxSkewSec) return false
@@ -59,7 +80,7 @@ export function verifySignature (secrets: readonly string[], input: {
   let ok = false
   for (const secret of secrets) {
     // No early exit: the time taken does not tell which secret (or whether any) matched.
-    if (timingSafeEqual(given, digest(secret, { method: input.method, path: input.path, body: input.body, timestamp }))) ok = true
+    if (timingSafeEqual(given, digest(secret, { method: input.method, path: input.path, body: input.body, timestamp, nonce: input.nonce }))) ok = true
   }
   return ok
 }

@@ -264,9 +264,9 @@ eachBackend(t, 'rejected produce requests', async (t, backend) => {
     assertError(t, res, 415, 'TASKBROKER_UNSUPPORTED_MEDIA_TYPE')
   })
 
-  await t.test('a text/plain body is answered 400 saying the body must be an object', async (t) => {
+  await t.test('a text/plain body is answered 415 naming application/json', async (t) => {
     const res = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'text/plain' }, payload: 'tasks' })
-    assertError(t, res, 400, 'TASKBROKER_INVALID_REQUEST', 'body must be object')
+    assertError(t, res, 415, 'TASKBROKER_UNSUPPORTED_MEDIA_TYPE', 'Request bodies must be application/json (got text/plain)')
   })
 
   await t.test('a request with one valid and one invalid task stores neither', async (t) => {

@@ -52,7 +52,7 @@ async function runBroker (t: Test, env: Record<string, string>): Promise<Run> {
   })
   let onReady: (fields: Record<string, unknown> | undefined) => void = () => {}
   const ready = new Promise<Record<string, unknown> | undefined>(resolve => { onReady = resolve })
-  void exited.then(() => onReady(undefined))
+  exited.then(() => onReady(undefined), () => {})
   const lines = (into: string[], stream: NodeJS.ReadableStream, onLine?: (line: string) => void) => {
     let rest = ''
     stream.on('data', (chunk: Buffer) => {

@@ -103,7 +103,7 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
     const type = header(request, 'content-type')
     if (isJson(type)) parseJson(request, raw.toString('utf8'), done)
     else if (raw.length === 0) done(null, undefined)
-    else done(new UnsupportedMediaTypeError(type ?? 'no content-type'), undefined)
+    else done(new UnsupportedMediaTypeError(type === undefined ? 'no content-type' : JSON.stringify(type.slice(0, 100))), undefined)
   })
 
   if (!signed) return

@@ -266,7 +266,7 @@ eachBackend(t, 'rejected produce requests', async (t, backend) => {
 
   await t.test('a text/plain body is answered 415 naming application/json', async (t) => {
     const res = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'text/plain' }, payload: 'tasks' })
-    assertError(t, res, 415, 'TASKBROKER_UNSUPPORTED_MEDIA_TYPE', 'Request bodies must be application/json (got text/plain)')
+    assertError(t, res, 415, 'TASKBROKER_UNSUPPORTED_MEDIA_TYPE', 'Request bodies must be application/json (got "text/plain")')
   })
 
   await t.test('a request with one valid and one invalid task stores neither', async (t) => {

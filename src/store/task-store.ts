@@ -6,7 +6,7 @@
  * Connection-level failures surface as StoreUnavailableError (503 + Retry-After).
  */
 import { sql, type SQL } from 'drizzle-orm'
-import type { Database, Row } from '../db/database.js'
+import { mayHaveRun, type Database, type Row } from '../db/database.js'
 import { inflightTasks } from '../db/schema.js'
 import { StoreUnavailableError } from '../errors.js'
 import { setAsideUndecodable } from './undecodable.js'
@@ -347,26 +347,33 @@ function produceParams (rows: ReadonlyArray<ReturnType<typeof toRow>>): unknown[
   return columns.map(pgArray)
 }
 
-/** When a delayed task may first be claimed (delay capped at maxDelaySec), or null. */
-function delayUntilOf (activation: Activation, maxDelaySec: number): Date | null {
+/**
+ * When a delayed task may first be claimed (delay capped at maxDelaySec), or null.
+ */
+function delayUntilOf (activation: Activation, now: Date, maxDelaySec: number): Date | null {
   const delaySec = Math.min(activation.delay ?? 0, maxDelaySec)
-  return delaySec > 0 ? new Date(new Date(activation.received_at).getTime() + delaySec * 1000) : null
+  return delaySec > 0 ? new Date(scheduleStart(activation.received_at, now) + delaySec * 1000) : null
+}
+
+/** Where delay and expiry count from: received_at, or now when received_at lies ahead (a producer's clock, or a made-up date). */
+function scheduleStart (receivedAt: string, now: Date): number {
+  return Math.min(Date.parse(receivedAt), now.getTime())
 }
 
 /** A new task starts as `delay` while its delay lasts, `pending` otherwise. */
 export function initialStatus (activation: Activation, now: Date, maxDelaySec: number): 'pending' | 'delay' {
-  const delayUntil = delayUntilOf(activation, maxDelaySec)
+  const delayUntil = delayUntilOf(activation, now, maxDelaySec)
   return delayUntil !== null && delayUntil > now ? 'delay' : 'pending'
 }
 
 function toRow (activation: Activation, now: Date, maxDelaySec: number) {
-  const receivedAt = new Date(activation.received_at)
+  const expiresAt = activation.expires === undefined ? null : new Date(scheduleStart(activation.received_at, now) + activation.expires * 1000)
   return {
     id: activation.id,
     activation,
-    receivedAt,
-    expiresAt: activation.expires === undefined ? null : new Date(receivedAt.getTime() + activation.expires * 1000),
-    delayUntil: delayUntilOf(activation, maxDelaySec),
+    receivedAt: new Date(activation.received_at),
+    expiresAt,
+    delayUntil: delayUntilOf(activation, now, maxDelaySec),
     processingDeadlineDuration: activation.processing_deadline_duration,
     status: initialStatus(activation, now, maxDelaySec),
     atMostOnce: activation.retry_state.at_most_once,
@@ -414,12 +421,15 @@ const CONNECTION_ERROR_CODES = new Set([
   '57P01', '57P02', '57P03', '53300', '57014'
 ])
 
+function isUnavailableCode (code: string): boolean {
+  return CONNECTION_ERROR_CODES.has(code) || code.startsWith('08')
+}
+
 /** True when the error means "the database cannot be reached right now", not "this query is wrong". */
 export function isStoreUnavailable (error: unknown): boolean {
   const err = error as { code?: unknown, cause?: unknown, errno?: unknown } | null
   if (err === null || typeof err !== 'object') return false
-  const code = typeof err.code === 'string' ? err.code : ''
-  if (CONNECTION_ERROR_CODES.has(code) || code.startsWith('08')) return true
+  if (typeof err.code === 'string' && isUnavailableCode(err.code)) return true
   return err.cause !== undefined && err.cause !== error && isStoreUnavailable(err.cause)
 }
 
@@ -428,19 +438,53 @@ function rootMessage (error: unknown): string {
   while (current.cause !== undefined && current.cause !== null && typeof current.cause === 'object') {
     current = current.cause as { cause?: unknown, message?: unknown }
   }
-  return typeof current.message === 'string' ? current.message.slice(0, 500) : 'unknown error'
+  return typeof current.message === 'string' ? current.message.slice(0, 300) : 'unknown error'
 }
 
-/** Runs a store call, turning connection failures into StoreUnavailableError (503). */
+/** The code along the cause chain that makes the error "unavailable", else the first (a SQLSTATE). */
+function codeOf (error: unknown): string | undefined {
+  let first: string | undefined
+  for (let e = error as { code?: unknown, cause?: unknown } | null, depth = 0; e !== null && typeof e === 'object' && depth < 10; e = e.cause as typeof e, depth++) {
+    if (typeof e.code !== 'string') continue
+    if (isUnavailableCode(e.code)) return e.code
+    first ??= e.code
+  }
+  return first
+}
+
+/**
+ * A store error as it may be logged: the innermost message and the code, nothing else. Drivers'
+ * errors quote the whole statement with every parameter (drizzle's "Failed query: … params: …",
+ * hundreds of KB of task parameters for a produce), and loggers print a cause chain in full.
+ */
+export class StoreError extends Error {
+  override name = 'StoreError'
+  readonly code: string | undefined
+  /** The statement had been sent when the call failed without an answer: it may have committed. */
+  readonly mayHaveRun: boolean
+  constructor (error: unknown) {
+    super(rootMessage(error))
+    this.code = codeOf(error)
+    this.mayHaveRun = mayHaveRun(error)
+  }
+}
+
+/**
+ * Runs a store call. Connection failures and timeouts become StoreUnavailableError (503); any other
+ * failure a StoreError (500). Neither carries the statement or its parameters.
+ */
 export async function guard<T> (call: () => Promise<T>): Promise<T> {
   try {
     return await call()
   } catch (error) {
-    if (isStoreUnavailable(error)) {
-      // The innermost message ("connect ECONNREFUSED …"), not drizzle's wrapper, which quotes the
-      // whole statement with every parameter (hundreds of KB for a produce).
-      throw new StoreUnavailableError(rootMessage(error), { cause: error })
-    }
-    throw error
+    const safe = new StoreError(error)
+    if (isStoreUnavailable(error)) throw new StoreUnavailableError(safe.message, { cause: safe })
+    throw safe
   }
+}
+
+/** True when a store call failed in a way that leaves unknown whether its statement committed. */
+export function outcomeUnknown (error: unknown): boolean {
+  const cause = (error as { cause?: unknown } | null)?.cause
+  return error instanceof StoreError ? error.mayHaveRun : cause instanceof StoreError && cause.mayHaveRun
 }

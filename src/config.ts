@@ -83,6 +83,7 @@ export const ConfigSchema = Type.Object({
   TASKBROKER_PARAMETERS_MAX_BYTES: int(1024 * 1024, 2, 1024 * 1024 * 1024, 'largest task parameters, in bytes of JSON (400 beyond)'),
   TASKBROKER_CLAIM_COALESCING: bool(true, 'serve concurrent claims for one filter with one claim statement'),
   TASKBROKER_CLAIM_MAX_WAIT_MS: int(30_000, 0, 300_000, 'upper bound for a claim request\'s wait_ms'),
+  TASKBROKER_CLAIM_RECHECK_MS: int(1_000, 10, 600_000, 'how often the long-polls of one filter look for tasks together when no wake-up came (tasks another broker released)'),
   TASKBROKER_CLAIM_MAX_WAITERS: int(10_000, 1, 1_000_000, 'claims long-polling at once (all filters); one more gets 503 TASKBROKER_TOO_MANY_WAITERS'),
   TASKBROKER_SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000, 'how long shutdown may take before giving up on draining'),
   TASKBROKER_RETRY_AFTER_SEC: int(1, 1, 3_600, 'Retry-After sent with 503 answers')
@@ -141,6 +142,7 @@ export interface Config {
   readonly limits: Limits
   readonly claimMaxWaitMs: number
   readonly claimMaxWaiters: number
+  readonly claimRecheckMs: number
   readonly claimCoalescing: boolean
   readonly shutdownTimeoutMs: number
   readonly retryAfterSec: number
@@ -381,6 +383,7 @@ export function loadConfig (env: Env = process.env): Config {
     },
     claimMaxWaitMs: v.TASKBROKER_CLAIM_MAX_WAIT_MS,
     claimMaxWaiters: v.TASKBROKER_CLAIM_MAX_WAITERS,
+    claimRecheckMs: v.TASKBROKER_CLAIM_RECHECK_MS,
     claimCoalescing: v.TASKBROKER_CLAIM_COALESCING,
     shutdownTimeoutMs: v.TASKBROKER_SHUTDOWN_TIMEOUT_MS,
     retryAfterSec: v.TASKBROKER_RETRY_AFTER_SEC

@@ -3,7 +3,8 @@
  *
  * Produce (and, across brokers, a PostgreSQL NOTIFY) calls `notify(queue, count)`; at most
  * `count` matching waiters wake, oldest first, so one task does not stampede every waiter. A woken
- * waiter that loses the race simply claims nothing and waits again.
+ * waiter that loses the race simply claims nothing and waits again. Watchers (the claim service's
+ * waiting rooms, one per filter) hear of every matching notify and of the close.
  */
 import type { ClaimFilter } from '../store/types.js'
 
@@ -17,6 +18,12 @@ interface Waiter {
   wake: () => void
 }
 
+export interface Watcher {
+  /** Tasks of a matching queue became claimable. */
+  tasks: () => void
+  closed: () => void
+}
+
 export type TaskSignal = ReturnType<typeof createTaskSignal>
 
 function matches (filter: ClaimFilter, queue: QueueRef): boolean {
@@ -27,6 +34,7 @@ function matches (filter: ClaimFilter, queue: QueueRef): boolean {
 
 export function createTaskSignal () {
   const waiters = new Set<Waiter>()
+  const watchers = new Map<Watcher, ClaimFilter>()
   let closed = false
   let sequence = 0
   return {
@@ -54,9 +62,16 @@ export function createTaskSignal () {
       })
     },
 
+    /** Calls `watcher` on every matching notify and on close, until the returned function is called. */
+    watch (filter: ClaimFilter, watcher: Watcher): () => void {
+      watchers.set(watcher, filter)
+      return () => { watchers.delete(watcher) }
+    },
+
     /** `count` tasks for `queue` became claimable. */
     notify (queue: QueueRef, count: number): void {
       sequence++
+      for (const [watcher, filter] of watchers) if (matches(filter, queue)) watcher.tasks()
       let left = count
       for (const waiter of waiters) {
         if (left <= 0) break
@@ -71,6 +86,7 @@ export function createTaskSignal () {
     close (): void {
       closed = true
       for (const waiter of [...waiters]) waiter.wake()
+      for (const watcher of [...watchers.keys()]) watcher.closed()
     }
   }
 }

@@ -42,6 +42,15 @@ export const StatusAckTimeoutError = createError(
 )
 export const BackpressureError = createError('TASKBROKER_BACKPRESSURE', 'The broker is over its task limits: %s; retry later', 503)
 export const ShuttingDownError = createError('TASKBROKER_SHUTTING_DOWN', 'The broker is shutting down', 503)
+/**
+ * The store got the statement but no answer in time (a timeout, a connection lost): it may have
+ * committed. Not "nothing changed"; the answer carries what a client needs to retry safely.
+ */
+export const OutcomeUnknownError = createError(
+  'TASKBROKER_OUTCOME_UNKNOWN',
+  'The store took the statement but gave no answer in time: the tasks may or may not be stored. Produce them again with the ids listed (ids already stored are ignored)',
+  503
+)
 export const TooManyWaitersError = createError(
   'TASKBROKER_TOO_MANY_WAITERS',
   'As many claims as allowed are already long-polling (TASKBROKER_CLAIM_MAX_WAITERS = %s); retry later',

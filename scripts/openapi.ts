@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config.js'
 import { packageRoot } from '../src/paths.js'
 
 export async function renderOpenApi (): Promise<string> {
-  const config = loadConfig({ LOG_LEVEL: 'silent', TASKBROKER_DATA_DIR: 'memory://', TASKBROKER_RUN_MIGRATIONS: 'false' })
+  const config = loadConfig({ LOG_LEVEL: 'silent', TASKBROKER_DATA_DIR: 'memory://' })
   const app = await buildApp(config, { logger: pino({ level: 'silent' }) })
   try {
     await app.ready()

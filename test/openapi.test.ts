@@ -1,11 +1,92 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { OPENAPI_FILE, renderOpenApi } from '../scripts/openapi.js'
+import { buildTestApp, NO_UPKEEP } from './helpers/app.js'
+import { eachBackend } from './helpers/database.js'
+
+interface Response { description: string }
+interface Operation {
+  operationId?: string
+  security?: unknown[]
+  parameters?: Array<{ name: string, in: string, schema: { examples?: unknown[] }, example?: unknown }>
+  requestBody?: { content: Record<string, { example?: unknown }> }
+  responses: Record<string, Response>
+}
+interface Spec {
+  paths: Record<string, Record<string, Operation>>
+  servers?: Array<{ url: string }>
+  security?: Array<Record<string, unknown>>
+  components: { securitySchemes?: Record<string, { type: string, in: string, name: string, description?: string }> }
+}
+
+const spec = JSON.parse(await renderOpenApi()) as Spec
+const operations = Object.entries(spec.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ path, method, op })))
 
 t.test('openapi/openapi.json matches the routes (run `npm run openapi` after changing a schema)', async (t) => {
   const committed = readFileSync(OPENAPI_FILE, 'utf8')
-  const current = await renderOpenApi()
-  t.equal(committed, current, 'openapi/openapi.json is stale: run npm run openapi')
-  const spec = JSON.parse(current) as { paths: Record<string, unknown> }
-  t.same(Object.keys(spec.paths).sort(), ['/v1/deadletters', '/v1/deadletters/{id}', '/v1/deadletters/{id}/requeue', '/v1/stats', '/v1/tasks', '/v1/tasks/claim', '/v1/tasks/status', '/v1/tasks/{id}', '/v1/tasks/{id}/status'])
+  t.equal(committed, JSON.stringify(spec, null, 2) + '\n', 'openapi/openapi.json is stale: run npm run openapi')
+  t.same(Object.keys(spec.paths).sort(), [
+    '/healthz', '/metrics', '/readyz',
+    '/v1/deadletters', '/v1/deadletters/{id}', '/v1/deadletters/{id}/requeue', '/v1/stats', '/v1/tasks', '/v1/tasks/claim',
+    '/v1/tasks/status', '/v1/tasks/{id}', '/v1/tasks/{id}/status'
+  ])
+})
+
+t.test('every operation has an operationId and every response a description of its own', async (t) => {
+  const ids = operations.map(({ op }) => op.operationId)
+  t.notOk(ids.includes(undefined), 'every operation has an operationId')
+  t.equal(new Set(ids).size, ids.length, 'operationIds are unique')
+  t.match(ids, ['getHealth', 'getReadiness', 'getMetrics', 'produceTasks', 'getTask', 'claimTasks', 'reportStatus'].map(id => ids.includes(id) ? id : `missing ${id}`))
+  for (const { path, method, op } of operations) {
+    for (const [status, response] of Object.entries(op.responses)) {
+      t.not(response.description, 'Default Response', `${method} ${path} ${status} is described`)
+    }
+  }
+})
+
+t.test('the spec names the server and the two signing headers, required outside the probes', async (t) => {
+  t.same(spec.servers?.map(s => s.url), ['/'])
+  t.same(spec.components.securitySchemes, {
+    signature: { type: 'apiKey', in: 'header', name: 'taskbroker-signature', description: spec.components.securitySchemes?.signature?.description },
+    timestamp: { type: 'apiKey', in: 'header', name: 'taskbroker-timestamp', description: spec.components.securitySchemes?.timestamp?.description }
+  })
+  t.match(spec.components.securitySchemes?.signature, { description: /HMAC-SHA256.*<METHOD> <path with query>:<timestamp>:<raw body>/ })
+  t.same(spec.security, [{ signature: [], timestamp: [] }])
+  for (const { path, method, op } of operations) {
+    const open = ['/healthz', '/readyz', '/metrics'].includes(path)
+    t.same(op.security, open ? [] : undefined, `${method} ${path} ${open ? 'needs no signature' : 'is signed'}`)
+    if (!open) t.ok(op.responses['401'], `${method} ${path} lists 401`)
+  }
+})
+
+eachBackend(t, 'the examples of the spec work when tried in order: produce, claim, report', async (t, backend) => {
+  const { app } = await buildTestApp(t, backend, NO_UPKEEP)
+  const served = (await app.inject('/openapi.json')).json<Spec>()
+  const example = (path: string) => served.paths[path]?.post?.requestBody?.content['application/json']?.example
+  const idParam = served.paths['/v1/tasks/{id}/status']?.post?.parameters?.find(p => p.name === 'id')
+  const id = idParam?.example ?? idParam?.schema.examples?.[0]
+  t.type(id, 'string', 'the task id parameter has an example')
+
+  const produced = await app.inject({ method: 'POST', url: '/v1/tasks', payload: example('/v1/tasks') as object })
+  t.equal(produced.statusCode, 201, produced.body)
+  t.same(produced.json().ids, [id], 'the produce example makes the task the other examples name')
+  const claimed = await app.inject({ method: 'POST', url: '/v1/tasks/claim', payload: example('/v1/tasks/claim') as object })
+  t.equal(claimed.statusCode, 200, claimed.body)
+  t.same(claimed.json().tasks.map((task: { id: string }) => task.id), [id], 'the claim example claims the produced task')
+  const reported = await app.inject({ method: 'POST', url: `/v1/tasks/${String(id)}/status`, payload: example('/v1/tasks/{id}/status') as object })
+  t.equal(reported.statusCode, 200, reported.body)
+  t.match(reported.json(), { applied: true }, 'the report example reports the claimed task')
+  const batch = await app.inject({ method: 'POST', url: '/v1/tasks/status', payload: example('/v1/tasks/status') as object })
+  t.equal(batch.statusCode, 200, batch.body)
+})
+
+eachBackend(t, 'the probes are documented as they answer, and the docs page has the API\'s title', async (t, backend) => {
+  const { app } = await buildTestApp(t, backend, NO_UPKEEP)
+  const metrics = await app.inject('/metrics')
+  t.equal(metrics.statusCode, 200)
+  t.match(metrics.headers['content-type'], /^text\/plain/)
+  t.match(metrics.body, /^# HELP /m, 'metrics stay Prometheus text, not a JSON string')
+  t.same((await app.inject('/healthz')).json(), { status: 'ok' })
+  const page = await app.inject('/docs/')
+  t.match(page.body, /<title>Taskbroker API<\/title>/)
 })

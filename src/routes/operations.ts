@@ -1,4 +1,4 @@
-/** Liveness, readiness and metrics: unauthenticated, outside /v1, hidden from the API docs. */
+/** Liveness, readiness and metrics: unauthenticated (no security in the spec), outside /v1. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Metrics } from '../metrics.js'
@@ -12,12 +12,29 @@ export interface OperationsServices {
   retryAfterSec: number
 }
 
-const HealthSchema = Type.Object({ status: Type.String(), reason: Type.Optional(Type.String()) })
+const Health = (description: string) => Type.Object({
+  status: Type.String({ description: 'ok, ready or unavailable' }),
+  reason: Type.Optional(Type.String({ description: 'why the broker is not ready' }))
+}, { description })
+/** Open to anyone, whatever TASKBROKER_AUTH_SECRETS says (see TASKBROKER_AUTH_EXEMPT_PATHS). */
+const open = { tags: ['operations'], security: [] }
 
 export const operationsRoutes: FastifyPluginAsyncTypebox<{ services: OperationsServices }> = async (app, { services }) => {
-  app.get('/healthz', { schema: { hide: true, response: { 200: HealthSchema } } }, async () => ({ status: 'ok' }))
+  app.get('/healthz', {
+    schema: { ...open, operationId: 'getHealth', summary: 'Liveness: the process serves HTTP', response: { 200: Health('The broker process is alive') } }
+  }, async () => ({ status: 'ok' }))
 
-  app.get('/readyz', { schema: { hide: true, response: { 200: HealthSchema, 503: HealthSchema } } }, async (request, reply) => {
+  app.get('/readyz', {
+    schema: {
+      ...open,
+      operationId: 'getReadiness',
+      summary: 'Readiness: the store is reachable, upkeep runs on time and the broker is not shutting down',
+      response: {
+        200: Health('Ready to serve'),
+        503: Health('Not ready (the reason says why); Retry-After says when to ask again')
+      }
+    }
+  }, async (request, reply) => {
     let reason = services.notReadyReason()
     if (reason === null) {
       try {
@@ -33,7 +50,16 @@ export const operationsRoutes: FastifyPluginAsyncTypebox<{ services: OperationsS
     return { status: 'ready' }
   })
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', {
+    schema: {
+      ...open,
+      operationId: 'getMetrics',
+      summary: 'Prometheus metrics',
+      response: {
+        200: { description: 'Metrics in the Prometheus text format', content: { 'text/plain': { schema: Type.String() } } }
+      }
+    }
+  }, async (_request, reply) => {
     const text = await services.metrics.registry.metrics()
     return reply.type(services.metrics.registry.contentType).send(text)
   })

@@ -9,6 +9,7 @@ export const claimRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = 
   app.post('/tasks/claim', {
     schema: {
       tags: ['workers'],
+      operationId: 'claimTasks',
       summary: 'Claim tasks (oldest first), optionally long-polling until one arrives',
       body: schemas.ClaimBody,
       response: { 200: ClaimResponseSchema, 400: ErrorResponseSchema, 409: ErrorResponseSchema, 503: ErrorResponseSchema }

@@ -46,11 +46,11 @@ export const DeadletterSchema = Type.Object({
 export const DeadletterListResponseSchema = Type.Object({
   deadletters: Type.Array(DeadletterSchema, { description: 'oldest dead letter first' }),
   next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' })
-})
+}, { description: 'One page of dead letters' })
 
 export const RequeueResponseSchema = Type.Object({
   id: Type.String(),
   status: Type.Literal('pending', { description: 'the task is claimable again, with no attempts counted' })
-})
+}, { description: 'The dead letter is a pending task again' })
 
 export const NoContentSchema = Type.Null({ description: 'the dead letter was removed' })

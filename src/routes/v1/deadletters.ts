@@ -15,6 +15,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
   app.get('/deadletters', {
     schema: {
       tags: ['deadletters'],
+      operationId: 'listDeadletters',
       summary: 'Dead letters, oldest first, a page at a time (keyset cursor)',
       querystring: schemas.ListQuery,
       response: { 200: DeadletterListResponseSchema, 400: ErrorResponseSchema, 503: ErrorResponseSchema }
@@ -31,6 +32,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
   app.post('/deadletters/:id/requeue', {
     schema: {
       tags: ['deadletters'],
+      operationId: 'requeueDeadletter',
       summary: 'Put a dead letter back as a fresh pending task (no attempts counted)',
       params: schemas.IdParams,
       response: {
@@ -56,6 +58,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
   app.delete('/deadletters/:id', {
     schema: {
       tags: ['deadletters'],
+      operationId: 'deleteDeadletter',
       summary: 'Purge a dead letter',
       params: schemas.IdParams,
       response: { 204: NoContentSchema, 400: ErrorResponseSchema, 404: ErrorResponseSchema, 503: ErrorResponseSchema }

@@ -12,6 +12,7 @@
 import { Type, type Static } from 'typebox'
 import type { Limits } from '../../config.js'
 import { CONCLUSIONS, TASK_STATUSES } from '../../store/types.js'
+import { EXAMPLE_TASK_ID, EXAMPLES } from './examples.js'
 
 const Seconds = (description: string, minimum = 0) => Type.Integer({ minimum, maximum: 31_536_000, description })
 const Timestamp = (description: string) => Type.String({ format: 'date-time', description })
@@ -23,6 +24,14 @@ export const ErrorResponseSchema = Type.Object({
   error: Type.String(),
   message: Type.String()
 }, { $id: 'ErrorResponse' })
+
+/** A produce's 503: an error, and for TASKBROKER_OUTCOME_UNKNOWN the ids to produce again. */
+export const ProduceUnavailableResponseSchema = Type.Object({
+  ...ErrorResponseSchema.properties,
+  ids: Type.Optional(Type.Array(Type.String(), {
+    description: 'TASKBROKER_OUTCOME_UNKNOWN: the id of every task in the request, in order; produce the tasks again with them'
+  }))
+})
 
 const OnAttemptsExceeded = Type.Enum(['discard', 'deadletter'], { description: 'what happens after the last attempt fails' })
 
@@ -39,7 +48,7 @@ export const ProduceResponseSchema = Type.Object({
   inserted: Type.Integer({ description: 'tasks stored by this request' }),
   duplicates: Type.Array(Type.String(), { description: 'ids that already existed (or repeated in the request); ignored' }),
   killswitched: Type.Array(Type.String(), { description: 'ids dropped because their task name is killswitched (runtime config)' })
-})
+}, { description: 'The tasks were stored (ids already known are listed as duplicates and left as they were)' })
 
 export const RetryStateSchema = Type.Object({
   attempts: Type.Integer(),
@@ -71,7 +80,7 @@ export const ClaimedTaskSchema = Type.Object({
 
 export const ClaimResponseSchema = Type.Object({
   tasks: Type.Array(ClaimedTaskSchema, { description: 'oldest first; empty when none arrived in time' })
-})
+}, { description: 'The claimed tasks, now processing: report each before its processing_deadline' })
 
 const Conclusion = Type.Enum([...CONCLUSIONS], { description: 'complete, failure or retry' })
 const RetryFields = {
@@ -108,25 +117,25 @@ export function createRequestSchemas (limits: Limits) {
     TaskInput,
     ProduceBody: Type.Object({
       tasks: Type.Array(TaskInput, { minItems: 1, maxItems: limits.produceMaxTasks })
-    }, { additionalProperties: false }),
+    }, { additionalProperties: false, examples: [EXAMPLES.produce] }),
     ClaimBody: Type.Object({
       ...Filter,
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: limits.claimMaxTasks, default: 1, description: 'most tasks to claim' })),
       wait_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000, default: 0, description: 'long-poll: wait this long for a task when none is ready' }))
-    }, { additionalProperties: false }),
-    TaskIdParams: Type.Object({ id: Id('task id') }),
+    }, { additionalProperties: false, examples: [EXAMPLES.claim] }),
+    TaskIdParams: Type.Object({ id: Type.String({ minLength: 1, maxLength: limits.idMaxChars, description: 'task id', examples: [EXAMPLE_TASK_ID] }) }),
     StatusBody: Type.Object({
       status: Conclusion,
       ...RetryFields,
       fetch_next: Type.Optional(Type.Object(Filter, { additionalProperties: false, description: 'claim the next task in the same request' }))
-    }, { additionalProperties: false }),
+    }, { additionalProperties: false, examples: [EXAMPLES.status] }),
     BatchStatusBody: Type.Object({
       updates: Type.Array(Type.Object({
         id: Id('task id'),
         status: Conclusion,
         ...RetryFields
       }, { additionalProperties: false }), { minItems: 1, maxItems: limits.statusMaxUpdates })
-    }, { additionalProperties: false })
+    }, { additionalProperties: false, examples: [EXAMPLES.batchStatus] })
   }
 }
 
@@ -154,13 +163,13 @@ export const StatusResponseSchema = Type.Object({
   applied: Type.Boolean({ description: 'the report was written to an existing task' }),
   queued: Type.Boolean({ description: 'the report was accepted but not yet written (ack mode "queued")' }),
   task: Type.Union([ClaimedTaskSchema, Type.Null()], { description: 'the next task when fetch_next was given and one was ready' })
-})
+}, { description: 'The report was taken (applied: false when no such task is held, e.g. already finished)' })
 
 export const BatchStatusResponseSchema = Type.Object({
   applied: Type.Integer({ description: 'reports written to existing tasks' }),
   queued: Type.Integer({ description: 'reports accepted but not yet written (ack mode "queued")' }),
   not_found: Type.Array(Type.String(), { description: 'ids with no such task (unknown or already finished)' })
-})
+}, { description: 'The reports were taken; unknown ids are listed in not_found' })
 
 const Status = Type.Enum([...TASK_STATUSES])
 
@@ -173,7 +182,7 @@ export const TaskStateResponseSchema = Type.Object({
   expires_at: NullableTimestamp('when the task is dropped if still pending'),
   delay_until: NullableTimestamp('when a delayed task becomes claimable'),
   claim_expires_at: NullableTimestamp('push mode: when an undelivered claim lapses')
-})
+}, { description: 'The task with its broker state' })
 
 export const StatsResponseSchema = Type.Object({
   by_status: Type.Record(Type.String(), Type.Integer(), { description: 'task count for every status' }),
@@ -186,4 +195,4 @@ export const StatsResponseSchema = Type.Object({
   deadletters: Type.Integer({ description: 'tasks in the dead-letter table' }),
   oldest_pending_age_sec: Type.Number({ description: 'how long the oldest claimable task has waited' }),
   status_queue_depth: Type.Integer({ description: 'status reports queued in this broker, not yet written' })
-})
+}, { description: 'Task counts and queue ages' })

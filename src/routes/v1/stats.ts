@@ -6,6 +6,7 @@ export const statsRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = 
   app.get('/stats', {
     schema: {
       tags: ['operations'],
+      operationId: 'getStats',
       summary: 'Task counts by status and by queue, dead letters, and the age of the oldest claimable task',
       response: { 200: StatsResponseSchema, 503: ErrorResponseSchema }
     }

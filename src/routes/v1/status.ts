@@ -14,6 +14,7 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> =
   app.post('/tasks/:id/status', {
     schema: {
       tags: ['workers'],
+      operationId: 'reportStatus',
       summary: 'Report a task\'s outcome, optionally claiming the next task in the same round trip',
       params: schemas.TaskIdParams,
       body: schemas.StatusBody,
@@ -40,6 +41,7 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> =
   app.post('/tasks/status', {
     schema: {
       tags: ['workers'],
+      operationId: 'reportStatuses',
       summary: `Report many outcomes at once (1–${services.config.limits.statusMaxUpdates}); unknown ids are listed, never fail the batch`,
       body: schemas.BatchStatusBody,
       response: { 200: BatchStatusResponseSchema, ...errors }

@@ -1,12 +1,13 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { BackpressureError, InvalidRequestError, TaskNotFoundError, TaskUndecodableError } from '../../errors.js'
-import { initialStatus } from '../../store/task-store.js'
+import { BackpressureError, InvalidRequestError, OutcomeUnknownError, TaskNotFoundError, TaskUndecodableError } from '../../errors.js'
+import { initialStatus, outcomeUnknown } from '../../store/task-store.js'
 import { undecodableReason } from '../../store/undecodable.js'
 import { toActivation, toTaskState } from '../../tasks/activation.js'
 import { receivedAtProblem } from '../../tasks/dates.js'
 import type { V1Services } from './index.js'
 import {
-  createRequestSchemas, ErrorResponseSchema, parametersTooLarge, ProduceResponseSchema, TaskStateResponseSchema
+  createRequestSchemas, ErrorResponseSchema, parametersTooLarge, ProduceResponseSchema, ProduceUnavailableResponseSchema,
+  TaskStateResponseSchema
 } from './schemas.js'
 
 export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
@@ -17,9 +18,10 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = a
   app.post('/tasks', {
     schema: {
       tags: ['tasks'],
+      operationId: 'produceTasks',
       summary: `Produce tasks (1–${limits.produceMaxTasks}); idempotent on id; 503 when the broker is over its limits`,
       body: schemas.ProduceBody,
-      response: { 201: ProduceResponseSchema, 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
+      response: { 201: ProduceResponseSchema, 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ProduceUnavailableResponseSchema }
     }
   }, async (request, reply) => {
     // A body at most half the limit cannot hold parameters over it (re-serialised JSON is never
@@ -42,7 +44,21 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = a
       metrics.produceRefused.inc({ reason: 'backpressure' })
       throw new BackpressureError(refusal)
     }
-    const result = await store.produce(accepted, now)
+    let result
+    try {
+      result = await store.produce(accepted, now)
+    } catch (error) {
+      if (!outcomeUnknown(error)) throw error
+      // The insert may have committed: the client learns the ids to produce again (a stored id is
+      // ignored), and waiting claims look, in case the tasks are there.
+      wakeClaimers(services, accepted.filter(a => !delayed.has(a.id)))
+      const unknown = new OutcomeUnknownError()
+      metrics.storeUnavailable.inc()
+      request.log.warn({ code: unknown.code, tasks: activations.length }, 'answering 503')
+      return reply.code(503).header('retry-after', String(services.config.retryAfterSec)).send({
+        statusCode: 503, code: unknown.code, error: 'Service Unavailable', message: unknown.message, ids: activations.map(a => a.id)
+      })
+    }
     const inserted = new Set(result.inserted)
     const insertedDelayed = result.inserted.filter(id => delayed.has(id)).length
     services.backpressure.record({ pending: inserted.size - insertedDelayed, delay: insertedDelayed })
@@ -60,6 +76,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = a
   app.get('/tasks/:id', {
     schema: {
       tags: ['tasks'],
+      operationId: 'getTask',
       summary: 'A task with its broker state',
       params: schemas.TaskIdParams,
       response: { 200: TaskStateResponseSchema, 404: ErrorResponseSchema, 409: ErrorResponseSchema, 503: ErrorResponseSchema }

@@ -31,6 +31,7 @@ export class StoreUnavailableError extends StoreUnavailableBase {
   constructor (detail: string, options?: { cause?: unknown }) {
     if (options === undefined) super()
     else super(options)
+    this.name = 'StoreUnavailableError'
     this.detail = detail
   }
 }

@@ -102,6 +102,7 @@ t.test('a second broker on the same data directory exits 78 naming it and the ho
   await first.exited
   const second = await runBroker(t, env)
   t.ok(await second.ready, `after a crash of the holder the next broker starts (stderr: ${second.stderr.join('\n')})`)
+  t.ok(second.stdout.some(line => line.includes('took over the lock of a broker that is gone') && line.includes(`"pid":${first.pid}`)), 'and says whose lock it took over')
   second.kill('SIGTERM')
   t.equal((await second.exited).code, 0, 'shuts down cleanly')
   const third = await runBroker(t, env)

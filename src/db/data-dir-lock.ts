@@ -25,11 +25,13 @@ export const LOCK_FILE = 'taskbroker.lock'
 export interface DataDirLock {
   /** The data directory, absolute. */
   readonly dir: string
+  /** The holder of a stale lock this one replaced (its broker crashed), for the start-up log. */
+  readonly replaced: Holder | undefined
   /** Deletes the lock file if it is still this holder's. Idempotent. */
   release (): void
 }
 
-interface Holder {
+export interface Holder {
   pid: number
   host: string
   since: string
@@ -46,6 +48,7 @@ export function lockDataDir (dataDir: string): DataDirLock {
   const text = `${JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString(), bootId: bootId() })}\n`
   // A few rounds: each lost race (a stale lock removed by someone else, a new lock appearing) is
   // decided again from what the file says now.
+  let replaced: Holder | undefined
   for (let round = 0; round < 5; round++) {
     if (tryCreate(dir, lockPath, text)) {
       heldHere.add(lockPath)
@@ -60,7 +63,7 @@ export function lockDataDir (dataDir: string): DataDirLock {
         } catch {}
       }
       process.on('exit', release)
-      return { dir, release }
+      return { dir, replaced, release }
     }
     let current: string
     try {
@@ -71,6 +74,7 @@ export function lockDataDir (dataDir: string): DataDirLock {
     }
     const holder = parseHolder(current)
     if (holder !== undefined && isStale(holder, lockPath)) {
+      replaced = holder
       setAsideIfUnchanged(lockPath, current)
       continue
     }

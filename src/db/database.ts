@@ -276,6 +276,7 @@ async function openPglite (options: DatabaseOptions): Promise<Database> {
   const inMemory = options.dataDir.startsWith('memory://')
   // One process per directory: a second broker on it would silently lose tasks (data-dir-lock.ts).
   const lock = inMemory ? undefined : lockDataDir(options.dataDir)
+  if (lock?.replaced !== undefined) options.log.warn({ dataDir: lock.dir, previous: lock.replaced }, 'took over the lock of a broker that is gone (it did not shut down cleanly)')
   let client: PGlite
   try {
     client = await PGlite.create(lock?.dir ?? options.dataDir)

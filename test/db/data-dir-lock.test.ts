@@ -32,6 +32,7 @@ t.test('a second open of a locked directory is refused, naming the directory and
   const dir = freshDir()
   const first = lockDataDir(dir)
   t.teardown(() => first.release())
+  t.equal(first.replaced, undefined)
   t.equal(holderOf(dir).pid, process.pid)
   t.equal(holderOf(dir).host, hostname())
   const err = t.throws(() => lockDataDir(dir)) as Error
@@ -51,6 +52,7 @@ t.test('a lock whose process is gone (same host) is taken over', async (t) => {
   const lock = lockDataDir(dir)
   t.teardown(() => lock.release())
   t.equal(holderOf(dir).pid, process.pid)
+  t.equal(lock.replaced?.since, '2026-01-01T00:00:00.000Z', 'says whose lock it replaced')
   t.same(readdirSync(dir), [LOCK_FILE])
 })
 

@@ -1,6 +1,6 @@
 /**
  * Every error the API answers with: a stable `TASKBROKER_*` code, a message and an HTTP status.
- * The body is always `{statusCode, code, error, message}` (see the error handler in app.ts).
+ * The body is always `{statusCode, code, error, message}` (see src/plugins/errors.ts).
  */
 import createError from '@fastify/error'
 

@@ -21,7 +21,7 @@ eachBackend(t, 'queued status reports are in the database after close, without w
 
   const started = Date.now()
   await app.close()
-  t.ok(Date.now() - started < 10_000, 'close flushes at once instead of waiting for the interval')
+  t.ok(Date.now() - started < 30_000, 'close flushes at once instead of waiting for the minute-long interval')
   t.equal(await countRows(q => database.rows(q)), 0, 'every queued completion was written before close returned')
 })
 
@@ -35,5 +35,5 @@ eachBackend(t, 'a long-poll in flight at shutdown returns at once with no task',
   const response = await claim
   t.equal(response.statusCode, 200)
   t.same(response.json().tasks, [])
-  t.ok(Date.now() - started < 5_000, 'shutdown is not held up by the 30 s wait')
+  t.ok(Date.now() - started < 15_000, 'shutdown is not held up by the 30 s wait')
 })

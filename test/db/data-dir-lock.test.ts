@@ -3,10 +3,11 @@
  * the holder named, a stale lock (dead pid, or a reboot since) is taken over, one from another host
  * is not, the lock goes with close, and an unusable directory is a ConfigError naming it.
  */
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import t from 'tap'
 import { ConfigError, StartupRefusedError } from '../../src/config.js'
@@ -115,4 +116,35 @@ t.test('an unusable data directory is one ConfigError naming TASKBROKER_DATA_DIR
     t.throws(() => lockDataDir(readOnly), { name: 'ConfigError', message: `Invalid configuration: TASKBROKER_DATA_DIR ${JSON.stringify(readOnly)} is not writable (EACCES)` })
     t.throws(() => lockDataDir(join(readOnly, 'data')), { name: 'ConfigError', message: /TASKBROKER_DATA_DIR .* cannot be created \(EACCES\)/ })
   }
+})
+
+t.test('processes racing for a stale lock: exactly one gets it', { timeout: 180_000 }, async (t) => {
+  const dir = freshDir()
+  writeLock(dir, { pid: deadPid(), host: hostname(), since: '2026-01-01T00:00:00.000Z' })
+  const go = join(dir, '..', 'go')
+  const module = fileURLToPath(new URL('../../src/db/data-dir-lock.ts', import.meta.url))
+  // Each waits for the go file, tries once, and holds what it got until the others have tried.
+  const script = `
+    import { existsSync } from 'node:fs'
+    const { lockDataDir } = await import(${JSON.stringify(module)})
+    process.stdout.write('loaded\\n')
+    while (!existsSync(${JSON.stringify(go)})) await new Promise(resolve => setTimeout(resolve, 5))
+    let outcome
+    try { lockDataDir(${JSON.stringify(dir)}); outcome = 'locked' } catch (error) { outcome = error.name }
+    process.stdout.write(outcome + '\\n')
+    await new Promise(resolve => setTimeout(resolve, 3000))
+  `
+  const children = Array.from({ length: 6 }, () => spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] }))
+  const outputs = children.map(child => {
+    let text = ''
+    child.stdout.on('data', (chunk: Buffer) => { text += chunk.toString('utf8') })
+    return { loaded: () => text.includes('loaded'), exited: new Promise<string>(resolve => child.once('exit', () => resolve(text))) }
+  })
+  t.teardown(() => { for (const child of children) child.kill('SIGKILL') })
+  while (!outputs.every(o => o.loaded())) await new Promise(resolve => setTimeout(resolve, 20))
+  writeFileSync(go, '')
+  const outcomes = (await Promise.all(outputs.map(o => o.exited))).map(text => text.replace('loaded', '').trim())
+  t.equal(outcomes.filter(o => o === 'locked').length, 1, `one winner (${outcomes.join(', ')})`)
+  t.equal(outcomes.filter(o => o === 'StartupRefusedError').length, 5, 'the others are refused')
+  t.same(readdirSync(dir).filter(name => name !== LOCK_FILE), [], 'nothing left beside the lock')
 })

@@ -13,6 +13,8 @@ const SIGNING = 'With `TASKBROKER_AUTH_SECRETS` set, every request outside `/hea
   '`TASKBROKER_AUTH_MAX_SKEW_SEC` of the broker\'s clock) and `taskbroker-signature`: hex ' +
   'HMAC-SHA256, keyed with one of the secrets, over `<METHOD> <path with query>:<timestamp>:<raw body>`, ' +
   'e.g. `printf \'%s\' "POST /v1/tasks:$ts:$body" | openssl dgst -sha256 -hmac "$SECRET"`. ' +
+  'An optional `taskbroker-nonce` (1–64 URL-safe characters) is signed as `<timestamp>.<nonce>` in place of the timestamp; ' +
+  'each signature is accepted once (a second use is 401 TASKBROKER_REPLAYED). ' +
   'The page cannot compute the signature: paste both values, and send the body exactly as signed. ' +
   'Without secrets the headers are not needed.'
 

@@ -81,7 +81,7 @@ t.test('a produce that committed but whose answer came too late says outcome unk
   const app = await buildApp(testConfig({
     ...NO_UPKEEP,
     TASKBROKER_DATABASE_URL: proxy.url(url as string),
-    TASKBROKER_DB_CALL_TIMEOUT_MS: '500',
+    TASKBROKER_DB_CALL_TIMEOUT_MS: '3000', // ample for 4 inserts, so the cancel never catches the statement still running
     // One connection, already open and with the insert prepared when the answers are held: the
     // statement surely reaches the server (a call still waiting for a connection is never sent,
     // and is answered TASKBROKER_STORE_UNAVAILABLE: nothing changed).

@@ -19,7 +19,6 @@
  *   would otherwise carry the same signature, and the second be refused as a replay; see
  *   src/auth/signing.ts).
  */
-import { randomUUID } from 'node:crypto'
 import { pathToFileURL } from 'node:url'
 import { signRequest } from '../src/auth/signing.js'
 
@@ -82,7 +81,7 @@ export function startPullWorker (options: PullWorkerOptions): PullWorker {
     for (;;) {
       let retryInMs = 1_000
       try {
-        const headers = { 'content-type': 'application/json', ...(secret === undefined ? {} : signRequest(secret, { method: 'POST', path, body, nonce: randomUUID() })) }
+        const headers = { 'content-type': 'application/json', ...(secret === undefined ? {} : signRequest(secret, { method: 'POST', path, body })) }
         const response = await fetch(base + path, { method: 'POST', headers, body, signal: AbortSignal.timeout(waitMs + 30_000) })
         const text = await response.text()
         if (response.ok) return JSON.parse(text) as Record<string, unknown>

@@ -6,14 +6,14 @@ import { buildTestApp, task } from './helpers/app.js'
 
 t.test('the signature is hex HMAC-SHA256 over "METHOD path:timestamp:body"', async (t) => {
   const body = '{"tasks":[]}'
-  const headers = signRequest('s3cret', { method: 'post', path: '/v1/tasks?x=1', body, timestamp: 1700000000 })
+  const headers = signRequest('s3cret', { method: 'post', path: '/v1/tasks?x=1', body, timestamp: 1700000000, nonce: null })
   const expected = createHmac('sha256', 's3cret').update('POST /v1/tasks?x=1:1700000000:' + body).digest('hex')
   t.same(headers, { 'taskbroker-signature': expected, 'taskbroker-timestamp': '1700000000' })
 })
 
 t.test('verification: any listed secret, within the skew, nothing else', async (t) => {
   const input = { method: 'POST', path: '/v1/tasks', body: 'abc', timestamp: 1000 }
-  const signature = signRequest('old', input)['taskbroker-signature'] as string
+  const signature = signRequest('old', { ...input, nonce: null })['taskbroker-signature'] as string
   const check = (over: Partial<Parameters<typeof verifySignature>[1]>, secrets = ['new', 'old']) =>
     verifySignature(secrets, { ...input, signature, timestamp: '1000', maxSkewSec: 300, nowSec: 1100, ...over })
   t.equal(check({}), true, 'the second secret verifies (rotation)')
@@ -60,7 +60,12 @@ t.test('a nonce is signed in place of the timestamp as "timestamp.nonce", and ca
   const headers = signRequest('k', { ...input, nonce: 'n-1' })
   const expected = createHmac('sha256', 'k').update('POST /v1/tasks/claim:1000.n-1:{"limit":1}').digest('hex')
   t.same(headers, { 'taskbroker-signature': expected, 'taskbroker-timestamp': '1000', 'taskbroker-nonce': 'n-1' })
-  t.not(headers['taskbroker-signature'], signRequest('k', input)['taskbroker-signature'], 'the same request with a nonce is another signature')
+  t.not(headers['taskbroker-signature'], signRequest('k', { ...input, nonce: null })['taskbroker-signature'], 'the same request with a nonce is another signature')
+  t.notOk('taskbroker-nonce' in signRequest('k', { ...input, nonce: null }), 'nonce: null sends none')
+  const a = signRequest('k', input)
+  const b = signRequest('k', input)
+  t.match(a['taskbroker-nonce'], /^[A-Za-z0-9_-]{1,64}$/, 'signRequest adds a nonce by default')
+  t.not(a['taskbroker-signature'], b['taskbroker-signature'], 'so the same request signed twice in one second is two requests')
   const check = (over: Partial<Parameters<typeof verifySignature>[1]>) =>
     verifySignature(['k'], { ...input, signature: expected, timestamp: '1000', nonce: 'n-1', maxSkewSec: 300, nowSec: 1000, ...over })
   t.equal(check({}), true)

@@ -11,7 +11,7 @@
  * `${timestamp}.${nonce}` in place of the timestamp. A timestamp is only digits, so a request
  * without a nonce can never be read as one with a nonce, or the other way round.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto'
 
 export const SIGNATURE_HEADER = 'taskbroker-signature'
 export const TIMESTAMP_HEADER = 'taskbroker-timestamp'
@@ -29,11 +29,12 @@ export interface SignInput {
   /** Unix seconds; default now. */
   timestamp?: number
   /**
-   * Makes this request differ from an identical one signed in the same second, e.g.
-   * `randomUUID()`; sent as `taskbroker-nonce`. Needed when a client may send the same request
-   * twice within a second (concurrent claims for one queue): the broker refuses a repeat.
+   * Makes this request differ from an identical one signed in the same second; sent as
+   * `taskbroker-nonce`. Default: a fresh random one, because the broker refuses a signature it
+   * has seen (concurrent identical claims, a retry within the same second). `null` sends none
+   * (the broker's own pushes, which workers do not check for replays).
    */
-  nonce?: string
+  nonce?: string | null
 }
 
 function digest (secret: string, input: { method: string, path: string, body: string | Uint8Array, timestamp: number, nonce?: string | undefined }): Buffer {
@@ -44,14 +45,15 @@ function digest (secret: string, input: { method: string, path: string, body: st
     .digest()
 }
 
-/** The headers to add to a request: `{ 'taskbroker-signature', 'taskbroker-timestamp' }` (and `taskbroker-nonce` when given). */
+/** The headers to add to a request: `taskbroker-signature`, `taskbroker-timestamp` and (unless `nonce: null`) `taskbroker-nonce`. */
 export function signRequest (secret: string, input: SignInput): Record<string, string> {
-  const full = { body: '', timestamp: Math.floor(Date.now() / 1000), ...input }
-  if (full.nonce !== undefined && !NONCE.test(full.nonce)) throw new TypeError('a nonce is 1-64 characters of A-Z a-z 0-9 _ -')
+  const nonce = input.nonce === undefined ? randomUUID() : input.nonce ?? undefined
+  if (nonce !== undefined && !NONCE.test(nonce)) throw new TypeError('a nonce is 1-64 characters of A-Z a-z 0-9 _ -')
+  const full = { body: '', timestamp: Math.floor(Date.now() / 1000), ...input, nonce }
   return {
     [SIGNATURE_HEADER]: digest(secret, full).toString('hex'),
     [TIMESTAMP_HEADER]: String(full.timestamp),
-    ...(full.nonce === undefined ? {} : { [NONCE_HEADER]: full.nonce })
+    ...(nonce === undefined ? {} : { [NONCE_HEADER]: nonce })
   }
 }
 

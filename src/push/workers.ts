@@ -112,7 +112,7 @@ export function createPushWorkers (config: Pick<PushConfig, 'workers' | 'timeout
       const onShutdown = () => timeout.abort()
       input.abort.addEventListener('abort', onShutdown, { once: true })
       const headers: Record<string, string> = { 'content-type': 'application/json' }
-      if (secret !== undefined) Object.assign(headers, signRequest(secret, { method: 'POST', path: state.path, body: input.body }))
+      if (secret !== undefined) Object.assign(headers, signRequest(secret, { method: 'POST', path: state.path, body: input.body, nonce: null }))
       let result: PushResult
       let retryAfterMs: number | undefined
       try {

@@ -2,6 +2,7 @@
  * The README against the code: the curl walk-through gives the answers it shows, and every error
  * code the broker can answer is in the README's list of error codes.
  */
+import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -72,4 +73,7 @@ t.test('every error code in src/ is in the README\'s list of error codes', async
 
 t.test('every figure\'s source is in the repository: no measurements file outside it', async (t) => {
   t.notMatch(README, /measurements\.md/)
+  // git grep exits 1 when nothing matches, 0 with the files that do.
+  const grep = spawnSync('git', ['-C', ROOT, 'grep', '-l', '-I', 'measurements\\.md', '--', 'src', 'bench', 'examples', 'scripts', 'bin', ':!bench/results'], { encoding: 'utf8' })
+  t.equal(grep.status, 1, `no source file cites a measurements file users do not have: ${grep.stdout}${grep.stderr}`)
 })

@@ -1,5 +1,5 @@
 /**
- * Peer job queues on the same PostgreSQL (measurements.md §C): graphile-worker 0.17.3 and pg-boss
+ * Peer job queues on the same PostgreSQL: graphile-worker 0.17.3 and pg-boss
  * 10.4.2, installed into bench/peers/ (a package of its own, never a dependency of the broker) on
  * first use, each run in a process of its own, one at a time, with the broker stopped.
  */

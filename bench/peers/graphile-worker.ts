@@ -1,7 +1,7 @@
 /**
  * graphile-worker 0.17.3, in process, no HTTP: bulk-enqueue N no-op jobs (addJobs, 1000 per call;
  * timed = enqueue rate), then start a runner and time until the jobs table is empty (measured from
- * starting the runner, start-up included; method of measurements.md §C). A fresh schema every run.
+ * starting the runner, start-up included). A fresh schema every run.
  */
 import { Logger, makeWorkerUtils, run } from 'graphile-worker'
 import { connect, readOptions, report, waitFor } from './common.js'

@@ -2,7 +2,7 @@
  * pg-boss 10.4.2, in process, no HTTP: bulk-enqueue N no-op jobs (insert, 1000 per call; timed =
  * enqueue rate), optionally VACUUM ANALYZE the job table, then register `workers` workers with
  * `batchSize` and `pollingIntervalSeconds` and time until all N are `completed` (from the first
- * work() call, start-up included; method of measurements.md §C). A fresh schema every run.
+ * work() call, start-up included). A fresh schema every run.
  */
 import PgBoss from 'pg-boss'
 import { connect, readOptions, report, waitFor } from './common.js'

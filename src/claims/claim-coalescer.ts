@@ -1,6 +1,6 @@
 /**
- * Coalesces concurrent claims into one statement. PostgreSQL claims single rows at ~8k/s on this
- * hardware (measurements.md A3) but 32-row batches at ~60k rows/s, so claim requests for the same
+ * Coalesces concurrent claims into one statement. A claim statement costs about the same whether it
+ * takes one row or a few dozen (one round trip, one transaction), so claim requests for the same
  * filter that arrive while a claim statement is running wait for it to finish and are then served
  * together by ONE `SKIP LOCKED` claim for the sum of their limits. The tasks are handed out in
  * order: the earliest request gets the oldest tasks.

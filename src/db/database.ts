@@ -357,8 +357,8 @@ async function within<T> (promise: Promise<T>, ms: number): Promise<T | undefine
 }
 
 /**
- * drizzle only prepares server-side when a statement has a name (measurements.md A6: that alone
- * doubles single-row throughput), and its `execute()` for raw SQL never names one. So raw SQL goes
+ * drizzle only prepares server-side when a statement has a name (a named statement is parsed and
+ * planned once per connection, not on every call), and its `execute()` for raw SQL never names one. So raw SQL goes
  * through the session's own prepareQuery with a name, exactly as the query builder's
  * `.prepare(name)` does.
  */

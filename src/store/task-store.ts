@@ -218,8 +218,8 @@ const statusTextCache = new Map<string, string>()
 /**
  * The bulk status statement: reports arrive as four parallel arrays (id, status, max_attempts,
  * delay_on_retry) unnested into rows, so the text is the same for every batch size (one prepared
- * statement, a stable plan: measurements.md A2 shows a VALUES list flipping to a seq scan near 1000
- * rows, unnest keeping the index nested loop). Retry fields only ever add to retry_state; a report
+ * statement, a stable plan: a VALUES list's estimate grows with its rows and can flip the join to a
+ * sequential scan on large batches, where unnest keeps the index nested loop). Retry fields only ever add to retry_state; a report
  * without them leaves the activation as it is. With `claim` set, the same statement also claims up
  * to $5 pending tasks (filter in $6, $7) and returns them; report rows come back with a null status.
  */

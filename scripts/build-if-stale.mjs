@@ -22,7 +22,8 @@ function newestMtime (path) {
   if (!existsSync(path)) return 0
   const stat = statSync(path)
   if (!stat.isDirectory()) return stat.mtimeMs
-  let newest = 0
+  // A directory's own time changes when a file in it is added, renamed or deleted.
+  let newest = stat.mtimeMs
   for (const entry of readdirSync(path)) newest = Math.max(newest, newestMtime(join(path, entry)))
   return newest
 }

@@ -6,16 +6,15 @@
  * The directory holds `taskbroker.lock`: the holder's pid, host, start time (and Linux boot id).
  * - It is created atomically: written under a temporary name, then hard-linked to the lock name,
  *   which fails if the name exists, so a reader never sees a half-written lock.
- * - A stale lock (same host, and its pid is not alive or the machine rebooted since) is set aside
- *   by an atomic rename and the lock taken again; if the renamed file turns out to be a fresh lock
- *   another broker took meanwhile, it is put back.
+ * - A stale lock (same host, and its pid is not alive or the machine rebooted since) is deleted,
+ *   one breaker at a time, only if it still says what was read, and the lock taken again.
  * - A lock from another host is never broken automatically (its pid means nothing here): the
  *   refusal says which file to delete once that broker is known to be gone.
  * - Released on close and, as a last resort, when the process exits; after a crash (SIGKILL) the
  *   next start finds the lock stale.
  */
 import { randomBytes } from 'node:crypto'
-import { accessSync, constants, linkSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { ConfigError, StartupRefusedError } from '../config.js'
@@ -49,7 +48,7 @@ export function lockDataDir (dataDir: string): DataDirLock {
   // A few rounds: each lost race (a stale lock removed by someone else, a new lock appearing) is
   // decided again from what the file says now.
   let replaced: Holder | undefined
-  for (let round = 0; round < 5; round++) {
+  for (let round = 0; round < 100; round++) {
     if (tryCreate(dir, lockPath, text)) {
       heldHere.add(lockPath)
       let released = false
@@ -75,7 +74,7 @@ export function lockDataDir (dataDir: string): DataDirLock {
     const holder = parseHolder(current)
     if (holder !== undefined && isStale(holder, lockPath)) {
       replaced = holder
-      setAsideIfUnchanged(lockPath, current)
+      removeIfUnchanged(lockPath, current)
       continue
     }
     throw new StartupRefusedError(refusal(dir, lockPath, holder))
@@ -156,21 +155,29 @@ function isStale (holder: Holder, lockPath: string): boolean {
 }
 
 /**
- * Moves the stale lock aside (atomic), then checks that what was moved is the stale lock that was
- * read: between the read and the rename another broker may have replaced it with a live lock of
- * its own, which is then linked back (if a third broker took the name meanwhile, that one wins).
+ * Deletes the stale lock if it still says what was read. Breakers take turns through an exclusive
+ * directory (mkdir is atomic), so a lock that another broker wrote after breaking the same stale
+ * one is re-read here and kept, never deleted. A breaker that died mid-way leaves its directory;
+ * older than 10 s, it is cleared.
  */
-function setAsideIfUnchanged (lockPath: string, staleText: string): void {
-  const aside = `${lockPath}.stale.${process.pid}.${randomBytes(4).toString('hex')}`
+function removeIfUnchanged (lockPath: string, staleText: string): void {
+  const breaker = `${lockPath}.break`
   try {
-    renameSync(lockPath, aside)
+    mkdirSync(breaker)
   } catch {
-    return // already gone: someone else set it aside
+    try { if (Date.now() - statSync(breaker).mtimeMs > 10_000) rmdirSync(breaker) } catch {}
+    pause(10) // another broker is breaking it: decide again from what the file says then
+    return
   }
   try {
-    if (readFileSync(aside, 'utf8') !== staleText) linkSync(aside, lockPath)
-  } catch {}
-  try { unlinkSync(aside) } catch {}
+    if (readFileSync(lockPath, 'utf8') === staleText) unlinkSync(lockPath)
+  } catch {} finally {
+    try { rmdirSync(breaker) } catch {}
+  }
+}
+
+function pause (ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 }
 
 function refusal (dir: string, lockPath: string, holder: Holder | undefined): string {

@@ -51,11 +51,13 @@ export function installErrorHandling (app: FastifyInstance, options: ErrorHandli
     closeAfterAnswer(request, reply, linger)
     const ours = typeof error.code === 'string' && error.code.startsWith('TASKBROKER_')
     if (statusCode === 503) {
-      if (error.code === 'TASKBROKER_STORE_UNAVAILABLE') metrics.storeUnavailable.inc()
+      if (error.code === 'TASKBROKER_STORE_UNAVAILABLE' || error.code === 'TASKBROKER_OUTCOME_UNKNOWN') metrics.storeUnavailable.inc()
       request.log.warn({ code: error.code, message: error.message, detail: (error as { detail?: unknown }).detail }, 'answering 503')
       reply.header('retry-after', String(retryAfterSec))
     }
-    if (ours) return reply.code(statusCode).send({ statusCode, code: error.code, error: httpReason(statusCode), message: error.message })
+    // An outcome-unknown produce names the ids it assigned, so the client can produce them again.
+    const ids = (error as { ids?: unknown }).ids
+    if (ours) return reply.code(statusCode).send({ statusCode, code: error.code, error: httpReason(statusCode), message: error.message, ...(Array.isArray(ids) ? { ids } : {}) })
     const known = FASTIFY_CODES[error.code]
     if (known !== undefined) {
       const message = error.validation !== undefined ? validationMessage(error) : error.message

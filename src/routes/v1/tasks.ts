@@ -52,12 +52,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = a
       // The insert may have committed: the client learns the ids to produce again (a stored id is
       // ignored), and waiting claims look, in case the tasks are there.
       wakeClaimers(services, accepted.filter(a => !delayed.has(a.id)))
-      const unknown = new OutcomeUnknownError()
-      metrics.storeUnavailable.inc()
-      request.log.warn({ code: unknown.code, tasks: activations.length }, 'answering 503')
-      return reply.code(503).header('retry-after', String(services.config.retryAfterSec)).send({
-        statusCode: 503, code: unknown.code, error: 'Service Unavailable', message: unknown.message, ids: activations.map(a => a.id)
-      })
+      throw Object.assign(new OutcomeUnknownError(), { ids: activations.map(a => a.id) })
     }
     const inserted = new Set(result.inserted)
     const insertedDelayed = result.inserted.filter(id => delayed.has(id)).length

@@ -400,3 +400,12 @@ interface PrepareCapable {
     isResponseInArrayMode: boolean
   ): { execute (values?: Record<string, unknown>): Promise<unknown> }
 }
+
+/** The innermost message along an error's cause chain (drivers wrap theirs), at most 300 characters. */
+export function rootMessage (error: unknown): string {
+  let current = error as { cause?: unknown, message?: unknown }
+  while (current.cause !== undefined && current.cause !== null && typeof current.cause === 'object') {
+    current = current.cause as { cause?: unknown, message?: unknown }
+  }
+  return typeof current.message === 'string' ? current.message.slice(0, 300) : 'unknown error'
+}

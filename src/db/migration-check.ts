@@ -15,7 +15,7 @@ import { sql } from 'drizzle-orm'
 import type { Logger } from 'pino'
 import { ConfigError, StartupRefusedError } from '../config.js'
 import { migrationsFolder } from '../paths.js'
-import type { Database } from './database.js'
+import { rootMessage, type Database } from './database.js'
 
 interface JournalEntry { tag: string, when: number }
 
@@ -94,10 +94,4 @@ function errorCode (error: unknown): string | undefined {
     if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code
   }
   return undefined
-}
-
-function rootMessage (error: unknown): string {
-  let e = error as { message?: unknown, cause?: unknown }
-  while (e.cause !== undefined && e.cause !== null) e = e.cause as typeof e
-  return String(e.message)
 }

@@ -6,7 +6,7 @@
  * Connection-level failures surface as StoreUnavailableError (503 + Retry-After).
  */
 import { sql, type SQL } from 'drizzle-orm'
-import { mayHaveRun, type Database, type Row } from '../db/database.js'
+import { mayHaveRun, rootMessage, type Database, type Row } from '../db/database.js'
 import { inflightTasks } from '../db/schema.js'
 import { StoreUnavailableError } from '../errors.js'
 import { setAsideUndecodable } from './undecodable.js'
@@ -431,14 +431,6 @@ export function isStoreUnavailable (error: unknown): boolean {
   if (err === null || typeof err !== 'object') return false
   if (typeof err.code === 'string' && isUnavailableCode(err.code)) return true
   return err.cause !== undefined && err.cause !== error && isStoreUnavailable(err.cause)
-}
-
-function rootMessage (error: unknown): string {
-  let current = error as { cause?: unknown, message?: unknown }
-  while (current.cause !== undefined && current.cause !== null && typeof current.cause === 'object') {
-    current = current.cause as { cause?: unknown, message?: unknown }
-  }
-  return typeof current.message === 'string' ? current.message.slice(0, 300) : 'unknown error'
 }
 
 /** The code along the cause chain that makes the error "unavailable", else the first (a SQLSTATE). */

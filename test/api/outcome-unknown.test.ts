@@ -5,7 +5,6 @@
  * ids stores nothing twice. The database sits behind a proxy that can hold back every answer while
  * still forwarding statements. Needs TASKBROKER_TEST_DATABASE_URL (PGlite has no call timeout).
  */
-import { connect, createServer, type Server, type Socket } from 'node:net'
 import { sql } from 'drizzle-orm'
 import pino from 'pino'
 import t from 'tap'
@@ -14,67 +13,15 @@ import { openDatabase } from '../../src/db/database.js'
 import { NO_UPKEEP, task, testConfig } from '../helpers/app.js'
 import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/database.js'
 import { keepAlive } from '../helpers/keep-alive.js'
+import { PgProxy } from '../helpers/pg-proxy.js'
 
 keepAlive(t)
-
-/** Forwards to PostgreSQL both ways; while holding, the server's answers wait in the proxy. */
-class HoldingProxy {
-  private readonly sockets = new Set<Socket>()
-  private readonly server: Server
-  private held: Array<[Socket, Buffer]> = []
-  private holding = false
-  port = 0
-
-  private constructor (private readonly target: URL) {
-    this.server = createServer(client => this.accept(client))
-  }
-
-  static async start (target: string): Promise<HoldingProxy> {
-    const proxy = new HoldingProxy(new URL(target))
-    await new Promise<void>(resolve => proxy.server.listen(0, '127.0.0.1', resolve))
-    proxy.port = (proxy.server.address() as { port: number }).port
-    return proxy
-  }
-
-  private accept (client: Socket): void {
-    const upstream = connect(Number(this.target.port || 5432), this.target.hostname)
-    for (const socket of [client, upstream]) {
-      socket.on('error', () => {})
-      this.sockets.add(socket)
-      socket.on('close', () => { this.sockets.delete(socket); client.destroy(); upstream.destroy() })
-    }
-    client.pipe(upstream)
-    upstream.on('data', (chunk: Buffer) => {
-      if (this.holding) this.held.push([client, chunk])
-      else client.write(chunk)
-    })
-  }
-
-  hold (): void { this.holding = true }
-
-  release (): void {
-    this.holding = false
-    for (const [client, chunk] of this.held) client.write(chunk)
-    this.held = []
-  }
-
-  url (databaseUrl: string): string {
-    const url = new URL(databaseUrl)
-    url.host = `127.0.0.1:${this.port}`
-    return url.toString()
-  }
-
-  async close (): Promise<void> {
-    for (const socket of this.sockets) socket.destroy()
-    await new Promise<void>(resolve => this.server.close(() => resolve()))
-  }
-}
 
 const skip = TEST_DATABASE_URL === undefined || TEST_DATABASE_URL === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : false
 
 t.test('a produce that committed but whose answer came too late says outcome unknown, with ids that make a retry safe', { skip }, async (t) => {
   const { url } = await createTestDatabase(t, 'postgres')
-  const proxy = await HoldingProxy.start(url as string)
+  const proxy = await PgProxy.start(url as string)
   t.teardown(() => proxy.close())
   const direct = await openDatabase({ url: url as string, dataDir: '', poolSize: 1, log: pino({ level: 'silent' }) })
   t.teardown(() => direct.close())

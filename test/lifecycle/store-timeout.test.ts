@@ -5,7 +5,6 @@
  * database sits behind a TCP proxy in the test that can go silent: it keeps every socket open and
  * forwards nothing. Needs TASKBROKER_TEST_DATABASE_URL (skipped otherwise).
  */
-import { connect, createServer, type Server, type Socket } from 'node:net'
 import { sql } from 'drizzle-orm'
 import pino from 'pino'
 import t from 'tap'
@@ -15,97 +14,9 @@ import { guard } from '../../src/store/task-store.js'
 import { keepAlive } from '../helpers/keep-alive.js'
 import { testConfig, task } from '../helpers/app.js'
 import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/database.js'
+import { PgProxy } from '../helpers/pg-proxy.js'
 
 keepAlive(t)
-
-/** Forwards to PostgreSQL, or (silent) holds every socket open and forwards nothing. */
-class SilentProxy {
-  private readonly sockets = new Set<Socket>()
-  private readonly server: Server
-  private silent = false
-  port = 0
-
-  /** `silentOnceReady`: goes silent as soon as a connection's first ReadyForQuery has passed. */
-  private constructor (private readonly target: URL, private readonly silentOnceReady: boolean) {
-    this.server = createServer(client => this.accept(client))
-  }
-
-  static async start (target: string, options: { silentOnceReady?: boolean } = {}): Promise<SilentProxy> {
-    const proxy = new SilentProxy(new URL(target), options.silentOnceReady ?? false)
-    await new Promise<void>(resolve => proxy.server.listen(0, '127.0.0.1', resolve))
-    proxy.port = (proxy.server.address() as { port: number }).port
-    return proxy
-  }
-
-  private accept (client: Socket): void {
-    client.on('error', () => {})
-    this.sockets.add(client)
-    client.on('close', () => this.sockets.delete(client))
-    if (this.silent) return // held open, never answered
-    const upstream = connect(Number(this.target.port || 5432), this.target.hostname)
-    upstream.on('error', () => {})
-    this.sockets.add(upstream)
-    upstream.on('close', () => { this.sockets.delete(upstream); client.destroy() })
-    client.on('close', () => upstream.destroy())
-    client.pipe(upstream)
-    let sent = 0
-    upstream.on('data', (chunk: Buffer) => {
-      sent += chunk.length
-      if (this.cutAfter !== undefined && sent > this.cutAfter) {
-        this.cutAfter = undefined
-        client.destroy()
-        upstream.destroy()
-      }
-    })
-    if (!this.silentOnceReady) {
-      upstream.pipe(client)
-      return
-    }
-    // ReadyForQuery, idle: 'Z', length 5, 'I'. The startup exchange gets through, nothing after it.
-    const ready = Buffer.from([0x5a, 0, 0, 0, 5, 0x49])
-    upstream.on('data', (chunk: Buffer) => {
-      if (this.silent) return
-      client.write(chunk)
-      if (chunk.includes(ready)) this.goSilent()
-    })
-  }
-
-  /**
-   * Cuts the next connection whose server side sends more than `bytes` (a result cut off in the
-   * middle, as when the server or the network goes away); later connections are forwarded.
-   */
-  cutOnceAfter (bytes: number): void {
-    this.cutAfter = bytes
-  }
-
-  private cutAfter: number | undefined
-
-  /** Stops forwarding in both directions; every socket stays open. */
-  goSilent (): void {
-    this.silent = true
-    for (const socket of this.sockets) {
-      socket.unpipe()
-      socket.pause()
-    }
-  }
-
-  /** The partition ends: the held sockets are dropped (as their peers would), new ones are forwarded. */
-  restore (): void {
-    this.silent = false
-    for (const socket of this.sockets) socket.destroy()
-  }
-
-  url (databaseUrl: string): string {
-    const url = new URL(databaseUrl)
-    url.host = `127.0.0.1:${this.port}`
-    return url.toString()
-  }
-
-  async close (): Promise<void> {
-    for (const socket of this.sockets) socket.destroy()
-    await new Promise<void>(resolve => this.server.close(() => resolve()))
-  }
-}
 
 const silent = pino({ level: 'silent' })
 const elapsed = (started: number) => Date.now() - started
@@ -130,7 +41,7 @@ t.test('store calls are bounded in time, never run after they timed out, and rec
     await setup.rows(sql`create table probe (n int)`)
     await setup.close()
   })()
-  const proxy = await SilentProxy.start(url as string)
+  const proxy = await PgProxy.start(url as string)
   t.teardown(() => proxy.close())
   const database = await openDatabase({ url: proxy.url(url as string), dataDir: '', poolSize: 3, log: silent, callTimeoutMs: 500 })
   t.teardown(() => database.close())
@@ -186,7 +97,7 @@ t.test('a result cut off in the middle leaves nothing behind for the next statem
   // completes: after a cut it reconnected with the count where the cut left it, and the next
   // result started with that many empty slots (seen as a 500 in the outage fault test).
   const { url } = await createTestDatabase(t, 'postgres')
-  const proxy = await SilentProxy.start(url as string)
+  const proxy = await PgProxy.start(url as string)
   t.teardown(() => proxy.close())
   const database = await openDatabase({ url: proxy.url(url as string), dataDir: '', poolSize: 1, log: silent, callTimeoutMs: 5_000 })
   t.teardown(() => database.close())
@@ -217,7 +128,7 @@ t.test('a server that goes silent right after a connection starts up costs a tim
   process.on('unhandledRejection', onUnhandled)
   t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
   const { url } = await createTestDatabase(t, 'postgres')
-  const proxy = await SilentProxy.start(url as string, { silentOnceReady: true })
+  const proxy = await PgProxy.start(url as string, { silentOnceReady: true })
   t.teardown(() => proxy.close())
   const database = await openDatabase({ url: proxy.url(url as string), dataDir: '', poolSize: 1, log: silent, callTimeoutMs: 300 })
   const first = await database.rows(sql`select 1`).catch((error: unknown) => error)
@@ -234,7 +145,7 @@ t.test('a server that goes silent right after a connection starts up costs a tim
 
 t.test('a broker on a database that went silent answers 503 + Retry-After at once and closes in time', { skip }, async (t) => {
   const { url } = await createTestDatabase(t, 'postgres')
-  const proxy = await SilentProxy.start(url as string)
+  const proxy = await PgProxy.start(url as string)
   t.teardown(() => proxy.close())
   const config = testConfig({
     TASKBROKER_DATABASE_URL: proxy.url(url as string),

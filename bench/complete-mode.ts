@@ -9,7 +9,7 @@ import pino from 'pino'
 import postgres from 'postgres'
 import { openDatabase } from '../src/db/database.js'
 import { createTaskStore } from '../src/store/task-store.js'
-import { toActivation } from '../src/tasks/activation.js'
+import { toActivation } from '../src/domain/activation.js'
 import { fmt, median } from './lib/stats.js'
 
 export interface CompleteModeOptions { url: string, tasks: number, batch: number, reps: number }

@@ -1,10 +1,10 @@
 /**
- * Heap taken by the replay cache (src/auth/replay-cache.ts) per remembered signature, for the
+ * Heap taken by the replay cache (src/http/plugins/replay-cache.ts) per remembered signature, for the
  * README's sizing of TASKBROKER_AUTH_REPLAY_CACHE_SIZE:
  *   node --expose-gc --import tsx bench/replay-cache-memory.ts [entries]
  */
 import { randomBytes } from 'node:crypto'
-import { createReplayCache } from '../src/auth/replay-cache.js'
+import { createReplayCache } from '../src/http/plugins/replay-cache.js'
 
 const entries = Number(process.argv[2] ?? 1_000_000)
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => { throw new Error('run with node --expose-gc') })

@@ -8,8 +8,8 @@ import { sql } from 'drizzle-orm'
 import pino from 'pino'
 import { openDatabase } from '../src/db/database.js'
 import { createTaskStore } from '../src/store/task-store.js'
-import type { Activation } from '../src/store/types.js'
-import { toActivation } from '../src/tasks/activation.js'
+import type { Activation } from '../src/domain/types.js'
+import { toActivation } from '../src/domain/activation.js'
 import { summarize, type LatencySummary } from './lib/stats.js'
 
 export interface RoundtripOptions { url: string, iterations: number }

@@ -5,8 +5,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import pino from 'pino'
-import { buildApp } from '../src/app.js'
-import { loadConfig } from '../src/config.js'
+import { buildApp } from '../src/http/app.js'
+import { loadConfig } from '../src/config/config.js'
 import { packageRoot } from '../src/paths.js'
 
 export async function renderOpenApi (): Promise<string> {

@@ -3,8 +3,8 @@
  * SIGTERM/SIGINT (see app.ts for the close order). Nothing else lives here.
  */
 import closeWithGrace from 'close-with-grace'
-import { buildApp, createLogger } from './app.js'
-import { ConfigError, configWarnings, exposureWarning, loadConfig, StartupRefusedError } from './config.js'
+import { buildApp, createLogger } from './http/app.js'
+import { ConfigError, configWarnings, exposureWarning, loadConfig, StartupRefusedError } from './config/config.js'
 
 let config
 try {
@@ -36,7 +36,7 @@ try {
 }
 
 // A second signal, or the timeout, ends the process at once.
-closeWithGrace({ delay: config.shutdownTimeoutMs + 2_000, logger: log }, async ({ signal, err }) => {
+closeWithGrace({ delay: config.broker.shutdownTimeoutMs + 2_000, logger: log }, async ({ signal, err }) => {
   if (err !== undefined) log.error({ err }, 'shutting down after an error')
   else log.info({ signal }, 'shutting down')
   await app.close()
@@ -49,10 +49,10 @@ process.on('SIGHUP', () => {
 })
 
 try {
-  await app.listen({ host: config.host, port: config.port })
+  await app.listen({ host: config.http.host, port: config.http.port })
   log.info({
-    store: config.databaseUrl === undefined ? `embedded PGlite (${config.dataDir})` : 'postgres',
-    deliveryMode: config.deliveryMode,
+    store: config.store.databaseUrl === undefined ? `embedded PGlite (${config.store.dataDir})` : 'postgres',
+    deliveryMode: config.broker.deliveryMode,
     statusBatching: config.status.batching,
     statusAck: config.status.ack,
     // From process start (node's time origin), so module loading and opening the store count.

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto'
 import t from 'tap'
-import { createReplayCache } from '../src/auth/replay-cache.js'
+import { createReplayCache } from '../src/http/plugins/replay-cache.js'
 import { signRequest, verifySignature } from '../src/auth/signing.js'
 import { buildTestApp, task } from './helpers/app.js'
 

@@ -13,7 +13,7 @@ import postgres from 'postgres'
 import t, { type Test } from 'tap'
 import { NO_BACKPRESSURE } from '../bench/lib/broker.js'
 import { newestMtime, ROOT } from '../bench/lib/process.js'
-import { loadConfig } from '../src/config.js'
+import { loadConfig } from '../src/config/config.js'
 
 const url = process.env.TASKBROKER_TEST_DATABASE_URL
 const root = ROOT

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { ConfigSchema } from '../src/config.js'
+import { ConfigSchema } from '../src/config/config.js'
 import { buildTestApp, NO_UPKEEP } from './helpers/app.js'
 import { eachBackend } from './helpers/database.js'
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino, { type Logger } from 'pino'
 import t, { type Test } from 'tap'
-import { loadRuntimeConfig, type RuntimeConfig, type RuntimeConfigSource } from '../src/runtime-config.js'
+import { loadRuntimeConfig, type RuntimeConfig, type RuntimeConfigSource } from '../src/core/runtime-config.js'
 
 interface LogLine { level: number, msg: string, [key: string]: unknown }
 

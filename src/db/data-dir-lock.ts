@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto'
 import { accessSync, constants, linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
-import { ConfigError, StartupRefusedError } from '../config.js'
+import { ConfigError, StartupRefusedError } from '../config/config.js'
 
 export const LOCK_FILE = 'taskbroker.lock'
 

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { sql } from 'drizzle-orm'
 import type { Logger } from 'pino'
-import { ConfigError, StartupRefusedError } from '../config.js'
+import { ConfigError, StartupRefusedError } from '../config/config.js'
 import { migrationsFolder } from '../paths.js'
 import { rootMessage, type Database } from './database.js'
 

@@ -60,7 +60,7 @@ export const deadletterTasks = pgTable('deadletter_tasks', {
   application: text('application').notNull(),
   namespace: text('namespace').notNull(),
   taskname: text('taskname').notNull(),
-  /** Why it failed (see FailureReason in src/store/types.ts). */
+  /** Why it failed (see FailureReason in src/domain/types.ts). */
   reason: text('reason').notNull(),
   processingAttempts: integer('processing_attempts').notNull(),
   receivedAt: ts('received_at').notNull(),

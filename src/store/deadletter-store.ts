@@ -6,11 +6,13 @@
  * cannot be reached).
  */
 import { sql, type SQL } from 'drizzle-orm'
-import type { QueueRef } from '../claims/task-signal.js'
+import type { QueueRef } from '../core/claims/task-signal.js'
 import type { Database, Row } from '../db/database.js'
-import { InvalidRequestError } from '../errors.js'
-import { bucketOf, guard, toDate } from './task-store.js'
-import type { Activation } from './types.js'
+import { InvalidRequestError } from '../domain/errors.js'
+import { bucketOf } from '../domain/schedule.js'
+import { guard } from './errors.js'
+import { toDate } from './rows.js'
+import type { Activation } from '../domain/types.js'
 import { undecodableReason } from './undecodable.js'
 
 export type DeadletterStore = ReturnType<typeof createDeadletterStore>

@@ -9,8 +9,9 @@
  */
 import { sql } from 'drizzle-orm'
 import type { Database } from '../db/database.js'
-import type { Activation } from './types.js'
-import { guard, pgArray } from './task-store.js'
+import type { Activation } from '../domain/types.js'
+import { pgArray } from './arrays.js'
+import { guard } from './errors.js'
 import { setAsideUndecodable } from './undecodable.js'
 
 export type PushStore = ReturnType<typeof createPushStore>

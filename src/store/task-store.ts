@@ -6,14 +6,17 @@
  * Connection-level failures surface as StoreUnavailableError (503 + Retry-After).
  */
 import { sql, type SQL } from 'drizzle-orm'
-import { mayHaveRun, rootMessage, type Database, type Row } from '../db/database.js'
+import type { Database, Row } from '../db/database.js'
 import { inflightTasks } from '../db/schema.js'
-import { StoreUnavailableError } from '../errors.js'
+import { bucketOf, delayUntilOf, initialStatus, scheduleStart } from '../domain/schedule.js'
+import { intText, pgArray } from './arrays.js'
+import { guard } from './errors.js'
+import { toDate, toStoredTask } from './rows.js'
 import { setAsideUndecodable } from './undecodable.js'
 import type {
   Activation, ClaimFilter, ProduceResult, StatusUpdate, StoredTask, StoreStats, TaskStatus
-} from './types.js'
-import { TASK_STATUSES } from './types.js'
+} from '../domain/types.js'
+import { TASK_STATUSES } from '../domain/types.js'
 
 export interface TaskStoreOptions {
   /** Seconds added to every processing deadline. */
@@ -307,25 +310,6 @@ const PRODUCE_TEXT = `insert into inflight_tasks (id, activation, received_at, e
   on conflict (id) do nothing
   returning id`
 
-function intText (value: number | undefined | null): string | null {
-  return value === undefined || value === null ? null : String(value)
-}
-
-/**
- * An array parameter as PostgreSQL's array literal text (`{"a",NULL}`), every element quoted.
- * Drivers are not trusted with JS arrays here: postgres.js 3.4 sends a null element as the string
- * "NULL" and types the array by its first element; text is read the same by every driver.
- */
-export function pgArray (values: ReadonlyArray<string | null>): string {
-  let out = '{'
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]
-    if (i > 0) out += ','
-    out += v === null || v === undefined ? 'NULL' : `"${v.replace(/[\\"]/g, '\\$&')}"`
-  }
-  return out + '}'
-}
-
 function produceParams (rows: ReadonlyArray<ReturnType<typeof toRow>>): unknown[] {
   const columns: Array<Array<string | null>> = Array.from({ length: 13 }, () => new Array<string | null>(rows.length))
   rows.forEach((r, i) => {
@@ -347,25 +331,6 @@ function produceParams (rows: ReadonlyArray<ReturnType<typeof toRow>>): unknown[
   return columns.map(pgArray)
 }
 
-/**
- * When a delayed task may first be claimed (delay capped at maxDelaySec), or null.
- */
-function delayUntilOf (activation: Activation, now: Date, maxDelaySec: number): Date | null {
-  const delaySec = Math.min(activation.delay ?? 0, maxDelaySec)
-  return delaySec > 0 ? new Date(scheduleStart(activation.received_at, now) + delaySec * 1000) : null
-}
-
-/** Where delay and expiry count from: received_at, or now when received_at lies ahead (a producer's clock, or a made-up date). */
-function scheduleStart (receivedAt: string, now: Date): number {
-  return Math.min(Date.parse(receivedAt), now.getTime())
-}
-
-/** A new task starts as `delay` while its delay lasts, `pending` otherwise. */
-export function initialStatus (activation: Activation, now: Date, maxDelaySec: number): 'pending' | 'delay' {
-  const delayUntil = delayUntilOf(activation, now, maxDelaySec)
-  return delayUntil !== null && delayUntil > now ? 'delay' : 'pending'
-}
-
 function toRow (activation: Activation, now: Date, maxDelaySec: number) {
   const expiresAt = activation.expires === undefined ? null : new Date(scheduleStart(activation.received_at, now) + activation.expires * 1000)
   return {
@@ -383,100 +348,4 @@ function toRow (activation: Activation, now: Date, maxDelaySec: number) {
     onAttemptsExceeded: activation.retry_state.on_attempts_exceeded,
     bucket: bucketOf(activation.id)
   }
-}
-
-const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i
-
-/** Upstream's bucket: the UUID as a 128-bit number mod 256, i.e. its last byte; 0 for other ids. */
-export function bucketOf (id: string): number {
-  return UUID.test(id) ? parseInt(id.slice(-2), 16) : 0
-}
-
-export function toStoredTask (row: Row): StoredTask {
-  return {
-    activation: row.activation as Activation,
-    status: row.status as TaskStatus,
-    addedAt: toDate(row.added_at) as Date,
-    processingAttempts: row.processing_attempts as number,
-    processingDeadline: toDate(row.processing_deadline),
-    expiresAt: toDate(row.expires_at),
-    delayUntil: toDate(row.delay_until),
-    claimExpiresAt: toDate(row.claim_expires_at)
-  }
-}
-
-/** Raw queries give timestamps as strings (drizzle turns postgres.js's parser off) or Dates. */
-export function toDate (value: unknown): Date | null {
-  if (value === null || value === undefined) return null
-  return value instanceof Date ? value : new Date(value as string)
-}
-
-const CONNECTION_ERROR_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH',
-  'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED',
-  // a call with no answer within TASKBROKER_DB_CALL_TIMEOUT_MS (src/db/database.ts)
-  'TASKBROKER_STORE_TIMEOUT',
-  // SQLSTATE: admin shutdown, crash shutdown, cannot connect now, too many connections,
-  // statement timeout (the server is overloaded or a lock is stuck)
-  '57P01', '57P02', '57P03', '53300', '57014'
-])
-
-function isUnavailableCode (code: string): boolean {
-  return CONNECTION_ERROR_CODES.has(code) || code.startsWith('08')
-}
-
-/** True when the error means "the database cannot be reached right now", not "this query is wrong". */
-export function isStoreUnavailable (error: unknown): boolean {
-  const err = error as { code?: unknown, cause?: unknown, errno?: unknown } | null
-  if (err === null || typeof err !== 'object') return false
-  if (typeof err.code === 'string' && isUnavailableCode(err.code)) return true
-  return err.cause !== undefined && err.cause !== error && isStoreUnavailable(err.cause)
-}
-
-/** The code along the cause chain that makes the error "unavailable", else the first (a SQLSTATE). */
-function codeOf (error: unknown): string | undefined {
-  let first: string | undefined
-  for (let e = error as { code?: unknown, cause?: unknown } | null, depth = 0; e !== null && typeof e === 'object' && depth < 10; e = e.cause as typeof e, depth++) {
-    if (typeof e.code !== 'string') continue
-    if (isUnavailableCode(e.code)) return e.code
-    first ??= e.code
-  }
-  return first
-}
-
-/**
- * A store error as it may be logged: the innermost message and the code, nothing else. Drivers'
- * errors quote the whole statement with every parameter (drizzle's "Failed query: … params: …",
- * hundreds of KB of task parameters for a produce), and loggers print a cause chain in full.
- */
-export class StoreError extends Error {
-  override name = 'StoreError'
-  readonly code: string | undefined
-  /** The statement had been sent when the call failed without an answer: it may have committed. */
-  readonly mayHaveRun: boolean
-  constructor (error: unknown) {
-    super(rootMessage(error))
-    this.code = codeOf(error)
-    this.mayHaveRun = mayHaveRun(error)
-  }
-}
-
-/**
- * Runs a store call. Connection failures and timeouts become StoreUnavailableError (503); any other
- * failure a StoreError (500). Neither carries the statement or its parameters.
- */
-export async function guard<T> (call: () => Promise<T>): Promise<T> {
-  try {
-    return await call()
-  } catch (error) {
-    const safe = new StoreError(error)
-    if (isStoreUnavailable(error)) throw new StoreUnavailableError(safe.message, { cause: safe })
-    throw safe
-  }
-}
-
-/** True when a store call failed in a way that leaves unknown whether its statement committed. */
-export function outcomeUnknown (error: unknown): boolean {
-  const cause = (error as { cause?: unknown } | null)?.cause
-  return error instanceof StoreError ? error.mayHaveRun : cause instanceof StoreError && cause.mayHaveRun
 }

@@ -6,7 +6,8 @@
  * so does a push-mode fetch (a task that cannot be decoded cannot be pushed either).
  */
 import type { Database, Row } from '../db/database.js'
-import { guard, pgArray } from './task-store.js'
+import { pgArray } from './arrays.js'
+import { guard } from './errors.js'
 
 /** The FailureReason of a dead letter moved here; the detail follows after ": ". */
 export const UNDECODABLE = 'undecodable_activation'

@@ -6,8 +6,9 @@
  */
 import { sql, type SQL } from 'drizzle-orm'
 import type { Database, Row } from '../db/database.js'
-import type { QueueRef } from '../claims/task-signal.js'
-import { guard, pgArray } from './task-store.js'
+import type { QueueRef } from '../core/claims/task-signal.js'
+import { pgArray } from './arrays.js'
+import { guard } from './errors.js'
 import { UNDECODABLE } from './undecodable.js'
 
 export type UpkeepStore = ReturnType<typeof createUpkeepStore>

@@ -8,7 +8,7 @@
 import { sql } from 'drizzle-orm'
 import pino from 'pino'
 import t from 'tap'
-import { buildApp } from '../../src/app.js'
+import { buildApp } from '../../src/http/app.js'
 import { openDatabase } from '../../src/db/database.js'
 import { NO_UPKEEP, task, testConfig } from '../helpers/app.js'
 import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/database.js'

@@ -6,7 +6,7 @@ import {
   type Batcher,
   type BatcherOptions,
   type FlushInfo
-} from '../../src/batcher/batcher.js'
+} from '../../src/core/batcher/batcher.js'
 
 // Any unhandled rejection anywhere in this file is recorded and fails the last test.
 const unhandled: unknown[] = []

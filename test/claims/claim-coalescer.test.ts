@@ -1,7 +1,7 @@
 import t from 'tap'
-import { createClaimCoalescer } from '../../src/claims/claim-coalescer.js'
+import { createClaimCoalescer } from '../../src/core/claims/claim-coalescer.js'
 import { createTaskStore, type TaskStore } from '../../src/store/task-store.js'
-import { toActivation } from '../../src/tasks/activation.js'
+import { toActivation } from '../../src/domain/activation.js'
 import { createTestDatabase, eachBackend } from '../helpers/database.js'
 
 /** The real store, counting claim statements. */

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import t from 'tap'
-import { ConfigError, StartupRefusedError } from '../../src/config.js'
+import { ConfigError, StartupRefusedError } from '../../src/config/config.js'
 import { LOCK_FILE, lockDataDir } from '../../src/db/data-dir-lock.js'
 import { openDatabase } from '../../src/db/database.js'
 

@@ -2,8 +2,8 @@
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import type { Test } from 'tap'
-import { buildApp } from '../../src/app.js'
-import { loadConfig, type Config } from '../../src/config.js'
+import { buildApp } from '../../src/http/app.js'
+import { loadConfig, type Config } from '../../src/config/config.js'
 import type { Database } from '../../src/db/database.js'
 import { createTestDatabase, type BackendName } from './database.js'
 

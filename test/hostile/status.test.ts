@@ -16,7 +16,7 @@ import { sql } from 'drizzle-orm'
 import fc from 'fast-check'
 import pino from 'pino'
 import t from 'tap'
-import { buildApp } from '../../src/app.js'
+import { buildApp } from '../../src/http/app.js'
 import type { Database } from '../../src/db/database.js'
 import { testConfig } from '../helpers/app.js'
 import {

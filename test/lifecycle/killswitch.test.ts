@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
 import t from 'tap'
-import { buildApp } from '../../src/app.js'
+import { buildApp } from '../../src/http/app.js'
 import { buildTestApp, task, testConfig } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
 

@@ -2,7 +2,7 @@
 import pino from 'pino'
 import t from 'tap'
 import type { Test } from 'tap'
-import { buildApp } from '../../src/app.js'
+import { buildApp } from '../../src/http/app.js'
 import { testConfig } from '../helpers/app.js'
 
 /** A broker whose PostgreSQL nobody listens for; closed when the test ends. */

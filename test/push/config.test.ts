@@ -1,7 +1,7 @@
 /** Push-mode settings: the worker map, the public URL and their validation. */
 import t from 'tap'
-import { loadConfig } from '../../src/config.js'
-import { derivedPublicUrl } from '../../src/push/install.js'
+import { loadConfig } from '../../src/config/config.js'
+import { derivedPublicUrl } from '../../src/core/push/install.js'
 
 const push = { TASKBROKER_DELIVERY_MODE: 'push' }
 
@@ -46,8 +46,8 @@ t.test('a bad worker map or public URL stops the broker with a message naming th
 })
 
 t.test('the public URL: as configured (without a trailing slash), else the listening address', async (t) => {
-  t.equal(loadConfig({ TASKBROKER_PUBLIC_URL: 'https://broker.example.com/base/' }).publicUrl, 'https://broker.example.com/base')
-  t.equal(loadConfig({}).publicUrl, undefined)
+  t.equal(loadConfig({ TASKBROKER_PUBLIC_URL: 'https://broker.example.com/base/' }).push.publicUrl, 'https://broker.example.com/base')
+  t.equal(loadConfig({}).push.publicUrl, undefined)
   const address = { address: '127.0.0.1', family: 'IPv4', port: 8123 }
   t.equal(derivedPublicUrl('127.0.0.1', address), 'http://127.0.0.1:8123')
   t.equal(derivedPublicUrl('0.0.0.0', address), 'http://127.0.0.1:8123', 'a wildcard bind becomes loopback')

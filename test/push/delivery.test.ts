@@ -64,8 +64,8 @@ for (const batching of ['true', 'false']) {
     await until(t, 'all five are processing', async () => (await statusCounts(database)).processing === 5)
     for (const row of await taskRows(database)) {
       const deadline = new Date(row.processing_deadline as string).getTime()
-      const expected = before + (30 + config.processingDeadlineGraceSec) * 1000
-      t.ok(deadline >= expected - 1000 && deadline <= Date.now() + (30 + config.processingDeadlineGraceSec) * 1000 + 1000, 'deadline = push time + duration + grace')
+      const expected = before + (30 + config.tasks.processingDeadlineGraceSec) * 1000
+      t.ok(deadline >= expected - 1000 && deadline <= Date.now() + (30 + config.tasks.processingDeadlineGraceSec) * 1000 + 1000, 'deadline = push time + duration + grace')
       t.equal(row.claim_expires_at, null, 'the claim lease is cleared')
       t.equal(row.processing_attempts, 0, 'no attempt counted')
     }

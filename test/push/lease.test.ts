@@ -4,7 +4,7 @@
  */
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { pushClaimLeaseMs, bucketRange } from '../../src/push/lease.js'
+import { pushClaimLeaseMs, bucketRange } from '../../src/core/push/lease.js'
 import { createPushStore } from '../../src/store/push-store.js'
 import { buildTestApp, task, testConfig } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'

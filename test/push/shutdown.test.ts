@@ -28,7 +28,7 @@ for (const batching of ['true', 'false']) {
     const started = Date.now()
     await app.close()
     // Bound for a bug (close waiting for its whole shutdown timeout and more), not a speed target.
-    t.ok(Date.now() - started < config.shutdownTimeoutMs + 10_000, 'close did not wait for anything but the pushes in flight')
+    t.ok(Date.now() - started < config.broker.shutdownTimeoutMs + 10_000, 'close did not wait for anything but the pushes in flight')
     const rows = await taskRows(database)
     t.equal(rows.length, 20, 'nothing lost')
     t.equal(rows.filter(r => r.status === 'claimed').length, 0, 'nothing left claimed')

@@ -1,6 +1,6 @@
 /** The push client: results by answer, and the per-worker pause (exponential, bounded, Retry-After). */
 import t from 'tap'
-import { createPushWorkers } from '../../src/push/workers.js'
+import { createPushWorkers } from '../../src/core/push/workers.js'
 import { fakeWorker, freePort } from './helpers.js'
 
 const keepAlive = setInterval(() => {}, 1000)

@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify'
 import t from 'tap'
 import { signRequest } from '../../src/auth/signing.js'
 import type { Database } from '../../src/db/database.js'
-import { toActivation } from '../../src/tasks/activation.js'
+import { toActivation } from '../../src/domain/activation.js'
 import { buildTestApp, task } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
 
@@ -93,7 +93,7 @@ eachBackend(t, 'unsigned requests never reach a handler', { timeout: 120_000 }, 
 
   const spec = (await app.inject('/openapi.json')).json() as { paths: Record<string, unknown> }
   // The exempt paths (health, metrics, docs) are public by design; every other path must be signed.
-  const exempt = (path: string) => config.authExemptPaths.some(p => p.endsWith('*') ? path.startsWith(p.slice(0, -1)) : p === path)
+  const exempt = (path: string) => config.auth.exemptPaths.some(p => p.endsWith('*') ? path.startsWith(p.slice(0, -1)) : p === path)
   const templates = Object.keys(spec.paths).filter(path => !exempt(path))
   t.ok(templates.length >= 8, `the spec lists the API's routes (${templates.join(', ')})`)
   let requests = 0

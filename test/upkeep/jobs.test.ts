@@ -1,5 +1,5 @@
 /**
- * The upkeep jobs (src/upkeep/jobs.ts) and the whole pass (src/upkeep/upkeep.ts), on every
+ * The upkeep jobs (src/core/upkeep/jobs.ts) and the whole pass (src/core/upkeep/upkeep.ts), on every
  * backend. Each job is picked by name and driven with an injected `now`; state is built through
  * the real task store, with columns set directly where a path has no API yet (push claims).
  */
@@ -7,13 +7,14 @@ import { sql, type SQL } from 'drizzle-orm'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import type { Database, Row } from '../../src/db/database.js'
-import { createMetrics } from '../../src/metrics.js'
-import { createTaskStore, toDate, type TaskStore } from '../../src/store/task-store.js'
-import type { Activation } from '../../src/store/types.js'
+import { createMetrics } from '../../src/core/metrics.js'
+import { toDate } from '../../src/store/rows.js'
+import { createTaskStore, type TaskStore } from '../../src/store/task-store.js'
+import type { Activation } from '../../src/domain/types.js'
 import { createUpkeepStore, type Released } from '../../src/store/upkeep-store.js'
-import { toActivation } from '../../src/tasks/activation.js'
-import { createUpkeepJobs, type JobResult, type JobSettings, type UpkeepJob } from '../../src/upkeep/jobs.js'
-import { createUpkeep } from '../../src/upkeep/upkeep.js'
+import { toActivation } from '../../src/domain/activation.js'
+import { createUpkeepJobs, type JobResult, type JobSettings, type UpkeepJob } from '../../src/core/upkeep/jobs.js'
+import { createUpkeep } from '../../src/core/upkeep/upkeep.js'
 import { createTestDatabase, eachBackend, type BackendName } from '../helpers/database.js'
 
 type TaskInput = Parameters<typeof toActivation>[0]

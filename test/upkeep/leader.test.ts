@@ -1,7 +1,7 @@
 /** Several brokers on one database: upkeep runs on one of them at a time (advisory lock). */
 import pino from 'pino'
 import t from 'tap'
-import { buildApp } from '../../src/app.js'
+import { buildApp } from '../../src/http/app.js'
 import { testConfig } from '../helpers/app.js'
 import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/database.js'
 

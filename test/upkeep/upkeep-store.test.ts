@@ -6,10 +6,11 @@
 import { sql, type SQL } from 'drizzle-orm'
 import t, { type Test } from 'tap'
 import type { Database, Row } from '../../src/db/database.js'
-import { createTaskStore, toDate, type TaskStore } from '../../src/store/task-store.js'
-import type { Activation } from '../../src/store/types.js'
+import { toDate } from '../../src/store/rows.js'
+import { createTaskStore, type TaskStore } from '../../src/store/task-store.js'
+import type { Activation } from '../../src/domain/types.js'
 import { createUpkeepStore, type Released, type UpkeepStore } from '../../src/store/upkeep-store.js'
-import { toActivation } from '../../src/tasks/activation.js'
+import { toActivation } from '../../src/domain/activation.js'
 import { createTestDatabase, eachBackend, type BackendName } from '../helpers/database.js'
 
 const LIMIT = 100

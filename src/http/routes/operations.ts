@@ -1,0 +1,66 @@
+/** Liveness, readiness and metrics: unauthenticated (no security in the spec), outside /v1. */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import type { Metrics } from '../../core/metrics.js'
+import type { TaskStore } from '../../store/task-store.js'
+
+export interface OperationsServices {
+  store: TaskStore
+  metrics: Metrics
+  /** Extra readiness checks (upkeep running on time, not shutting down): a reason, or null when fine. */
+  notReadyReason: () => string | null
+  retryAfterSec: number
+}
+
+const Health = (description: string) => Type.Object({
+  status: Type.String({ description: 'ok, ready or unavailable' }),
+  reason: Type.Optional(Type.String({ description: 'why the broker is not ready' }))
+}, { description })
+/** Open to anyone, whatever TASKBROKER_AUTH_SECRETS says (see TASKBROKER_AUTH_EXEMPT_PATHS). */
+const open = { tags: ['operations'], security: [] }
+
+export const operationsRoutes: FastifyPluginAsyncTypebox<{ services: OperationsServices }> = async (app, { services }) => {
+  app.get('/healthz', {
+    schema: { ...open, operationId: 'getHealth', summary: 'Liveness: the process serves HTTP', response: { 200: Health('The broker process is alive') } }
+  }, async () => ({ status: 'ok' }))
+
+  app.get('/readyz', {
+    schema: {
+      ...open,
+      operationId: 'getReadiness',
+      summary: 'Readiness: the store is reachable, upkeep runs on time and the broker is not shutting down',
+      response: {
+        200: Health('Ready to serve'),
+        503: Health('Not ready (the reason says why); Retry-After says when to ask again')
+      }
+    }
+  }, async (request, reply) => {
+    let reason = services.notReadyReason()
+    if (reason === null) {
+      try {
+        await services.store.ping()
+      } catch (error) {
+        request.log.warn({ err: error }, 'readiness: store unreachable')
+        reason = 'store unreachable'
+      }
+    }
+    if (reason !== null) {
+      return reply.code(503).header('retry-after', String(services.retryAfterSec)).send({ status: 'unavailable', reason })
+    }
+    return { status: 'ready' }
+  })
+
+  app.get('/metrics', {
+    schema: {
+      ...open,
+      operationId: 'getMetrics',
+      summary: 'Prometheus metrics',
+      response: {
+        200: { description: 'Metrics in the Prometheus text format', content: { 'text/plain': { schema: Type.String() } } }
+      }
+    }
+  }, async (_request, reply) => {
+    const text = await services.metrics.registry.metrics()
+    return reply.type(services.metrics.registry.contentType).send(text)
+  })
+}

@@ -1,0 +1,88 @@
+/**
+ * The store layer's one entrance: opens the database (or takes one given) and builds every store on
+ * it. The broker core depends on this file and the store interfaces, never on src/db/.
+ */
+import type { Logger } from 'pino'
+import { openDatabase, type Database, type DatabaseKind, type LeaderLock } from '../db/database.js'
+import { prepareSchema } from '../db/migration-check.js'
+import { createDeadletterStore, type DeadletterStore } from './deadletter-store.js'
+import { createPushStore, type PushStore } from './push-store.js'
+import { createTaskStore, type TaskStore } from './task-store.js'
+import { createUpkeepStore, type UpkeepStore } from './upkeep-store.js'
+
+export type { LeaderLock } from '../db/database.js'
+
+export interface Store {
+  readonly kind: DatabaseKind
+  readonly tasks: TaskStore
+  readonly upkeep: UpkeepStore
+  readonly deadletters: DeadletterStore
+  readonly push: PushStore
+  /** Messages between brokers sharing one PostgreSQL database (LISTEN/NOTIFY); PGlite has none. */
+  readonly messages: {
+    listen (channel: string, onPayload: (payload: string) => void): Promise<{ unlisten: () => Promise<void> }>
+    notify (channel: string, payload: string): Promise<void>
+  }
+  /** A lock one broker at a time holds (upkeep); always held on PGlite, which is one process. */
+  leaderLock (key: number): LeaderLock
+  /** Closes the database, unless it was given to createStore by its owner. */
+  close (): Promise<void>
+}
+
+/** What the statements need to know of the broker's settings. */
+export interface StoreRules {
+  /** Seconds added to every processing deadline. */
+  processingDeadlineGraceSec: number
+  /** Longest delay honoured; a longer one is capped. */
+  maxDelaySec: number
+  /** PostgreSQL: bound on each upkeep statement, in ms (0 = none). */
+  upkeepCallTimeoutMs: number
+}
+
+export interface OpenStoreOptions extends StoreRules {
+  /** PostgreSQL URL, or undefined for the embedded PGlite in `dataDir`. */
+  databaseUrl: string | undefined
+  dataDir: string
+  runMigrations: boolean
+  poolSize: number
+  callTimeoutMs: number
+  log: Logger
+}
+
+/** Builds the stores on a database its caller owns (and closes). */
+export function createStore (database: Database, rules: StoreRules, owned = false): Store {
+  return {
+    kind: database.kind,
+    tasks: createTaskStore(database, rules),
+    upkeep: createUpkeepStore(database, { timeoutMs: rules.upkeepCallTimeoutMs }),
+    deadletters: createDeadletterStore(database),
+    push: createPushStore(database, rules),
+    messages: {
+      listen: async (channel, onPayload) => await database.listen(channel, onPayload),
+      notify: async (channel, payload) => { await database.notify(channel, payload) }
+    },
+    leaderLock: key => database.leaderLock(key),
+    close: async () => { if (owned) await database.close() }
+  }
+}
+
+/**
+ * Opens the database, migrates it if configured and refuses one whose schema is behind or ahead of
+ * this broker (StartupRefusedError), then builds the stores. The store closes its database.
+ */
+export async function openStore (options: OpenStoreOptions): Promise<Store> {
+  const database = await openDatabase({
+    url: options.databaseUrl,
+    dataDir: options.dataDir,
+    poolSize: options.poolSize,
+    callTimeoutMs: options.callTimeoutMs,
+    log: options.log.child({ component: 'db' })
+  })
+  try {
+    await prepareSchema(database, options.runMigrations, options.log)
+    return createStore(database, options, true)
+  } catch (error) {
+    await database.close().catch(() => {})
+    throw error
+  }
+}

@@ -1,8 +1,33 @@
-/** Turning a producer's task into a stored activation, and a stored task into what workers get. */
+/** Turning a producer's task into a stored activation. */
 import { randomUUID } from 'node:crypto'
-import type { TaskInput } from '../http/routes/v1/schemas.js'
-import type { Activation, StoredTask } from './types.js'
+import type { Activation, OnAttemptsExceeded } from './types.js'
 import { parseTimestamp } from './dates.js'
+
+/**
+ * A task as a producer hands it in, whatever the front end: every field but the names may be left
+ * out and gets a default. Front ends validate the bounds (HTTP: the request schema, whose type must
+ * stay assignable to this one).
+ */
+export interface TaskInput {
+  id?: string
+  application?: string
+  namespace: string
+  taskname: string
+  parameters?: unknown
+  headers?: Record<string, string>
+  /** RFC 3339; checked by `receivedAtProblem` (dates.ts). */
+  received_at?: string
+  processing_deadline_duration?: number
+  expires?: number
+  delay?: number
+  retry_state?: {
+    attempts?: number
+    max_attempts?: number
+    on_attempts_exceeded?: OnAttemptsExceeded
+    at_most_once?: boolean
+    delay_on_retry?: number
+  }
+}
 
 /** Upstream's proto has no default; a task that never says how long it may run gets a minute. */
 export const DEFAULT_PROCESSING_DEADLINE_SEC = 60
@@ -50,30 +75,5 @@ export function stubActivation (row: { id: string, application: string, namespac
     received_at: row.receivedAt.toISOString(),
     processing_deadline_duration: 0,
     retry_state: { attempts: 0, max_attempts: 1, on_attempts_exceeded: 'deadletter', at_most_once: false }
-  }
-}
-
-/** A claimed task as the worker receives it: the activation plus its deadline. */
-export function toClaimedTask (task: StoredTask) {
-  return {
-    ...task.activation,
-    processing_deadline: (task.processingDeadline ?? new Date(0)).toISOString(),
-    processing_attempts: task.processingAttempts
-  }
-}
-
-const iso = (date: Date | null) => date === null ? null : date.toISOString()
-
-/** A task with its broker state, for GET /v1/tasks/{id}. */
-export function toTaskState (task: StoredTask) {
-  return {
-    task: task.activation,
-    status: task.status,
-    added_at: task.addedAt.toISOString(),
-    processing_attempts: task.processingAttempts,
-    processing_deadline: iso(task.processingDeadline),
-    expires_at: iso(task.expiresAt),
-    delay_until: iso(task.delayUntil),
-    claim_expires_at: iso(task.claimExpiresAt)
   }
 }

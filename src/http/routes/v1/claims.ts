@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { InvalidRequestError, WrongDeliveryModeError } from '../../../domain/errors.js'
-import { toClaimedTask } from '../../../domain/activation.js'
+import { toClaimedTask } from './wire.js'
 import type { V1Services } from './index.js'
 import { ClaimResponseSchema, createRequestSchemas, ErrorResponseSchema } from './schemas.js'
 

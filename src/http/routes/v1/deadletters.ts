@@ -1,12 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { DeadletterNotFoundError, DeadletterUndecodableError, InvalidRequestError, TaskAlreadyLiveError } from '../../../domain/errors.js'
-import { decodeCursor, type DeadLetter } from '../../../store/deadletter-store.js'
+import { decodeCursor } from '../../../store/deadletter-store.js'
 import {
   createDeadletterRequestSchemas, DeadletterListResponseSchema, NoContentSchema, RequeueResponseSchema
 } from './deadletter-schemas.js'
-import { stubActivation } from '../../../domain/activation.js'
 import type { V1Services } from './index.js'
 import { ErrorResponseSchema } from './schemas.js'
+import { toDeadletterBody } from './wire.js'
 
 export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
   const { deadletters } = services
@@ -67,16 +67,4 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
     if (!await deadletters.remove(request.params.id)) throw new DeadletterNotFoundError(request.params.id)
     return reply.code(204).send(null)
   })
-}
-
-function toDeadletterBody (letter: DeadLetter) {
-  return {
-    // An undecodable activation is shown as stored beside a task rebuilt from the row's columns.
-    task: letter.undecodable === null ? letter.activation : stubActivation(letter),
-    ...(letter.undecodable === null ? {} : { stored_activation: letter.activation }),
-    reason: letter.reason,
-    processing_attempts: letter.processingAttempts,
-    received_at: letter.receivedAt.toISOString(),
-    deadlettered_at: letter.deadletteredAt.toISOString()
-  }
 }

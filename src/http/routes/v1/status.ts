@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { InvalidRequestError, WrongDeliveryModeError } from '../../../domain/errors.js'
 import type { StatusUpdate } from '../../../domain/types.js'
-import { toClaimedTask } from '../../../domain/activation.js'
+import { toClaimedTask } from './wire.js'
 import type { V1Services } from './index.js'
 import { BatchStatusResponseSchema, createRequestSchemas, ErrorResponseSchema, StatusResponseSchema } from './schemas.js'
 

@@ -3,7 +3,8 @@ import { BackpressureError, InvalidRequestError, OutcomeUnknownError, TaskNotFou
 import { initialStatus } from '../../../domain/schedule.js'
 import { outcomeUnknown } from '../../../store/errors.js'
 import { undecodableReason } from '../../../store/undecodable.js'
-import { toActivation, toTaskState } from '../../../domain/activation.js'
+import { toActivation } from '../../../domain/activation.js'
+import { toTaskState } from './wire.js'
 import { receivedAtProblem } from '../../../domain/dates.js'
 import type { V1Services } from './index.js'
 import {

@@ -3,14 +3,15 @@
  * changes the public API by accident. These schemas validate requests, serialise responses and
  * generate the OpenAPI document.
  *
- * Request schemas carry the configured limits (batch lengths, id and name lengths; TASKBROKER_*
- * settings, see config.ts): `createRequestSchemas(limits)` builds them when the routes are
- * registered, so validation and the OpenAPI spec a broker serves both state the limits it applies.
+ * Request schemas carry the configured limits (batch lengths, id and name lengths, a claim's
+ * longest wait; settings declared in src/config/settings.ts): `createRequestSchemas(limits, claims)`
+ * builds them when the routes are registered, so validation and the OpenAPI spec a broker serves
+ * both state the limits it applies, and a value beyond one is refused with 400 naming the bound.
  * The committed openapi/openapi.json shows the defaults. Parameter size is checked after
  * validation (JSON Schema cannot measure it): `parametersTooLarge`.
  */
 import { Type, type Static } from 'typebox'
-import type { Limits } from '../../../config/config.js'
+import { SETTINGS, type Config, type Limits } from '../../../config/config.js'
 import { CONCLUSIONS, TASK_STATUSES } from '../../../domain/types.js'
 import { EXAMPLE_TASK_ID, EXAMPLES } from './examples.js'
 
@@ -88,8 +89,12 @@ const RetryFields = {
   delay_on_retry: Type.Optional(Seconds('retry: replaces retry_state.delay_on_retry'))
 }
 
-/** The request schemas of API v1 with `limits` in them (see the file comment). */
-export function createRequestSchemas (limits: Limits) {
+/** The claim settings the request schemas carry; unset, the declared defaults. */
+type ClaimBounds = Pick<Config['claims'], 'maxWaitMs'>
+const DEFAULT_CLAIM_BOUNDS: ClaimBounds = { maxWaitMs: SETTINGS.claims.settings.maxWaitMs.kind.default }
+
+/** The request schemas of API v1 with `limits` and the claim bounds in them (see the file comment). */
+export function createRequestSchemas (limits: Limits, claims: ClaimBounds = DEFAULT_CLAIM_BOUNDS) {
   const Id = (description: string) => Type.String({ minLength: 1, maxLength: limits.idMaxChars, description })
   const Name = (description: string) => Type.String({ minLength: 1, maxLength: limits.nameMaxChars, description })
   const Filter = {
@@ -121,7 +126,7 @@ export function createRequestSchemas (limits: Limits) {
     ClaimBody: Type.Object({
       ...Filter,
       limit: Type.Optional(Type.Integer({ minimum: 1, maximum: limits.claimMaxTasks, default: 1, description: 'most tasks to claim' })),
-      wait_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000, default: 0, description: 'long-poll: wait this long for a task when none is ready' }))
+      wait_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: claims.maxWaitMs, default: 0, description: 'long-poll: wait this long for a task when none is ready' }))
     }, { additionalProperties: false, examples: [EXAMPLES.claim] }),
     TaskIdParams: Type.Object({ id: Type.String({ minLength: 1, maxLength: limits.idMaxChars, description: 'task id', examples: [EXAMPLE_TASK_ID] }) }),
     StatusBody: Type.Object({

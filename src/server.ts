@@ -1,6 +1,6 @@
 /**
  * The broker process: parse the configuration, build the app, listen, and shut down in order on
- * SIGTERM/SIGINT (see app.ts for the close order). Nothing else lives here.
+ * SIGTERM/SIGINT (the order is written in src/core/broker.ts). Nothing else lives here.
  */
 import closeWithGrace from 'close-with-grace'
 import { buildApp, createLogger } from './http/app.js'
@@ -45,7 +45,7 @@ closeWithGrace({ delay: config.broker.shutdownTimeoutMs + 2_000, logger: log }, 
 
 // SIGHUP re-reads the runtime config file (it is also re-read when it changes).
 process.on('SIGHUP', () => {
-  app.runtimeConfig.reload().catch((error: unknown) => log.error({ err: error }, 'runtime config reload failed'))
+  app.broker.runtimeConfig.reload().catch((error: unknown) => log.error({ err: error }, 'runtime config reload failed'))
 })
 
 try {

@@ -1,65 +1,52 @@
 /**
- * buildApp(config): the broker as a Fastify instance, ready to `listen` or `inject`. A pure
- * factory: it never reads the environment, never listens and never installs signal handlers
- * (server.ts does those).
+ * buildApp(config): the HTTP front end of the broker, a Fastify instance ready to `listen` or
+ * `inject`. The broker itself (use cases and long-lived parts) is src/core/broker.ts; this file
+ * builds it (or takes one), registers the plugins and routes, and ties the broker's lifecycle to
+ * the server's. A pure factory: it never reads the environment, never listens and never installs
+ * signal handlers (server.ts does those).
  *
- * Close order (Fastify runs onClose hooks last-registered-first, so they are registered in the
- * reverse of this list):
- *   1. preClose: stop long-polls and report not-ready; HTTP stops accepting, in-flight requests finish
- *   2. upkeep stops (waits for a pass in progress, at most 2 s; gives up the upkeep lock); the
- *      runtime config file is no longer watched
- *   3. push mode: the fetch loops stopped at preClose; unpushed tasks go back to pending, pushes in
- *      flight finish, their outcomes are flushed (src/core/push/install.ts)
- *   4. the status batcher stops taking reports and flushes everything queued
- *   5. the store connection closes
+ * Lifecycle:
+ *   ready      broker.start(): upkeep runs
+ *   listening  broker.start({ publicUrl }): push delivery starts (workers call back to this address)
+ *   preClose   broker.beginShutdown(): not ready, long-polls end, push stops fetching; new requests
+ *              get 503 while Fastify drains the ones in flight
+ *   onClose    broker.stop(): every part stops in the order written in broker.ts, within what is
+ *              left of TASKBROKER_SHUTDOWN_TIMEOUT_MS counted from preClose
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import pino, { type Logger } from 'pino'
-import { createClaimService } from '../core/claims/claim-service.js'
-import { connectBrokers } from '../core/claims/broker-notifications.js'
-import { createTaskSignal } from '../core/claims/task-signal.js'
 import type { Config } from '../config/config.js'
-import { openDatabase, type Database } from '../db/database.js'
-import { prepareSchema } from '../db/migration-check.js'
-import { createMetrics, type Metrics } from '../core/metrics.js'
+import { createBroker, type Broker, type Store } from '../core/broker.js'
+import type { Upkeep } from '../core/upkeep/upkeep.js'
 import { ShuttingDownError } from '../domain/errors.js'
 import { installAuth } from './plugins/auth.js'
+import { registerDocs } from './plugins/docs.js'
 import { installErrorHandling } from './plugins/errors.js'
 import { answerClientError, installBodyBudget } from './plugins/transport.js'
-import { installPushDelivery } from '../core/push/install.js'
-import { registerDocs } from './plugins/docs.js'
 import { installStorableCheck, installValidation } from './plugins/validation.js'
+import { derivedPublicUrl } from './public-url.js'
 import { operationsRoutes } from './routes/operations.js'
 import { v1Routes } from './routes/v1/index.js'
-import { loadRuntimeConfig, type RuntimeConfigSource } from '../core/runtime-config.js'
-import { createStatusWriter } from '../core/status/status-writer.js'
-import { createDeadletterStore } from '../store/deadletter-store.js'
-import { createTaskStore } from '../store/task-store.js'
-import { createUpkeepStore, type Released } from '../store/upkeep-store.js'
-import { createBackpressure } from '../core/produce/backpressure.js'
-import { createUpkeepJobs } from '../core/upkeep/jobs.js'
-import { createUpkeep, type Upkeep } from '../core/upkeep/upkeep.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The upkeep loop; tests call `upkeep.runOnce(now)` with TASKBROKER_UPKEEP_ENABLED=false. */
+    /** The broker this front end serves. */
+    broker: Broker
+    /** broker.upkeep; tests call `upkeep.runOnce(now)` with TASKBROKER_UPKEEP_ENABLED=false. */
     upkeep: Upkeep
-    /** The runtime config file (killswitch); server.ts reloads it on SIGHUP. */
-    runtimeConfig: RuntimeConfigSource
   }
 }
 
 export interface AppDeps {
-  /** Use this store connection instead of opening one from the config (tests). The caller closes it. */
-  database?: Database
+  /** Serve this broker (the app still starts and stops it with the server). */
+  broker?: Broker
+  /** Build the broker on this store instead of opening one from the config (tests). Its owner closes it. */
+  store?: Store
   logger?: Logger
   /** The broker's clock (tests inject one). */
   now?: () => Date
 }
-
-/** Advisory lock key held by the broker that runs upkeep ("tbuk"). */
-const UPKEEP_LOCK_KEY = 0x7462_756b
 
 export function createLogger (config: { broker: Pick<Config['broker'], 'logLevel'> }): Logger {
   return pino({
@@ -70,7 +57,22 @@ export function createLogger (config: { broker: Pick<Config['broker'], 'logLevel
 
 export async function buildApp (config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {
   const log = deps.logger ?? createLogger(config)
-  const now = deps.now ?? (() => new Date())
+  const broker = deps.broker ?? await createBroker(config, { store: deps.store, logger: log, now: deps.now })
+  const app = createServer(config, log)
+  app.decorate('broker', broker)
+  app.decorate('upkeep', broker.upkeep)
+  bindLifecycle(app, broker, config)
+  try {
+    await registerAll(app, config, broker)
+  } catch (error) {
+    // Stops the broker too (onClose): nothing opened so far is left running.
+    await app.close().catch(() => {})
+    throw error
+  }
+  return app
+}
+
+function createServer (config: Config, log: Logger) {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: config.http.bodyLimitBytes,
@@ -99,6 +101,20 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   }).withTypeProvider<TypeBoxTypeProvider>()
   // Beyond it Node closes new connections at once: stalled clients cannot use up file descriptors.
   app.server.maxConnections = config.http.maxConnections
+  return app
+}
+
+function bindLifecycle (app: FastifyInstance, broker: Broker, config: Config): void {
+  app.addHook('onReady', async () => { broker.start() })
+  app.addHook('onListen', async () => {
+    broker.start({ publicUrl: config.push.publicUrl ?? derivedPublicUrl(config.http.host, app.server.address()) })
+  })
+  app.addHook('preClose', async () => { broker.beginShutdown() })
+  app.addHook('onClose', async () => { await broker.stop() })
+}
+
+async function registerAll (app: FastifyInstance, config: Config, broker: Broker): Promise<void> {
+  const { metrics } = broker
   installValidation(app)
   installStorableCheck(app)
   installAuth(app, {
@@ -107,128 +123,19 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
     exemptPaths: config.auth.exemptPaths,
     replayCacheSize: config.auth.replayCacheSize
   })
-
-  const metrics = createMetrics()
   installErrorHandling(app, { retryAfterSec: config.http.retryAfterSec, metrics, linger: config.http })
   installBodyBudget(app, { maxBytes: config.http.maxInflightBodyBytes, bodyLimit: config.http.bodyLimitBytes })
-
-  const database = deps.database ?? await openDatabase({
-    url: config.store.databaseUrl,
-    dataDir: config.store.dataDir,
-    poolSize: config.store.poolSize,
-    callTimeoutMs: config.store.callTimeoutMs,
-    log: log.child({ component: 'db' })
-  })
-  if (deps.database === undefined) app.addHook('onClose', async () => { await database.close() })
-  try {
-    // Migrates if configured, then refuses a database whose schema is behind or ahead of this broker.
-    if (deps.database === undefined) await prepareSchema(database, config.store.runMigrations, log)
-    await assemble(app, config, database, metrics, log, now)
-  } catch (error) {
-    // Whatever was opened so far (the store, its pool, timers) is closed before giving up.
-    await app.close().catch(() => {})
-    throw error
-  }
-  return app
-}
-
-async function assemble (app: FastifyInstance, config: Config, database: Database, metrics: Metrics, log: Logger, now: () => Date): Promise<void> {
-  const store = createTaskStore(database, { processingDeadlineGraceSec: config.tasks.processingDeadlineGraceSec, maxDelaySec: config.tasks.maxDelaySec })
-  const signal = createTaskSignal()
-  const claims = createClaimService({ store, signal, metrics, maxWaitMs: config.claims.maxWaitMs, coalesce: config.claims.coalescing, maxWaiters: config.claims.maxWaiters, recheckMs: config.claims.recheckMs })
-  const deadletters = createDeadletterStore(database)
-  metrics.trackTaskCounts(async () => ({ ...await store.countLive(), deadletter: await deadletters.count() }))
-  const statusWriter = createStatusWriter({
-    store,
-    config: config.status,
-    metrics,
-    log: log.child({ component: 'status-batcher' }),
-    claim: (filter, limit) => claims.claim(filter, limit)
-  })
-  // Shutdown has one budget, TASKBROKER_SHUTDOWN_TIMEOUT_MS from the start of close: draining
-  // requests and stopping upkeep take what they need of it (upkeep at most 2 s), flushing queued
-  // status reports gets the rest (at least 250 ms), then the store closes (at most 1 s more).
-  let closeStartedAt: number | undefined
-  const shutdownLeftMs = () => Math.max(0, (closeStartedAt ?? Date.now()) + config.broker.shutdownTimeoutMs - Date.now())
-  app.addHook('onClose', async () => { await statusWriter.close(Math.max(250, shutdownLeftMs())) })
-  app.addHook('onClose', async () => { await claims.close() })
-
-  const announce = await connectBrokers(database, signal, log)
-  app.addHook('onClose', async () => { await announce.close() })
-
-  const runtimeConfig = await loadRuntimeConfig({ path: config.broker.runtimeConfigPath, log: log.child({ component: 'runtime-config' }) })
-  app.decorate('runtimeConfig', runtimeConfig)
-  app.addHook('onClose', async () => { runtimeConfig.close() })
-
-  const wake = (released: Released) => {
-    for (const { count, ...queue } of released) {
-      signal.notify(queue, count)
-      announce.send(queue, count)
-    }
-  }
-  const upkeep = createUpkeep({
-    jobs: createUpkeepJobs(createUpkeepStore(database, { timeoutMs: config.store.upkeepCallTimeoutMs }), {
-      limit: config.upkeep.batchLimit,
-      maxProcessingAttempts: config.tasks.maxProcessingAttempts,
-      maxDelaySec: config.tasks.maxDelaySec,
-      startedAt: now(),
-      deadlineResetSkipAfterStartupSec: config.upkeep.deadlineResetSkipAfterStartupSec,
-      killswitched: () => runtimeConfig.current().dropTaskKillswitch
-    }),
-    intervalMs: config.upkeep.intervalMs,
-    lock: database.leaderLock(UPKEEP_LOCK_KEY),
-    log: log.child({ component: 'upkeep' }),
-    metrics,
-    now,
-    onReleased: wake
-  })
-  app.decorate('upkeep', upkeep)
-  if (config.upkeep.enabled) app.addHook('onReady', async () => { upkeep.start() })
-  // A pass stuck on the store must not eat the budget of the status flush that follows.
-  app.addHook('onClose', async () => { await upkeep.stop(Math.min(2_000, shutdownLeftMs() / 4)) })
-  // Push mode: fetch loops and the push pool (src/push/); its onClose runs before the store closes.
-  if (config.broker.deliveryMode === 'push') installPushDelivery(app, { config, database, signal, metrics, log: log.child({ component: 'push' }) })
-
-  let closing = false
-  app.addHook('preClose', async () => {
-    closing = true
-    closeStartedAt ??= Date.now()
-    signal.close()
-  })
+  // Our own answer during shutdown, with a code and Retry-After (return503OnClosing is off).
   app.addHook('onRequest', async (request) => {
-    if (closing && !request.url.startsWith('/healthz') && !request.url.startsWith('/readyz')) throw new ShuttingDownError()
+    if (broker.shuttingDown && !request.url.startsWith('/healthz') && !request.url.startsWith('/readyz')) throw new ShuttingDownError()
   })
-
   app.addHook('onResponse', async (request, reply) => {
     metrics.httpRequestDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unknown', status_code: String(reply.statusCode) },
       reply.elapsedTime / 1000
     )
   })
-
   await registerDocs(app)
-  await app.register(operationsRoutes, {
-    services: {
-      store,
-      metrics,
-      retryAfterSec: config.http.retryAfterSec,
-      notReadyReason: () => closing ? 'shutting down' : upkeep.lateReason()
-    }
-  })
-  await app.register(v1Routes, {
-    prefix: '/v1',
-    services: {
-      config,
-      store,
-      deadletters,
-      claims,
-      signal,
-      statusWriter,
-      metrics,
-      backpressure: createBackpressure(store, config.backpressure),
-      isKillswitched: (taskname) => runtimeConfig.isKillswitched(taskname),
-      now,
-      announce: announce.send
-    }
-  })
+  await app.register(operationsRoutes, { broker })
+  await app.register(v1Routes, { prefix: '/v1', broker })
 }

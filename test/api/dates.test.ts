@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import t from 'tap'
 import { buildApp } from '../../src/http/app.js'
-import { buildTestApp, NO_UPKEEP, task, testConfig } from '../helpers/app.js'
+import { buildTestApp, NO_UPKEEP, task, testConfig, testStore } from '../helpers/app.js'
 import { createTestDatabase, eachBackend } from '../helpers/database.js'
 import { keepAlive } from '../helpers/keep-alive.js'
 import { assertError } from '../helpers/requests.js'
@@ -77,7 +77,7 @@ eachBackend(t, 'a received_at in the future: delay and expiry count from the bro
   const past = Date.parse((await state(app, 'past-delay')).delay_until)
   t.ok(past <= after + 6_000, 'a received_at in the past still counts from received_at (upstream)')
 
-  await app.upkeep.runOnce(new Date(after + 11_000))
+  await app.broker.upkeep.runOnce(new Date(after + 11_000))
   t.equal((await state(app, 'future-delay')).status, 'pending', 'pending once 10 s of the broker\'s clock passed')
 })
 
@@ -93,7 +93,8 @@ eachBackend(t, 'a failed statement is logged without the task\'s parameters', as
   })
   const lines: string[] = []
   const sink = new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } })
-  const app = await buildApp(testConfig({ ...NO_UPKEEP, LOG_LEVEL: 'info' }), { database, logger: pino({ level: 'info' }, sink) })
+  const config = testConfig({ ...NO_UPKEEP, LOG_LEVEL: 'info' })
+  const app = await buildApp(config, { store: testStore(database, config), logger: pino({ level: 'info' }, sink) })
   t.teardown(() => app.close())
 
   const res = await produce(app, [task({ taskname: 'tests.refused', parameters: { card: 'SECRET-4242' }, headers: { h: 'SECRET-HEADER' } })])

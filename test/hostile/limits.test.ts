@@ -177,7 +177,7 @@ eachBackend(t, 'ids and names at the largest allowed limits, in 4-byte character
   t.equal(claimed.json().tasks[0]?.id, id, 'claimed by its filter')
   const failed = await app.inject({ method: 'POST', url: `/v1/tasks/${percentEncode(id)}/status`, payload: { status: 'failure' } })
   t.equal(failed.json().applied, true, 'failure reported through the path')
-  const pass = await app.upkeep.runOnce(new Date())
+  const pass = await app.broker.upkeep.runOnce(new Date())
   t.same(pass.errors, {}, 'upkeep moved it to the dead letters without an error')
   const listed = await app.inject(`/v1/deadletters?application=${percentEncode(names.application)}&taskname=${percentEncode(names.taskname)}`)
   t.equal(listed.json().deadletters[0]?.task.id, id, 'listed as a dead letter by its names')

@@ -18,7 +18,7 @@ import pino from 'pino'
 import t from 'tap'
 import { buildApp } from '../../src/http/app.js'
 import type { Database } from '../../src/db/database.js'
-import { testConfig } from '../helpers/app.js'
+import { testConfig, testStore } from '../helpers/app.js'
 import {
   HOSTILE_ENV, assertHealthy, brokenSegment, buildHostileApp, deepJson, deepSpec, fingerprint, holds, hugeString, keepAlive, longSegment,
   nulSegment, oddSegment, oddUnicode, percentEncode, probe, reportCounts, seed, withLoneSurrogate, withNul, wrongValue,
@@ -43,7 +43,7 @@ const probeUnchanged = (ctx: Ctx, route: string, req: Req, expect: Expect) => pr
 /** A broker of its own on the shared store, closed when `fn` ends (for inputs that break a broker for good). */
 async function withFreshBroker (database: Database, fn: (ctx: Ctx) => Promise<void>): Promise<void> {
   const config = testConfig({ ...HOSTILE_ENV, TASKBROKER_STATUS_ACK_TIMEOUT_MS: '200', TASKBROKER_SHUTDOWN_TIMEOUT_MS: '100' })
-  const app = await buildApp(config, { database, logger: pino({ level: 'silent' }) })
+  const app = await buildApp(config, { store: testStore(database, config), logger: pino({ level: 'silent' }) })
   try {
     await fn({ app, database })
   } finally {

@@ -26,15 +26,15 @@ eachBackend(t, 'killswitched task names are dropped at produce and removed by up
   // One task of the name now being killswitched is being processed: it goes too.
   await app.inject({ method: 'POST', url: '/v1/tasks/claim', payload: {} })
   writeFileSync(file, 'drop_task_killswitch: [shop.spam, shop.mail]\n')
-  t.equal(await app.runtimeConfig.reload(), true, 'SIGHUP-style reload picks up the edit')
-  const pass = await app.upkeep.runOnce(new Date())
+  t.equal(await app.broker.runtimeConfig.reload(), true, 'SIGHUP-style reload picks up the edit')
+  const pass = await app.broker.upkeep.runOnce(new Date())
   t.equal(pass.counts['killswitch.removed'], 2)
   t.equal((await app.inject('/v1/tasks/mail')).statusCode, 404)
   t.equal((await app.inject('/v1/tasks/mail2')).statusCode, 404)
 
   writeFileSync(file, 'drop_task_killswitch: [oops\n')
-  t.equal(await app.runtimeConfig.reload(), false, 'a broken edit is refused')
-  t.same(app.runtimeConfig.current().dropTaskKillswitch, ['shop.spam', 'shop.mail'], 'the last good config stays')
+  t.equal(await app.broker.runtimeConfig.reload(), false, 'a broken edit is refused')
+  t.same(app.broker.runtimeConfig.current().dropTaskKillswitch, ['shop.spam', 'shop.mail'], 'the last good config stays')
 })
 
 t.test('a broken runtime config file stops the broker at start, naming the file', async (t) => {

@@ -1,7 +1,7 @@
 /** Push-mode settings: the worker map, the public URL and their validation. */
 import t from 'tap'
 import { loadConfig } from '../../src/config/config.js'
-import { derivedPublicUrl } from '../../src/core/push/install.js'
+import { derivedPublicUrl } from '../../src/http/public-url.js'
 
 const push = { TASKBROKER_DELIVERY_MODE: 'push' }
 

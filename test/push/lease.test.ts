@@ -58,9 +58,9 @@ eachBackend(t, 'a push claim takes only its buckets and mapped applications, old
   t.same((await store.claim({ buckets: [128, 255], applications: ['shop'], limit: 10, leaseMs: 30_000 })).map(c => c.activation.id), [uuidIn(0x90, 2)], 'the other range')
 
   await t.test('an expired lease puts the task back to pending with no attempt counted', async (t) => {
-    await app.upkeep.runOnce(new Date(Date.now() + 10_000))
+    await app.broker.upkeep.runOnce(new Date(Date.now() + 10_000))
     t.equal((await statusCounts(database)).claimed, 3, 'not before the lease passes')
-    await app.upkeep.runOnce(new Date(Date.now() + 31_000))
+    await app.broker.upkeep.runOnce(new Date(Date.now() + 31_000))
     const after = await taskRows(database)
     t.equal(after.filter(r => r.status === 'claimed').length, 0, 'no claim left')
     for (const id of [uuidIn(0x10, 1), uuidIn(0x12, 4), uuidIn(0x90, 2)]) {
@@ -117,7 +117,7 @@ eachBackend(t, 'push mode end to end: a push stuck past its lease is taken back,
   const ids = await produce(t, app, Array.from({ length: 6 }, () => task({ application: 'shop' })))
   await until(t, 'two pushes hang and two more wait', async () => worker.received.length === 2 && (await statusCounts(database)).claimed === 4)
 
-  await app.upkeep.runOnce(new Date(Date.now() + leaseMs + 1000))
+  await app.broker.upkeep.runOnce(new Date(Date.now() + leaseMs + 1000))
   t.equal((await statusCounts(database)).pending, 6, 'every lease passed: all six pending again')
 
   worker.mode = 'accept' // the stuck pushes are answered now, long after their lease

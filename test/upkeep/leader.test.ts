@@ -13,29 +13,29 @@ t.test('two brokers on one PostgreSQL take turns at upkeep', { skip: TEST_DATABA
   t.teardown(async () => { await first.close(); await second.close() })
 
   const now = new Date()
-  t.equal((await first.upkeep.runOnce(now)).leader, true, 'the first broker takes the upkeep lock')
-  t.equal((await second.upkeep.runOnce(now)).leader, false, 'the second one skips its pass')
-  t.equal((await first.upkeep.runOnce(now)).leader, true, 'the holder keeps the lock from pass to pass')
+  t.equal((await first.broker.upkeep.runOnce(now)).leader, true, 'the first broker takes the upkeep lock')
+  t.equal((await second.broker.upkeep.runOnce(now)).leader, false, 'the second one skips its pass')
+  t.equal((await first.broker.upkeep.runOnce(now)).leader, true, 'the holder keeps the lock from pass to pass')
   const metrics = await second.inject('/metrics')
   t.match(metrics.body, /taskbroker_upkeep_leader 0/)
 
   await first.close()
-  t.equal((await second.upkeep.runOnce(now)).leader, true, 'when the holder stops, the other broker takes over')
+  t.equal((await second.broker.upkeep.runOnce(now)).leader, true, 'when the holder stops, the other broker takes over')
 })
 
 t.test('the embedded store always runs its own upkeep', async (t) => {
   const app = await buildApp(testConfig({ TASKBROKER_UPKEEP_ENABLED: 'false' }), { logger: pino({ level: 'silent' }) })
   t.teardown(() => app.close())
-  t.equal((await app.upkeep.runOnce(new Date())).leader, true)
+  t.equal((await app.broker.upkeep.runOnce(new Date())).leader, true)
 })
 
 t.test('upkeep counts as late when no pass completed for five intervals (at least 5 s)', async (t) => {
   const app = await buildApp(testConfig({ TASKBROKER_UPKEEP_INTERVAL_MS: '60000' }), { logger: pino({ level: 'silent' }) })
   t.teardown(() => app.close())
   await app.ready() // starts upkeep; its first pass is a minute away
-  t.equal(app.upkeep.lateReason(Date.now()), null, 'just started: on time')
-  t.equal(app.upkeep.lateReason(Date.now() + 200_000), null, 'five intervals of a minute have not passed')
-  t.match(app.upkeep.lateReason(Date.now() + 301_000), /upkeep has not completed a pass for 30\d s/)
-  await app.upkeep.runOnce(new Date())
-  t.equal(app.upkeep.lateReason(Date.now()), null, 'a completed pass makes it current again')
+  t.equal(app.broker.upkeep.lateReason(Date.now()), null, 'just started: on time')
+  t.equal(app.broker.upkeep.lateReason(Date.now() + 200_000), null, 'five intervals of a minute have not passed')
+  t.match(app.broker.upkeep.lateReason(Date.now() + 301_000), /upkeep has not completed a pass for 30\d s/)
+  await app.broker.upkeep.runOnce(new Date())
+  t.equal(app.broker.upkeep.lateReason(Date.now()), null, 'a completed pass makes it current again')
 })

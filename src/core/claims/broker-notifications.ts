@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { Database } from '../../db/database.js'
+import type { Store } from '../../store/index.js'
 import type { QueueRef, TaskSignal } from './task-signal.js'
 
 /** Channel for "tasks arrived" notifications between broker processes sharing one database. */
@@ -17,13 +17,13 @@ export interface BrokerNotifications {
   close (): Promise<void>
 }
 
-export async function connectBrokers (database: Database, signal: TaskSignal, log: Logger): Promise<BrokerNotifications> {
+export async function connectBrokers (store: Pick<Store, 'kind' | 'messages'>, signal: TaskSignal, log: Logger): Promise<BrokerNotifications> {
   const noop = { send: () => {}, close: async () => {} }
-  if (database.kind !== 'postgres') return noop
+  if (store.kind !== 'postgres') return noop
   const self = randomUUID()
   let subscription: { unlisten: () => Promise<void> } | undefined
   try {
-    subscription = await database.listen(TASKS_CHANNEL, payload => {
+    subscription = await store.messages.listen(TASKS_CHANNEL, payload => {
       try {
         const message = JSON.parse(payload) as { from: string, queue: QueueRef, count: number }
         if (message.from !== self) signal.notify(message.queue, message.count)
@@ -39,7 +39,7 @@ export async function connectBrokers (database: Database, signal: TaskSignal, lo
   return {
     send (queue: QueueRef, count: number) {
       const payload = JSON.stringify({ from: self, queue, count })
-      database.notify(TASKS_CHANNEL, payload).catch((error: unknown) => {
+      store.messages.notify(TASKS_CHANNEL, payload).catch((error: unknown) => {
         log.debug({ err: error }, 'task notification not sent')
       })
     },

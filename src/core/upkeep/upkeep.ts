@@ -7,7 +7,7 @@
  * tests drive upkeep with their own clock instead of sleeping.
  */
 import type { Logger } from 'pino'
-import type { LeaderLock } from '../../db/database.js'
+import type { LeaderLock } from '../../store/index.js'
 import type { Metrics } from '../metrics.js'
 import type { Released } from '../../store/upkeep-store.js'
 import type { UpkeepJob } from './jobs.js'

@@ -1,16 +1,7 @@
 /** Liveness, readiness and metrics: unauthenticated (no security in the spec), outside /v1. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import type { Metrics } from '../../core/metrics.js'
-import type { TaskStore } from '../../store/task-store.js'
-
-export interface OperationsServices {
-  store: TaskStore
-  metrics: Metrics
-  /** Extra readiness checks (upkeep running on time, not shutting down): a reason, or null when fine. */
-  notReadyReason: () => string | null
-  retryAfterSec: number
-}
+import type { Broker } from '../../core/broker.js'
 
 const Health = (description: string) => Type.Object({
   status: Type.String({ description: 'ok, ready or unavailable' }),
@@ -19,7 +10,8 @@ const Health = (description: string) => Type.Object({
 /** Open to anyone, whatever TASKBROKER_AUTH_SECRETS says (see TASKBROKER_AUTH_EXEMPT_PATHS). */
 const open = { tags: ['operations'], security: [] }
 
-export const operationsRoutes: FastifyPluginAsyncTypebox<{ services: OperationsServices }> = async (app, { services }) => {
+export const operationsRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
+  const { metrics } = broker
   app.get('/healthz', {
     schema: { ...open, operationId: 'getHealth', summary: 'Liveness: the process serves HTTP', response: { 200: Health('The broker process is alive') } }
   }, async () => ({ status: 'ok' }))
@@ -34,18 +26,10 @@ export const operationsRoutes: FastifyPluginAsyncTypebox<{ services: OperationsS
         503: Health('Not ready (the reason says why); Retry-After says when to ask again')
       }
     }
-  }, async (request, reply) => {
-    let reason = services.notReadyReason()
-    if (reason === null) {
-      try {
-        await services.store.ping()
-      } catch (error) {
-        request.log.warn({ err: error }, 'readiness: store unreachable')
-        reason = 'store unreachable'
-      }
-    }
+  }, async (_request, reply) => {
+    const reason = await broker.notReadyReason()
     if (reason !== null) {
-      return reply.code(503).header('retry-after', String(services.retryAfterSec)).send({ status: 'unavailable', reason })
+      return reply.code(503).header('retry-after', String(broker.config.http.retryAfterSec)).send({ status: 'unavailable', reason })
     }
     return { status: 'ready' }
   })
@@ -60,7 +44,7 @@ export const operationsRoutes: FastifyPluginAsyncTypebox<{ services: OperationsS
       }
     }
   }, async (_request, reply) => {
-    const text = await services.metrics.registry.metrics()
-    return reply.type(services.metrics.registry.contentType).send(text)
+    const text = await metrics.registry.metrics()
+    return reply.type(metrics.registry.contentType).send(text)
   })
 }

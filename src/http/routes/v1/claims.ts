@@ -1,11 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { InvalidRequestError, WrongDeliveryModeError } from '../../../domain/errors.js'
-import { toClaimedTask } from './wire.js'
-import type { V1Services } from './index.js'
+import type { Broker } from '../../../core/broker.js'
 import { ClaimResponseSchema, createRequestSchemas, ErrorResponseSchema } from './schemas.js'
+import { toClaimedTask } from './wire.js'
 
-export const claimRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
-  const schemas = createRequestSchemas(services.config.limits)
+export const claimRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
+  const schemas = createRequestSchemas(broker.config.limits)
   app.post('/tasks/claim', {
     schema: {
       tags: ['workers'],
@@ -15,19 +14,13 @@ export const claimRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = 
       response: { 200: ClaimResponseSchema, 400: ErrorResponseSchema, 409: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request, reply) => {
-    if (services.config.broker.deliveryMode === 'push') {
-      throw new WrongDeliveryModeError('The broker delivers tasks itself (push mode); claims are not allowed')
-    }
-    const { application, namespace, limit = 1, wait_ms: waitMs = 0 } = request.body
-    if (namespace !== undefined && application === undefined) {
-      throw new InvalidRequestError('body/namespace needs body/application: a namespace filter without an application is not allowed')
-    }
+    const { application, namespace, limit, wait_ms: waitMs } = request.body
     // Stop waiting when the client goes away (the response closes before it was sent).
     const abort = new AbortController()
     const onClose = () => abort.abort()
     reply.raw.once('close', onClose)
     try {
-      const tasks = await services.claims.claim({ application, namespace }, limit, waitMs, abort.signal)
+      const tasks = await broker.claim({ application, namespace, limit, waitMs, abort: abort.signal })
       return { tasks: tasks.map(toClaimedTask) }
     } finally {
       reply.raw.off('close', onClose)

@@ -1,16 +1,14 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { DeadletterNotFoundError, DeadletterUndecodableError, InvalidRequestError, TaskAlreadyLiveError } from '../../../domain/errors.js'
-import { decodeCursor } from '../../../store/deadletter-store.js'
+import type { Broker } from '../../../core/broker.js'
 import {
   createDeadletterRequestSchemas, DeadletterListResponseSchema, NoContentSchema, RequeueResponseSchema
 } from './deadletter-schemas.js'
-import type { V1Services } from './index.js'
 import { ErrorResponseSchema } from './schemas.js'
 import { toDeadletterBody } from './wire.js'
 
-export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
-  const { deadletters } = services
-  const schemas = createDeadletterRequestSchemas(services.config.limits)
+export const deadletterRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
+  const { deadletters } = broker
+  const schemas = createDeadletterRequestSchemas(broker.config.limits)
 
   app.get('/deadletters', {
     schema: {
@@ -21,11 +19,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
       response: { 200: DeadletterListResponseSchema, 400: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request) => {
-    const { application, namespace, taskname, limit = 100, cursor } = request.query
-    if (cursor !== undefined && decodeCursor(cursor) === null) {
-      throw new InvalidRequestError('querystring/cursor is not a cursor this API handed out: pass next_cursor of a previous page as is')
-    }
-    const page = await deadletters.list({ application, namespace, taskname, limit, after: cursor })
+    const page = await deadletters.list(request.query)
     return { deadletters: page.items.map(toDeadletterBody), next_cursor: page.nextCursor }
   })
 
@@ -45,13 +39,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
     }
   }, async (request) => {
     const { id } = request.params
-    const result = await deadletters.requeue(id, services.now())
-    if (result.outcome === 'not_found') throw new DeadletterNotFoundError(id)
-    if (result.outcome === 'live') throw new TaskAlreadyLiveError(id)
-    if (result.outcome === 'undecodable') throw new DeadletterUndecodableError(id, result.reason)
-    // Wake long-polling claims here and in other brokers.
-    services.signal.notify(result.queue, 1)
-    services.announce(result.queue, 1)
+    await deadletters.requeue(id)
     return { id, status: 'pending' as const }
   })
 
@@ -64,7 +52,7 @@ export const deadletterRoutes: FastifyPluginAsyncTypebox<{ services: V1Services 
       response: { 204: NoContentSchema, 400: ErrorResponseSchema, 404: ErrorResponseSchema, 503: ErrorResponseSchema }
     }
   }, async (request, reply) => {
-    if (!await deadletters.remove(request.params.id)) throw new DeadletterNotFoundError(request.params.id)
+    await deadletters.remove(request.params.id)
     return reply.code(204).send(null)
   })
 }

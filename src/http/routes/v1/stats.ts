@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { V1Services } from './index.js'
+import type { Broker } from '../../../core/broker.js'
 import { ErrorResponseSchema, StatsResponseSchema } from './schemas.js'
 
-export const statsRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = async (app, { services }) => {
+export const statsRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
   app.get('/stats', {
     schema: {
       tags: ['operations'],
@@ -11,13 +11,13 @@ export const statsRoutes: FastifyPluginAsyncTypebox<{ services: V1Services }> = 
       response: { 200: StatsResponseSchema, 503: ErrorResponseSchema }
     }
   }, async () => {
-    const [stats, deadletters] = await Promise.all([services.store.stats(services.now()), services.deadletters.count()])
+    const stats = await broker.stats()
     return {
       by_status: stats.byStatus,
       queues: stats.byQueue,
-      deadletters,
+      deadletters: stats.deadletters,
       oldest_pending_age_sec: stats.oldestPendingAgeSec,
-      status_queue_depth: services.statusWriter.depth
+      status_queue_depth: stats.statusQueueDepth
     }
   })
 }

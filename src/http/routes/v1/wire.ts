@@ -1,7 +1,7 @@
 /** Broker results in the shapes API v1 answers with (schemas.ts and deadletter-schemas.ts describe them). */
 import { stubActivation } from '../../../domain/activation.js'
 import type { StoredTask } from '../../../domain/types.js'
-import type { DeadLetter } from '../../../store/deadletter-store.js'
+import type { DeadLetter } from '../../../core/broker.js'
 
 /** A claimed task as the worker receives it: the activation plus its deadline. */
 export function toClaimedTask (task: StoredTask) {

@@ -6,62 +6,18 @@
  * cannot be reached).
  */
 import { sql, type SQL } from 'drizzle-orm'
-import type { QueueRef } from '../core/claims/task-signal.js'
 import type { Database, Row } from '../db/database.js'
+import { deadletterTasks, inflightTasks } from '../db/schema.js'
 import { InvalidRequestError } from '../domain/errors.js'
 import { bucketOf } from '../domain/schedule.js'
 import { guard } from './errors.js'
+import type { DeadLetter, DeadletterStore, RequeueResult } from './interfaces.js'
 import { toDate } from './rows.js'
 import type { Activation } from '../domain/types.js'
+import { columnsOf, list, namesOf } from './statements/schema-sql.js'
 import { undecodableReason } from './undecodable.js'
 
-export type DeadletterStore = ReturnType<typeof createDeadletterStore>
-
-/** A task that failed for good, with why and when. */
-export interface DeadLetter {
-  id: string
-  /** As stored: an Activation, unless the dead letter was set aside as undecodable (see `undecodable`). */
-  activation: Activation
-  /** Why `activation` cannot be decoded as a task, or null (src/store/undecodable.ts). */
-  undecodable: string | null
-  application: string
-  namespace: string
-  taskname: string
-  /** Why it failed (a FailureReason, see types.ts). */
-  reason: string
-  processingAttempts: number
-  receivedAt: Date
-  deadletteredAt: Date
-}
-
-export interface DeadletterFilter {
-  application?: string | undefined
-  namespace?: string | undefined
-  taskname?: string | undefined
-}
-
-export interface DeadletterListOptions extends DeadletterFilter {
-  /** Most dead letters in the page (callers bound it). */
-  limit: number
-  /** `nextCursor` of the previous page; the page starts after it. */
-  after?: string | undefined
-}
-
-export interface DeadletterPage {
-  items: DeadLetter[]
-  /** Pass as `after` for the next page; null on the last page. */
-  nextCursor: string | null
-}
-
-/** What a requeue did; a requeued task's queue is given so long-polls can be woken. */
-export type RequeueResult =
-  | { outcome: 'requeued', queue: QueueRef }
-  /** No dead letter has this id. */
-  | { outcome: 'not_found' }
-  /** A task with this id is live in inflight_tasks: nothing was changed. */
-  | { outcome: 'live' }
-  /** Its stored activation cannot be decoded as a task: nothing was changed. */
-  | { outcome: 'undecodable', reason: string }
+export type { DeadLetter, DeadletterFilter, DeadletterListOptions, DeadletterPage, DeadletterStore, RequeueResult } from './interfaces.js'
 
 /**
  * A page position: deadlettered_at in UTC with all six fractional digits (a JS Date keeps only
@@ -77,8 +33,17 @@ interface Cursor {
 const CURSOR_TIMESTAMP_TEXT = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})\d{3}Z$/
 const BASE64URL = /^[A-Za-z0-9_-]+$/
 
+const d = columnsOf(deadletterTasks, 'd')
+const dead = columnsOf(deadletterTasks)
+const task = columnsOf(inflightTasks)
+const k = namesOf(deadletterTasks)
+const taskKeys = namesOf(inflightTasks)
+
 /** Independent of the session's TimeZone and DateStyle; read back by `::timestamptz` exactly. */
-const CURSOR_TIMESTAMP = sql.raw('to_char(d.deadlettered_at at time zone \'UTC\', \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')')
+const CURSOR_TIMESTAMP = sql`to_char(${d.deadletteredAt} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
+
+/** The columns of a listed dead letter. */
+const LISTED = list([d.id, d.activation, d.application, d.namespace, d.taskname, d.reason, d.processingAttempts, d.receivedAt, d.deadletteredAt])
 
 export function encodeCursor (cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.deadletteredAt, cursor.id]), 'utf8').toString('base64url')
@@ -107,120 +72,120 @@ export function decodeCursor (text: string): Cursor | null {
   return { deadletteredAt, id }
 }
 
-export function createDeadletterStore (database: Database) {
+export function createDeadletterStore (database: Database): DeadletterStore {
   return {
-    /**
-     * Dead letters oldest first by (deadlettered_at, id), after `after` when given; filters match
-     * exactly. Reads one row more than the page to know whether another page follows.
-     */
-    async list (options: DeadletterListOptions): Promise<DeadletterPage> {
+    async list (options) {
       const conditions: SQL[] = []
-      if (options.application !== undefined) conditions.push(sql`d.application = ${options.application}`)
-      if (options.namespace !== undefined) conditions.push(sql`d.namespace = ${options.namespace}`)
-      if (options.taskname !== undefined) conditions.push(sql`d.taskname = ${options.taskname}`)
+      if (options.application !== undefined) conditions.push(sql`${d.application} = ${options.application}`)
+      if (options.namespace !== undefined) conditions.push(sql`${d.namespace} = ${options.namespace}`)
+      if (options.taskname !== undefined) conditions.push(sql`${d.taskname} = ${options.taskname}`)
       if (options.after !== undefined) {
         const cursor = decodeCursor(options.after)
         if (cursor === null) throw new InvalidRequestError('the cursor is malformed: pass next_cursor of a previous page as is')
-        conditions.push(sql`(d.deadlettered_at, d.id) > (${cursor.deadletteredAt}::timestamptz, ${cursor.id}::text)`)
+        conditions.push(sql`(${d.deadletteredAt}, ${d.id}) > (${cursor.deadletteredAt}::timestamptz, ${cursor.id}::text)`)
       }
+      // One row more than the page tells whether another page follows.
       const where = conditions.length === 0 ? sql`` : sql`where ${sql.join(conditions, sql` and `)}`
       const rows = await guard(() => database.rows(sql`
-        select d.id, d.activation, d.application, d.namespace, d.taskname, d.reason, d.processing_attempts, d.received_at, d.deadlettered_at,
-               ${CURSOR_TIMESTAMP} as cursor_ts
-        from deadletter_tasks d
+        select ${LISTED}, ${CURSOR_TIMESTAMP} as cursor_ts
+        from ${deadletterTasks} d
         ${where}
-        order by d.deadlettered_at, d.id
+        order by ${d.deadletteredAt}, ${d.id}
         limit ${options.limit + 1}::int`))
       const page = rows.slice(0, options.limit)
       const last = page[page.length - 1]
       const nextCursor = rows.length > options.limit && last !== undefined
-        ? encodeCursor({ deadletteredAt: last.cursor_ts as string, id: last.id as string })
+        ? encodeCursor({ deadletteredAt: last.cursor_ts as string, id: last[k.id] as string })
         : null
       return { items: page.map(toDeadLetter), nextCursor }
     },
 
     /**
-     * Moves a dead letter back into inflight_tasks as a fresh pending task, in ONE statement: the
-     * row is deleted from deadletter_tasks and inserted with no attempts (retry_state.attempts and
-     * processing_attempts 0), received_at = now (in the activation too), the expiry window
-     * restarted from now and no delay (claimable at once, so `delay` leaves the activation).
-     * Nothing changes when a task with the id is live.
+     * In ONE statement: the row is deleted from deadletter_tasks and inserted into inflight_tasks
+     * with no attempts (retry_state.attempts and processing_attempts 0), received_at = now (in the
+     * activation too), the expiry window restarted from now and no delay (claimable at once, so
+     * `delay` leaves the activation). Nothing changes when a task with the id is live.
      */
-    async requeue (id: string, now: Date): Promise<RequeueResult> {
+    async requeue (id, now): Promise<RequeueResult> {
       // A poison dead letter would fail the statement below (or requeue a task no worker can take).
-      const [stored] = await guard(() => database.rows(sql`select activation from deadletter_tasks where id = ${id}`))
+      const [stored] = await guard(() => database.rows(sql`select ${dead.activation} from ${deadletterTasks} where ${dead.id} = ${id}`))
       if (stored === undefined) return { outcome: 'not_found' }
-      const reason = undecodableReason(stored.activation, id)
+      const reason = undecodableReason(stored[k.activation], id)
       if (reason !== null) return { outcome: 'undecodable', reason }
-      const nowIso = now.toISOString()
-      const at = sql`${nowIso}::timestamptz`
-      const query = sql`
-        with found as (
-          select exists (select 1 from deadletter_tasks where id = ${id}) as found,
-                 exists (select 1 from inflight_tasks where id = ${id}) as live),
-        dead as (
-          delete from deadletter_tasks d using found
-          where d.id = ${id} and not found.live
-          returning d.id, jsonb_set(jsonb_set(d.activation - 'delay',
-            '{retry_state,attempts}', '0'::jsonb), '{received_at}', to_jsonb(${nowIso}::text)) as activation),
-        moved as (
-          insert into inflight_tasks (id, activation, received_at, processing_attempts, expires_at, delay_until,
-            processing_deadline_duration, processing_deadline, claim_expires_at, status, at_most_once,
-            application, namespace, taskname, on_attempts_exceeded, bucket, failure_reason)
-          select id, activation, ${at}, 0,
-            case when activation ->> 'expires' is not null then ${at} + make_interval(secs => (activation ->> 'expires')::int) end,
-            null, (activation ->> 'processing_deadline_duration')::int, null, null, 'pending',
-            coalesce((activation -> 'retry_state' ->> 'at_most_once')::boolean, false),
-            activation ->> 'application', activation ->> 'namespace', activation ->> 'taskname',
-            coalesce(activation -> 'retry_state' ->> 'on_attempts_exceeded', 'discard'),
-            ${bucketOf(id)}::smallint, null
-          from dead
-          returning application, namespace)
-        select found.found, found.live, moved.application, moved.namespace
-        from found left join moved on true`
       let rows: Row[]
       try {
-        rows = await guard(() => database.rows(query))
+        rows = await guard(() => database.rows(requeueQuery(id, now)))
       } catch (error) {
         // The id was produced after this statement's snapshot: the whole statement rolled back.
         if (isUniqueViolation(error)) return { outcome: 'live' }
         throw error
       }
       const row = rows[0]
-      if (row !== undefined && typeof row.application === 'string') {
-        return { outcome: 'requeued', queue: { application: row.application, namespace: row.namespace as string } }
+      const application = row?.[taskKeys.application]
+      if (row !== undefined && typeof application === 'string') {
+        return { outcome: 'requeued', queue: { application, namespace: row[taskKeys.namespace] as string } }
       }
       if (row?.found === true && row.live === true) return { outcome: 'live' }
       // Unknown, or removed (or requeued) by another request meanwhile.
       return { outcome: 'not_found' }
     },
 
-    /** Purges one dead letter; false when there was none with the id. */
-    async remove (id: string): Promise<boolean> {
-      const rows = await guard(() => database.rows(sql`delete from deadletter_tasks where id = ${id} returning id`))
+    async remove (id) {
+      const rows = await guard(() => database.rows(sql`delete from ${deadletterTasks} where ${dead.id} = ${id} returning ${dead.id}`))
       return rows.length > 0
     },
 
-    /** How many dead letters there are (for stats). */
-    async count (): Promise<number> {
-      const rows = await guard(() => database.rows(sql`select count(*)::int as count from deadletter_tasks`))
+    async count () {
+      const rows = await guard(() => database.rows(sql`select count(*)::int as count from ${deadletterTasks}`))
       return Number(rows[0]?.count ?? 0)
     }
   }
 }
 
+/** The requeue: one row with `found`, `live` and, when requeued, the task's application and namespace. */
+function requeueQuery (id: string, now: Date): SQL {
+  const nowIso = now.toISOString()
+  const at = sql`${nowIso}::timestamptz`
+  // The dead letter's activation as the task gets it.
+  const a = sql`fresh`
+  return sql`
+    with found as (
+      select exists (select 1 from ${deadletterTasks} where ${dead.id} = ${id}) as found,
+             exists (select 1 from ${inflightTasks} where ${task.id} = ${id}) as live),
+    requeued as (
+      delete from ${deadletterTasks} d using found
+      where ${d.id} = ${id} and not found.live
+      returning ${d.id}, jsonb_set(jsonb_set(${d.activation} - 'delay',
+        '{retry_state,attempts}', '0'::jsonb), '{received_at}', to_jsonb(${nowIso}::text)) as ${a}),
+    moved as (
+      insert into ${inflightTasks} (${list([task.id, task.activation, task.receivedAt, task.processingAttempts, task.expiresAt, task.delayUntil,
+        task.processingDeadlineDuration, task.processingDeadline, task.claimExpiresAt, task.status, task.atMostOnce,
+        task.application, task.namespace, task.taskname, task.onAttemptsExceeded, task.bucket, task.failureReason])})
+      select ${dead.id}, ${a}, ${at}, 0,
+        case when ${a} ->> 'expires' is not null then ${at} + make_interval(secs => (${a} ->> 'expires')::int) end,
+        null, (${a} ->> 'processing_deadline_duration')::int, null, null, 'pending',
+        coalesce((${a} -> 'retry_state' ->> 'at_most_once')::boolean, false),
+        ${a} ->> 'application', ${a} ->> 'namespace', ${a} ->> 'taskname',
+        coalesce(${a} -> 'retry_state' ->> 'on_attempts_exceeded', 'discard'),
+        ${bucketOf(id)}::smallint, null
+      from requeued
+      returning ${task.application}, ${task.namespace})
+    select found.found, found.live, moved.${task.application}, moved.${task.namespace}
+    from found left join moved on true`
+}
+
 function toDeadLetter (row: Row): DeadLetter {
   return {
-    id: row.id as string,
-    activation: row.activation as Activation,
-    undecodable: undecodableReason(row.activation, row.id as string),
-    application: row.application as string,
-    namespace: row.namespace as string,
-    taskname: row.taskname as string,
-    reason: row.reason as string,
-    processingAttempts: row.processing_attempts as number,
-    receivedAt: toDate(row.received_at) as Date,
-    deadletteredAt: toDate(row.deadlettered_at) as Date
+    id: row[k.id] as string,
+    activation: row[k.activation] as Activation,
+    undecodable: undecodableReason(row[k.activation], row[k.id] as string),
+    application: row[k.application] as string,
+    namespace: row[k.namespace] as string,
+    taskname: row[k.taskname] as string,
+    reason: row[k.reason] as string,
+    processingAttempts: row[k.processingAttempts] as number,
+    receivedAt: toDate(row[k.receivedAt]) as Date,
+    deadletteredAt: toDate(row[k.deadletteredAt]) as Date
   }
 }
 

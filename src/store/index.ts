@@ -11,6 +11,7 @@ import { createTaskStore, type TaskStore } from './task-store.js'
 import { createUpkeepStore, type UpkeepStore } from './upkeep-store.js'
 
 export type { LeaderLock } from '../db/database.js'
+export type * from './interfaces.js'
 
 export interface Store {
   readonly kind: DatabaseKind

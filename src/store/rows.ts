@@ -1,17 +1,37 @@
-/** Rows as the store returns them to callers. */
+/**
+ * Task rows as the store returns them: ONE list of columns, which every statement that returns
+ * tasks selects (claims, the claim riding in a status flush, getById), and the mapping of such a
+ * row to a StoredTask. A task field is added here and nowhere else in the statements.
+ */
+import { sql, type SQL } from 'drizzle-orm'
 import type { Row } from '../db/database.js'
+import { inflightTasks } from '../db/schema.js'
 import type { Activation, StoredTask, TaskStatus } from '../domain/types.js'
+import { list } from './statements/schema-sql.js'
+
+const c = inflightTasks
+/** The returned columns, `id` first (the rider statement's report rows put only an id there). */
+const TASK_COLUMNS = [c.id, c.activation, c.status, c.addedAt, c.processingAttempts, c.processingDeadline, c.expiresAt, c.delayUntil, c.claimExpiresAt] as const
+
+/** The task columns qualified by `alias`, for a SELECT list or RETURNING. */
+export function taskColumns (alias: string): SQL {
+  return list(TASK_COLUMNS.map(column => sql`${sql.raw(alias)}.${sql.identifier(column.name)}`))
+}
+
+/** Every task column but `id`, as typed nulls under the column's name: rows that carry only an id in a union with task rows. */
+export const NULL_TASK_COLUMNS: SQL = list(TASK_COLUMNS.slice(1).map(column =>
+  sql`null::${sql.raw(column.getSQLType())} as ${sql.identifier(column.name)}`))
 
 export function toStoredTask (row: Row): StoredTask {
   return {
-    activation: row.activation as Activation,
-    status: row.status as TaskStatus,
-    addedAt: toDate(row.added_at) as Date,
-    processingAttempts: row.processing_attempts as number,
-    processingDeadline: toDate(row.processing_deadline),
-    expiresAt: toDate(row.expires_at),
-    delayUntil: toDate(row.delay_until),
-    claimExpiresAt: toDate(row.claim_expires_at)
+    activation: row[c.activation.name] as Activation,
+    status: row[c.status.name] as TaskStatus,
+    addedAt: toDate(row[c.addedAt.name]) as Date,
+    processingAttempts: row[c.processingAttempts.name] as number,
+    processingDeadline: toDate(row[c.processingDeadline.name]),
+    expiresAt: toDate(row[c.expiresAt.name]),
+    delayUntil: toDate(row[c.delayUntil.name]),
+    claimExpiresAt: toDate(row[c.claimExpiresAt.name])
   }
 }
 

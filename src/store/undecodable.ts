@@ -5,9 +5,14 @@
  * moves it to the dead letters, with the reason, and serves the good tasks it claimed beside it;
  * so does a push-mode fetch (a task that cannot be decoded cannot be pushed either).
  */
+import { sql } from 'drizzle-orm'
 import type { Database, Row } from '../db/database.js'
+import { deadletterTasks, inflightTasks } from '../db/schema.js'
 import { pgArray } from './arrays.js'
 import { guard } from './errors.js'
+import { compile } from './statements/compiled.js'
+import { deadletterMove } from './statements/deadletter-move.js'
+import { columnsOf, namesOf } from './statements/schema-sql.js'
 
 /** The FailureReason of a dead letter moved here; the detail follows after ": ". */
 export const UNDECODABLE = 'undecodable_activation'
@@ -49,21 +54,18 @@ export function undecodableReason (activation: unknown, id: string): string | nu
   return null
 }
 
+const c = columnsOf(inflightTasks)
+const t = columnsOf(inflightTasks, 't')
+const d = columnsOf(deadletterTasks)
+const k = namesOf(inflightTasks)
+
 /**
  * Moves the given processing (pull) or claimed (push) tasks to the dead letters in ONE statement
- * (the row deleted and inserted there together, with its reason, the stored activation kept as
- * it is).
+ * (the stored activation kept as it is), each with its reason.
  */
-const MOVE_TEXT = `with bad(id, reason) as (select * from unnest($1::text[], $2::text[])),
-  moved as (
-    delete from inflight_tasks t using bad where t.id = bad.id and t.status in ('processing', 'claimed')
-    returning t.id, t.activation, t.application, t.namespace, t.taskname, t.processing_attempts, t.received_at, bad.reason)
-  insert into deadletter_tasks (id, activation, application, namespace, taskname, reason, processing_attempts, received_at)
-  select id, activation, application, namespace, taskname, reason, processing_attempts, received_at from moved
-  on conflict (id) do update set
-    activation = excluded.activation, reason = excluded.reason, processing_attempts = excluded.processing_attempts,
-    received_at = excluded.received_at, deadlettered_at = clock_timestamp()
-  returning id`
+const MOVE = compile(sql`with bad(${c.id}, ${d.reason}) as (select * from unnest(${sql.placeholder('ids')}::text[], ${sql.placeholder('reasons')}::text[])),
+  ${deadletterMove({ from: sql`bad`, where: sql`and ${t.status} in ('processing', 'claimed')`, reason: sql`f.${d.reason}` })}
+  select ${d.id} from dead`)
 
 /**
  * The claimed `rows` (with their `id` and `activation` columns) that can be handed out, in their
@@ -76,17 +78,18 @@ export async function setAsideUndecodable (database: Database, rows: Row[]): Pro
   let good: Row[] | undefined
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i] as Row
-    const reason = undecodableReason(row.activation, row.id as string)
+    const id = row[k.id] as string
+    const reason = undecodableReason(row[k.activation], id)
     if (reason === null) {
       good?.push(row)
       continue
     }
     bad ??= []
     good ??= rows.slice(0, i)
-    bad.push({ id: row.id as string, reason: `${UNDECODABLE}: ${reason}` })
+    bad.push({ id, reason: `${UNDECODABLE}: ${reason}` })
   }
   if (bad === undefined || good === undefined) return rows
   const moving = bad
-  await guard(() => database.run(MOVE_TEXT, [pgArray(moving.map(b => b.id)), pgArray(moving.map(b => b.reason))])).catch(() => {})
+  await guard(() => MOVE.run(database, { ids: pgArray(moving.map(b => b.id)), reasons: pgArray(moving.map(b => b.reason)) })).catch(() => {})
   return good
 }

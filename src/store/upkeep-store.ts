@@ -6,29 +6,39 @@
  */
 import { sql, type SQL } from 'drizzle-orm'
 import type { Database, Row } from '../db/database.js'
-import type { QueueRef } from '../core/claims/task-signal.js'
+import { inflightTasks } from '../db/schema.js'
 import { pgArray } from './arrays.js'
 import { guard } from './errors.js'
+import type { Released, UpkeepStore } from './interfaces.js'
+import { deadletterMove } from './statements/deadletter-move.js'
+import { columnsOf, namesOf } from './statements/schema-sql.js'
 import { UNDECODABLE } from './undecodable.js'
 
-export type UpkeepStore = ReturnType<typeof createUpkeepStore>
+export type { Released, UpkeepStore } from './interfaces.js'
 
-/** Tasks that became claimable, grouped by queue, so long-polls can be woken. */
-export type Released = Array<QueueRef & { count: number }>
+const c = columnsOf(inflightTasks)
+/** The changed row in an UPDATE (`update inflight_tasks t`). */
+const t = columnsOf(inflightTasks, 't')
+const k = namesOf(inflightTasks)
 
 const p = {
   now: sql`${sql.placeholder('now')}::timestamptz`,
   limit: sql`${sql.placeholder('limit')}::int`
 }
 
+/** What a step that may release tasks returns of each row: its new status and its queue. */
+const RELEASE_COLUMNS = sql`${t.status}, ${t.application}, ${t.namespace}`
+
 /** Groups returned rows that became pending by queue. */
 function released (rows: Row[]): Released {
-  const byQueue = new Map<string, QueueRef & { count: number }>()
+  const byQueue = new Map<string, Released[number]>()
   for (const row of rows) {
-    if (row.status !== 'pending') continue
-    const key = `${row.application as string}\u0000${row.namespace as string}`
+    if (row[k.status] !== 'pending') continue
+    const application = row[k.application] as string
+    const namespace = row[k.namespace] as string
+    const key = `${application}\u0000${namespace}`
     const entry = byQueue.get(key)
-    if (entry === undefined) byQueue.set(key, { application: row.application as string, namespace: row.namespace as string, count: 1 })
+    if (entry === undefined) byQueue.set(key, { application, namespace, count: 1 })
     else entry.count++
   }
   return [...byQueue.values()]
@@ -44,14 +54,29 @@ function jsonInt (value: string): SQL {
   return sql.raw(`case when jsonb_typeof(${value}) = 'number' then case when ${n} = trunc(${n}) and abs(${n}) < 2147483648 then ${n}::int end end`)
 }
 
-const countWhere = (rows: Row[], status: string) => rows.filter(r => r.status === status).length
+const countWhere = (rows: Row[], status: string) => rows.filter(r => r[k.status] === status).length
+
+/** A CTE `due` of up to `limit` rows matching `where` (in `order` when given), locked, skipping rows others hold. */
+function due (where: SQL, order?: SQL): SQL {
+  return sql`due as (
+        select ${c.id} from ${inflightTasks}
+        where ${where}
+        ${order === undefined ? sql`` : sql`order by ${order}`} limit ${p.limit} for update skip locked)`
+}
+
+/** Deletes up to `limit` rows matching `where`; returns their ids. */
+function remove (where: SQL): SQL {
+  return sql`with ${due(where)}
+      delete from ${inflightTasks} t using due where ${t.id} = due.${c.id}
+      returning ${t.id}`
+}
 
 export interface UpkeepStoreOptions {
   /** PostgreSQL: bound on each statement (TASKBROKER_DB_UPKEEP_CALL_TIMEOUT_MS); default: the database's. */
   timeoutMs?: number
 }
 
-export function createUpkeepStore (database: Database, options: UpkeepStoreOptions = {}) {
+export function createUpkeepStore (database: Database, options: UpkeepStoreOptions = {}): UpkeepStore {
   const prepare = (name: string, query: SQL) => database.prepare(name, query, { timeoutMs: options.timeoutMs })
   const statements = {
     // Processing deadline passed: back to pending with one more processing attempt, or failure for
@@ -59,56 +84,39 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
     // fails here and now: were it made pending first, a claim could take it before the
     // processing_attempts step sees it, and it would run once too often.
     resetMissedDeadlines: prepare('taskbroker_upkeep_deadlines', sql`
-      with due as (
-        select id from inflight_tasks
-        where status = 'processing' and processing_deadline < ${p.now}
-        order by processing_deadline limit ${p.limit} for update skip locked)
-      update inflight_tasks t set
-        status = case when t.at_most_once or t.processing_attempts + 1 >= ${sql.placeholder('maxAttempts')}::int
+      with ${due(sql`${c.status} = 'processing' and ${c.processingDeadline} < ${p.now}`, c.processingDeadline)}
+      update ${inflightTasks} t set
+        ${c.status} = case when ${t.atMostOnce} or ${t.processingAttempts} + 1 >= ${sql.placeholder('maxAttempts')}::int
           then 'failure' else 'pending' end,
-        failure_reason = case when t.at_most_once then 'deadline_missed_at_most_once'
-          when t.processing_attempts + 1 >= ${sql.placeholder('maxAttempts')}::int then 'processing_attempts_exceeded' end,
-        processing_attempts = t.processing_attempts + case when t.at_most_once then 0 else 1 end,
-        processing_deadline = null
-      from due where t.id = due.id
-      returning t.status, t.application, t.namespace`),
+        ${c.failureReason} = case when ${t.atMostOnce} then 'deadline_missed_at_most_once'
+          when ${t.processingAttempts} + 1 >= ${sql.placeholder('maxAttempts')}::int then 'processing_attempts_exceeded' end,
+        ${c.processingAttempts} = ${t.processingAttempts} + case when ${t.atMostOnce} then 0 else 1 end,
+        ${c.processingDeadline} = null
+      from due where ${t.id} = due.${c.id}
+      returning ${RELEASE_COLUMNS}`),
 
     // Push mode: a claim whose lease ran out was never delivered; it is pending again and no
     // attempt is counted (at_most_once included: the task never ran).
     expireClaims: prepare('taskbroker_upkeep_claims', sql`
-      with due as (
-        select id from inflight_tasks
-        where status = 'claimed' and claim_expires_at < ${p.now}
-        limit ${p.limit} for update skip locked)
-      update inflight_tasks t set status = 'pending', claim_expires_at = null
-      from due where t.id = due.id
-      returning t.status, t.application, t.namespace`),
+      with ${due(sql`${c.status} = 'claimed' and ${c.claimExpiresAt} < ${p.now}`)}
+      update ${inflightTasks} t set ${c.status} = 'pending', ${c.claimExpiresAt} = null
+      from due where ${t.id} = due.${c.id}
+      returning ${RELEASE_COLUMNS}`),
 
     // Normally the deadline step already failed such tasks; this catches a lowered maximum.
     failExhaustedProcessingAttempts: prepare('taskbroker_upkeep_attempts', sql`
-      with due as (
-        select id from inflight_tasks
-        where status = 'pending' and processing_attempts >= ${sql.placeholder('maxAttempts')}::int
-        limit ${p.limit} for update skip locked)
-      update inflight_tasks t set status = 'failure', failure_reason = 'processing_attempts_exceeded'
-      from due where t.id = due.id
-      returning t.id`),
+      with ${due(sql`${c.status} = 'pending' and ${c.processingAttempts} >= ${sql.placeholder('maxAttempts')}::int`)}
+      update ${inflightTasks} t set ${c.status} = 'failure', ${c.failureReason} = 'processing_attempts_exceeded'
+      from due where ${t.id} = due.${c.id}
+      returning ${t.id}`),
 
-    removeExpired: prepare('taskbroker_upkeep_expired', sql`
-      delete from inflight_tasks where id in (
-        select id from inflight_tasks
-        where status = 'pending' and expires_at < ${p.now}
-        limit ${p.limit} for update skip locked)
-      returning id`),
+    removeExpired: prepare('taskbroker_upkeep_expired', remove(sql`${c.status} = 'pending' and ${c.expiresAt} < ${p.now}`)),
 
     releaseDelayed: prepare('taskbroker_upkeep_delayed', sql`
-      with due as (
-        select id from inflight_tasks
-        where status = 'delay' and delay_until <= ${p.now}
-        order by delay_until limit ${p.limit} for update skip locked)
-      update inflight_tasks t set status = 'pending'
-      from due where t.id = due.id
-      returning t.status, t.application, t.namespace`),
+      with ${due(sql`${c.status} = 'delay' and ${c.delayUntil} <= ${p.now}`, c.delayUntil)}
+      update ${inflightTasks} t set ${c.status} = 'pending'
+      from due where ${t.id} = due.${c.id}
+      returning ${RELEASE_COLUMNS}`),
 
     // A retry: same id, retry_state.attempts + 1, at the back of the queue (new added_at), the
     // expiry window restarted from now, delayed by delay_on_retry when set (capped at the maximum
@@ -119,11 +127,11 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
     // fail the step for every task behind it, pass after pass.
     requeueRetries: prepare('taskbroker_upkeep_retries', sql`
       with picked as (
-        select id, activation as a from inflight_tasks
-        where status = 'retry'
+        select ${c.id}, ${c.activation} as a from ${inflightTasks}
+        where ${c.status} = 'retry'
         limit ${p.limit} for update skip locked),
       numbers as (
-        select id, a,
+        select ${c.id}, a,
           ${jsonInt("a -> 'retry_state' -> 'attempts'")} as attempts,
           ${jsonInt("a -> 'retry_state' -> 'max_attempts'")} as max_attempts,
           ${jsonInt("a -> 'retry_state' -> 'delay_on_retry'")} as delay_on_retry,
@@ -140,60 +148,45 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
           end as undecodable
         from numbers),
       due as (
-        select id, attempts + 1 as attempts, expires_sec, undecodable,
+        select ${c.id}, attempts + 1 as attempts, expires_sec, undecodable,
           undecodable is not null or attempts + 1 >= max_attempts as fails,
           least(coalesce(delay_on_retry, 0), ${sql.placeholder('maxDelaySec')}::int) as delay_sec
         from checked)
-      update inflight_tasks t set
-        status = case when due.fails then 'failure' when due.delay_sec > 0 then 'delay' else 'pending' end,
-        failure_reason = case when due.undecodable is not null then '${sql.raw(UNDECODABLE)}: ' || due.undecodable
+      update ${inflightTasks} t set
+        ${c.status} = case when due.fails then 'failure' when due.delay_sec > 0 then 'delay' else 'pending' end,
+        ${c.failureReason} = case when due.undecodable is not null then '${sql.raw(UNDECODABLE)}: ' || due.undecodable
           when due.fails then 'retries_exhausted' end,
-        activation = case when due.fails then t.activation
+        ${c.activation} = case when due.fails then ${t.activation}
           else jsonb_set(jsonb_set(
-                 case when due.delay_sec > 0 then jsonb_set(t.activation, '{delay}', to_jsonb(due.delay_sec))
-                      else t.activation - 'delay' end,
+                 case when due.delay_sec > 0 then jsonb_set(${t.activation}, '{delay}', to_jsonb(due.delay_sec))
+                      else ${t.activation} - 'delay' end,
                  '{retry_state,attempts}', to_jsonb(due.attempts)),
                '{received_at}', to_jsonb(${sql.placeholder('nowIso')}::text)) end,
-        added_at = case when due.fails then t.added_at else clock_timestamp() end,
-        received_at = case when due.fails then t.received_at else ${p.now} end,
-        delay_until = case when not due.fails and due.delay_sec > 0
+        ${c.addedAt} = case when due.fails then ${t.addedAt} else clock_timestamp() end,
+        ${c.receivedAt} = case when due.fails then ${t.receivedAt} else ${p.now} end,
+        ${c.delayUntil} = case when not due.fails and due.delay_sec > 0
           then ${p.now} + make_interval(secs => due.delay_sec) end,
-        expires_at = case when due.fails then t.expires_at
+        ${c.expiresAt} = case when due.fails then ${t.expiresAt}
           when due.expires_sec is not null then ${p.now} + make_interval(secs => due.expires_sec) end,
-        processing_attempts = case when due.fails then t.processing_attempts else 0 end,
-        processing_deadline = null
-      from due where t.id = due.id
-      returning t.status, t.application, t.namespace`),
+        ${c.processingAttempts} = case when due.fails then ${t.processingAttempts} else 0 end,
+        ${c.processingDeadline} = null
+      from due where ${t.id} = due.${c.id}
+      returning ${RELEASE_COLUMNS}`),
 
-    // Failure: removed, and copied into deadletter_tasks when on_attempts_exceeded = deadletter,
-    // by ONE statement, so a task is never lost between the two tables.
+    // Failure: removed, and moved to deadletter_tasks when on_attempts_exceeded = deadletter (or
+    // the activation is undecodable), by ONE statement, so a task is never lost between the two.
     settleFailures: prepare('taskbroker_upkeep_failures', sql`
-      with failed as (
-        delete from inflight_tasks where id in (
-          select id from inflight_tasks where status = 'failure'
-          limit ${p.limit} for update skip locked)
-        returning *),
-      dead as (
-        insert into deadletter_tasks (id, activation, application, namespace, taskname, reason, processing_attempts, received_at)
-        select id, activation, application, namespace, taskname, coalesce(failure_reason, 'reported_failure'), processing_attempts, received_at
-        from failed where on_attempts_exceeded = 'deadletter' or failure_reason like '${sql.raw(UNDECODABLE)}:%'
-        on conflict (id) do update set
-          activation = excluded.activation, reason = excluded.reason, processing_attempts = excluded.processing_attempts,
-          received_at = excluded.received_at, deadlettered_at = clock_timestamp()
-        returning id)
-      select (select count(*) from failed)::int as failed, (select count(*) from dead)::int as deadlettered`),
+      with ${due(sql`${c.status} = 'failure'`)},
+      ${deadletterMove({
+        from: sql`due`,
+        reason: sql`coalesce(${t.failureReason}, 'reported_failure')`,
+        keep: sql`where ${c.onAttemptsExceeded} = 'deadletter' or ${c.failureReason} like '${sql.raw(UNDECODABLE)}:%'`
+      })}
+      select (select count(*) from moved)::int as failed, (select count(*) from dead)::int as deadlettered`),
 
-    removeCompleted: prepare('taskbroker_upkeep_completed', sql`
-      delete from inflight_tasks where id in (
-        select id from inflight_tasks where status = 'complete'
-        limit ${p.limit} for update skip locked)
-      returning id`),
+    removeCompleted: prepare('taskbroker_upkeep_completed', remove(sql`${c.status} = 'complete'`)),
 
-    removeKillswitched: prepare('taskbroker_upkeep_killswitch', sql`
-      delete from inflight_tasks where id in (
-        select id from inflight_tasks where taskname = any(${sql.placeholder('names')}::text[])
-        limit ${p.limit} for update skip locked)
-      returning id`)
+    removeKillswitched: prepare('taskbroker_upkeep_killswitch', remove(sql`${c.taskname} = any(${sql.placeholder('names')}::text[])`))
   }
 
   const at = (now: Date, limit: number) => ({ now: now.toISOString(), limit })

@@ -18,7 +18,7 @@ import { createTaskStore } from '../../src/store/task-store.js'
 import { createUpkeepStore } from '../../src/store/upkeep-store.js'
 import { toActivation } from '../../src/domain/activation.js'
 import { keepAlive } from '../helpers/keep-alive.js'
-import { testConfig } from '../helpers/app.js'
+import { testConfig, testStore } from '../helpers/app.js'
 import { createTestDatabase, eachBackend } from '../helpers/database.js'
 
 keepAlive(t)
@@ -77,7 +77,8 @@ const MAX = {
 eachBackend(t, 'every statement of a whole lifecycle at the largest batch limits: few bind parameters, no empty list', { timeout: 300_000 }, async (t, backend) => {
   const { database } = await createTestDatabase(t, backend)
   const sent: Sent[] = []
-  const app = await buildApp(testConfig(MAX), { database: spy(database, sent), logger: pino({ level: 'silent' }) })
+  const config = testConfig(MAX)
+  const app = await buildApp(config, { store: testStore(spy(database, sent), config), logger: pino({ level: 'silent' }) })
   t.teardown(() => app.close())
   const post = async (url: string, payload: unknown, status = 200) => {
     const res = await app.inject({ method: 'POST', url, payload: payload as object })

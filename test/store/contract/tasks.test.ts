@@ -1,15 +1,22 @@
+/**
+ * TaskStore contracts: produce, claims, worker reports (with and without the claim riding in the
+ * same statement), reads and counts, on every backend.
+ */
 import { sql } from 'drizzle-orm'
 import pino from 'pino'
+import postgres from 'postgres'
 import t from 'tap'
-import { openDatabase } from '../../src/db/database.js'
-import { StoreUnavailableError } from '../../src/domain/errors.js'
-import { bucketOf } from '../../src/domain/schedule.js'
-import { createTaskStore, type TaskStore } from '../../src/store/task-store.js'
-import type { Activation } from '../../src/domain/types.js'
-import { toActivation } from '../../src/domain/activation.js'
-import { createTestDatabase, eachBackend } from '../helpers/database.js'
+import { openDatabase } from '../../../src/db/database.js'
+import { StoreUnavailableError } from '../../../src/domain/errors.js'
+import { bucketOf } from '../../../src/domain/schedule.js'
+import { createTaskStore, type TaskStore } from '../../../src/store/task-store.js'
+import type { Activation } from '../../../src/domain/types.js'
+import { toActivation } from '../../../src/domain/activation.js'
+import { createTestDatabase } from '../../helpers/database.js'
+import { contracts, stubDatabase } from './contract.js'
 
 const GRACE = 3
+const contract = contracts<TaskStore>(t, 'TaskStore', createTaskStore(stubDatabase, { processingDeadlineGraceSec: GRACE, maxDelaySec: 3600 }))
 const now = () => new Date()
 
 function activation (overrides: Partial<Parameters<typeof toActivation>[0]> = {}): Activation {
@@ -17,16 +24,16 @@ function activation (overrides: Partial<Parameters<typeof toActivation>[0]> = {}
 }
 
 async function storeFor (t: Parameters<typeof createTestDatabase>[0], backend: 'pglite' | 'postgres', completedRows: 'delete' | 'mark' = 'delete') {
-  const { database } = await createTestDatabase(t, backend)
+  const { database, url } = await createTestDatabase(t, backend)
   const store = createTaskStore(database, { processingDeadlineGraceSec: GRACE, maxDelaySec: 3600, completedRows })
-  return { store, database }
+  return { store, database, url }
 }
 
 async function produce (store: TaskStore, ...tasks: Activation[]) {
   return store.produce(tasks, now())
 }
 
-eachBackend(t, 'produce stores new tasks and lists repeated ids as duplicates', async (t, backend) => {
+contract('produce', 'produce stores new tasks and lists repeated ids as duplicates', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   const a = activation({ id: 'a' })
   const first = await produce(store, a, activation({ id: 'b' }), activation({ id: 'a', taskname: 'other' }))
@@ -38,7 +45,7 @@ eachBackend(t, 'produce stores new tasks and lists repeated ids as duplicates', 
   t.equal((await store.getById('a'))?.activation.taskname, 'tests.noop', 'a duplicate never overwrites the stored task')
 })
 
-eachBackend(t, 'produce derives status, deadlines and bucket from the activation', async (t, backend) => {
+contract('produce', 'produce derives status, deadlines and bucket from the activation', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   const receivedAt = new Date(Date.now() - 1000)
   await produce(store,
@@ -60,7 +67,7 @@ eachBackend(t, 'produce derives status, deadlines and bucket from the activation
   t.equal(bucketOf('not-a-uuid'), 0)
 })
 
-eachBackend(t, 'claim hands out the oldest pending tasks first, each once', async (t, backend) => {
+contract('claim', 'claim hands out the oldest pending tasks first, each once', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   for (const id of ['t1', 't2', 't3', 't4', 't5']) await produce(store, activation({ id }))
   const first = await store.claim({}, 2)
@@ -71,7 +78,7 @@ eachBackend(t, 'claim hands out the oldest pending tasks first, each once', asyn
   for (const task of [...first, ...rest]) t.equal(task.status, 'processing')
 })
 
-eachBackend(t, 'claim keeps FIFO order within one produce batch', async (t, backend) => {
+contract('claim', 'claim keeps FIFO order within one produce batch', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   const ids = Array.from({ length: 50 }, (_, i) => `batch-${String(i).padStart(2, '0')}`)
   await produce(store, ...ids.map(id => activation({ id })))
@@ -79,7 +86,7 @@ eachBackend(t, 'claim keeps FIFO order within one produce batch', async (t, back
   t.same(claimed.map(c => c.activation.id), ids)
 })
 
-eachBackend(t, 'claim sets deadline = database now + duration + grace', async (t, backend) => {
+contract('claim', 'claim sets deadline = database now + duration + grace', async (t, backend) => {
   const { store, database } = await storeFor(t, backend)
   await produce(store, activation({ id: 'd', processing_deadline_duration: 30 }))
   const dbNow = async () => new Date((await database.rows(sql`select now() as now`))[0]!.now as string).getTime()
@@ -91,7 +98,7 @@ eachBackend(t, 'claim sets deadline = database now + duration + grace', async (t
   t.ok(claimedAt >= before && claimedAt <= after, `deadline ${task!.processingDeadline?.toISOString()} = claim time + duration + grace`)
 })
 
-eachBackend(t, 'claim filters by application, and by application and namespace', async (t, backend) => {
+contract('claim', 'claim filters by application, and by application and namespace', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   await produce(store,
     activation({ id: 'a-x', application: 'a', namespace: 'x' }),
@@ -102,7 +109,7 @@ eachBackend(t, 'claim filters by application, and by application and namespace',
   t.same((await store.claim({}, 10)).map(c => c.activation.id), ['a-x'])
 })
 
-eachBackend(t, 'claim skips delayed and expired tasks', async (t, backend) => {
+contract('claim', 'claim skips delayed and expired tasks', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   await produce(store,
     activation({ id: 'later', delay: 60 }),
@@ -111,7 +118,7 @@ eachBackend(t, 'claim skips delayed and expired tasks', async (t, backend) => {
   t.same((await store.claim({}, 10)).map(c => c.activation.id), ['ready'])
 })
 
-eachBackend(t, 'concurrent claims never hand out the same task twice', async (t, backend) => {
+contract('claim', 'concurrent claims never hand out the same task twice', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   await produce(store, ...Array.from({ length: 60 }, (_, i) => activation({ id: `c${i}` })))
   const results = await Promise.all(Array.from({ length: 30 }, () => store.claim({}, 3)))
@@ -120,7 +127,7 @@ eachBackend(t, 'concurrent claims never hand out the same task twice', async (t,
   t.equal(new Set(ids).size, 60)
 })
 
-eachBackend(t, 'setStatusMany writes mixed statuses in one statement', async (t, backend) => {
+contract('setStatusMany', 'setStatusMany writes mixed statuses in one statement', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   await produce(store, ...['done', 'failed', 'again', 'again2'].map(id => activation({ id })))
   await store.claim({}, 10)
@@ -144,19 +151,19 @@ eachBackend(t, 'setStatusMany writes mixed statuses in one statement', async (t,
   t.same((await store.getById('again2'))?.activation.retry_state, activation().retry_state, 'no retry fields, no change')
 })
 
-eachBackend(t, 'setStatusMany with nothing to write runs no statement', async (t, backend) => {
+contract('setStatusMany', 'setStatusMany with nothing to write runs no statement', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   t.same([...await store.setStatusMany([])], [])
 })
 
-eachBackend(t, 'in mark mode complete keeps the row with status complete', async (t, backend) => {
+contract('setStatusMany', 'in mark mode complete keeps the row with status complete', async (t, backend) => {
   const { store } = await storeFor(t, backend, 'mark')
   await produce(store, activation({ id: 'm' }))
   t.same([...await store.setStatusMany([{ id: 'm', status: 'complete' }])], ['m'])
   t.equal((await store.getById('m'))?.status, 'complete')
 })
 
-eachBackend(t, 'stats counts by status and queue and ages the oldest pending task', async (t, backend) => {
+contract('stats', 'stats counts by status and queue and ages the oldest pending task', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   await produce(store,
     activation({ id: 's1', application: 'app', received_at: new Date(Date.now() - 600_000).toISOString() }),
@@ -182,7 +189,7 @@ t.test('an unreachable PostgreSQL is reported as StoreUnavailableError, quickly'
   t.ok(Date.now() - started < 15_000, 'fails instead of hanging')
 })
 
-eachBackend(t, 'text that needs quoting survives the array parameters of produce and status', async (t, backend) => {
+contract('produce', 'text that needs quoting survives the array parameters of produce and status', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   const ids = ['q"uote', 'back\\slash', '{braces,comma}', 'NULL', ' spaced ', 'ünïcødé-😀', "it's"]
   const tasks = ids.map(id => activation({ id, application: 'app "x"', parameters: { text: 'a\\"b{c}', nul: null } }))
@@ -200,7 +207,7 @@ eachBackend(t, 'text that needs quoting survives the array parameters of produce
   t.equal((await store.getById('NULL'))?.activation.retry_state.max_attempts, 5, 'the id "NULL" is a string, not a null')
 })
 
-eachBackend(t, 'setStatusManyAndClaim writes reports and claims the next tasks in one statement', async (t, backend) => {
+contract('setStatusManyAndClaim', 'setStatusManyAndClaim writes reports and claims the next tasks in one statement', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   await produce(store, activation({ id: 'r1' }), activation({ id: 'r2' }))
   await produce(store, activation({ id: 'n1' }), activation({ id: 'n2', application: 'other' }), activation({ id: 'n3' }))
@@ -219,7 +226,7 @@ eachBackend(t, 'setStatusManyAndClaim writes reports and claims the next tasks i
   t.same(byNamespace.claimed.map(c => c.activation.id), ['n3'])
 })
 
-eachBackend(t, 'setStatusManyAndClaim never claims a task it reports on', async (t, backend) => {
+contract('setStatusManyAndClaim', 'setStatusManyAndClaim never claims a task it reports on', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   // A pending task reported on (its deadline passed and upkeep reset it; the late worker reports).
   await produce(store, activation({ id: 'late' }), activation({ id: 'next' }))
@@ -228,3 +235,87 @@ eachBackend(t, 'setStatusManyAndClaim never claims a task it reports on', async 
   t.same(result.claimed.map(c => c.activation.id), ['next'], 'the reported task is written, not handed out again')
   t.equal(await store.getById('late'), null)
 })
+
+contract('claim', 'claim skips a pending task another session holds, and takes it once released', { only: 'postgres' }, async (t, backend) => {
+  const { store, url } = await storeFor(t, backend)
+  await produce(store, activation({ id: 'held' }), activation({ id: 'next1' }), activation({ id: 'next2' }))
+  const other = postgres(url as string, { max: 1, onnotice: () => {} })
+  t.teardown(() => other.end({ timeout: 5 }))
+  const session = await other.reserve()
+  await session`begin`
+  await session`select id from inflight_tasks where id = 'held' for update`
+  t.same((await store.claim({}, 3)).map(c => c.activation.id), ['next1', 'next2'], 'the held row is skipped, not waited for')
+  await session`commit`
+  session.release()
+  t.same((await store.claim({}, 3)).map(c => c.activation.id), ['held'], 'released, it is claimed')
+})
+
+contract('claim', 'claim moves an undecodable task to the dead letters with the reason and serves the others', async (t, backend) => {
+  const { store, database } = await storeFor(t, backend)
+  await produce(store, activation({ id: 'bad', application: 'app' }), activation({ id: 'good', application: 'app' }))
+  await database.rows(sql`update inflight_tasks set activation = jsonb_set(activation, '{retry_state}', '"often"') where id = 'bad'`)
+  t.same((await store.claim({ application: 'app' }, 5)).map(c => c.activation.id), ['good'])
+  const [dead] = await database.rows(sql`select id, reason, processing_attempts, application from deadletter_tasks`)
+  t.match(dead, { id: 'bad', reason: 'undecodable_activation: activation/retry_state is not an object', processing_attempts: 0, application: 'app' })
+  t.same((await database.rows(sql`select id, status from inflight_tasks`)), [{ id: 'good', status: 'processing' }], 'the undecodable task left inflight_tasks')
+})
+
+contract('setStatusMany', 'failure records reported_failure; every report clears the deadline; unknown ids are not applied', async (t, backend) => {
+  const { store, database } = await storeFor(t, backend)
+  await produce(store, activation({ id: 'f' }), activation({ id: 'r' }))
+  await store.claim({}, 2)
+  t.same([...await store.setStatusMany([{ id: 'f', status: 'failure' }, { id: 'r', status: 'retry' }, { id: 'nobody', status: 'failure' }])].sort(), ['f', 'r'])
+  const rows = await database.rows(sql`select id, status, failure_reason, processing_deadline from inflight_tasks order by id`)
+  t.same(rows, [
+    { id: 'f', status: 'failure', failure_reason: 'reported_failure', processing_deadline: null },
+    { id: 'r', status: 'retry', failure_reason: null, processing_deadline: null }
+  ])
+})
+
+contract('setStatusManyAndClaim', 'the claim riding in a report sets the deadline as a claim does, and in mark mode keeps completed rows', async (t, backend) => {
+  const { store, database } = await storeFor(t, backend, 'mark')
+  await produce(store, activation({ id: 'done' }), activation({ id: 'next', processing_deadline_duration: 30 }))
+  await store.claim({}, 1)
+  const dbNow = async () => new Date((await database.rows(sql`select now() as now`))[0]!.now as string).getTime()
+  const before = await dbNow()
+  const result = await store.setStatusManyAndClaim([{ id: 'done', status: 'complete' }], {}, 1)
+  const after = await dbNow()
+  t.same([...result.applied], ['done'])
+  t.equal((await store.getById('done'))?.status, 'complete', 'mark mode: the row stays, complete')
+  const claimedAt = result.claimed[0]!.processingDeadline!.getTime() - (30 + GRACE) * 1000
+  t.ok(claimedAt >= before && claimedAt <= after, 'deadline = statement time + duration + grace')
+  t.same(await store.setStatusManyAndClaim([], {}, 0), { applied: new Set(), claimed: [] }, 'nothing to write or claim')
+})
+
+contract('getById', 'getById returns the stored task with every field, or null', async (t, backend) => {
+  const { store } = await storeFor(t, backend)
+  const a = activation({ id: 'one', expires: 60, delay: 30 })
+  await produce(store, a)
+  const task = await store.getById('one')
+  t.same(task?.activation, a, 'the activation as produced')
+  t.equal(task?.status, 'delay')
+  t.equal(task?.processingAttempts, 0)
+  t.equal(task?.processingDeadline, null)
+  t.equal(task?.claimExpiresAt, null)
+  t.ok(task?.addedAt instanceof Date && task.delayUntil instanceof Date && task.expiresAt instanceof Date, 'timestamps are Dates')
+  t.equal(await store.getById('none'), null)
+})
+
+contract('countLive', 'countLive counts pending, delay, processing and claimed tasks only', async (t, backend) => {
+  const { store, database } = await storeFor(t, backend)
+  t.same(await store.countLive(), { pending: 0, delay: 0, processing: 0, claimed: 0 })
+  await produce(store, ...['p1', 'p2', 'run', 'retry', 'failed', 'done', 'leased'].map(id => activation({ id })), activation({ id: 'later', delay: 60 }))
+  await database.rows(sql`update inflight_tasks set status = 'processing' where id = 'run'`)
+  await database.rows(sql`update inflight_tasks set status = 'retry' where id = 'retry'`)
+  await database.rows(sql`update inflight_tasks set status = 'failure' where id = 'failed'`)
+  await database.rows(sql`update inflight_tasks set status = 'complete' where id = 'done'`)
+  await database.rows(sql`update inflight_tasks set status = 'claimed' where id = 'leased'`)
+  t.same(await store.countLive(), { pending: 2, delay: 1, processing: 1, claimed: 1 })
+})
+
+contract('ping', 'ping answers on a reachable store', async (t, backend) => {
+  const { store } = await storeFor(t, backend)
+  await t.resolves(store.ping())
+})
+
+contract.everyMethodCovered()

@@ -1,17 +1,22 @@
 /**
- * The upkeep statements (src/store/upkeep-store.ts), one transition at a time, on every backend.
+ * UpkeepStore contracts: the upkeep statements (src/store/upkeep-store.ts), one transition at a
+ * time, on every backend.
  * State is built through the real task store and, where a path has no API yet (push claims,
  * attempts counted by earlier passes), by setting columns directly. Time is an injected `now`.
  */
 import { sql, type SQL } from 'drizzle-orm'
+import postgres from 'postgres'
 import t, { type Test } from 'tap'
-import type { Database, Row } from '../../src/db/database.js'
-import { toDate } from '../../src/store/rows.js'
-import { createTaskStore, type TaskStore } from '../../src/store/task-store.js'
-import type { Activation } from '../../src/domain/types.js'
-import { createUpkeepStore, type Released, type UpkeepStore } from '../../src/store/upkeep-store.js'
-import { toActivation } from '../../src/domain/activation.js'
-import { createTestDatabase, eachBackend, type BackendName } from '../helpers/database.js'
+import type { Database, Row } from '../../../src/db/database.js'
+import { toDate } from '../../../src/store/rows.js'
+import { createTaskStore, type TaskStore } from '../../../src/store/task-store.js'
+import type { Activation } from '../../../src/domain/types.js'
+import { createUpkeepStore, type Released, type UpkeepStore } from '../../../src/store/upkeep-store.js'
+import { toActivation } from '../../../src/domain/activation.js'
+import { createTestDatabase, type BackendName } from '../../helpers/database.js'
+import { contracts, stubDatabase } from './contract.js'
+
+const contract = contracts<UpkeepStore>(t, 'UpkeepStore', createUpkeepStore(stubDatabase))
 
 const LIMIT = 100
 /** maxProcessingAttempts */
@@ -19,6 +24,8 @@ const MAX = 5
 
 interface Ctx {
   database: Database
+  /** PostgreSQL only: the test database's URL, for a second session. */
+  url: string | undefined
   store: TaskStore
   upkeep: UpkeepStore
   /** The test's clock: `at(0)` is when the test started, `at(120)` two minutes later. */
@@ -28,12 +35,13 @@ interface Ctx {
 }
 
 async function setup (t: Test, backend: BackendName): Promise<Ctx> {
-  const { database } = await createTestDatabase(t, backend)
+  const { database, url } = await createTestDatabase(t, backend)
   const store = createTaskStore(database, { processingDeadlineGraceSec: 0, maxDelaySec: 3600 })
   const base = new Date()
   const at = (sec: number) => new Date(base.getTime() + sec * 1000)
   return {
     database,
+    url,
     store,
     upkeep: createUpkeepStore(database),
     at,
@@ -72,7 +80,7 @@ const sorted = (released: Released) =>
 // ---------------------------------------------------------------------------------------------
 // processing deadline
 
-eachBackend(t, 'a passed processing deadline puts the task back to pending with one more attempt', async (t, backend) => {
+contract('resetMissedDeadlines', 'a passed processing deadline puts the task back to pending with one more attempt', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'a1', application: 'a', namespace: 'x' }),
@@ -110,7 +118,7 @@ eachBackend(t, 'a passed processing deadline puts the task back to pending with 
   t.same((await store.claim({}, 10)).map(task => task.activation.id).sort(), ['a1', 'a2', 'b1'], 'the reset tasks are claimable again')
 })
 
-eachBackend(t, 'an at_most_once task past its deadline fails and is never handed out again', async (t, backend) => {
+contract('resetMissedDeadlines', 'an at_most_once task past its deadline fails and is never handed out again', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'once-discard', retry_state: { at_most_once: true } }),
@@ -142,7 +150,7 @@ eachBackend(t, 'an at_most_once task past its deadline fails and is never handed
 // ---------------------------------------------------------------------------------------------
 // push claims
 
-eachBackend(t, 'a lapsed claim lease puts the task back to pending without counting an attempt', async (t, backend) => {
+contract('expireClaims', 'a lapsed claim lease puts the task back to pending without counting an attempt', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'c1', application: 'a', namespace: 'x' }),
@@ -179,7 +187,7 @@ eachBackend(t, 'a lapsed claim lease puts the task back to pending without count
 // ---------------------------------------------------------------------------------------------
 // processing attempts
 
-eachBackend(t, 'a pending task with processing_attempts >= the maximum fails', async (t, backend) => {
+contract('failExhaustedProcessingAttempts', 'a pending task with processing_attempts >= the maximum fails', async (t, backend) => {
   const { database, store, upkeep, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'four' }), activation({ id: 'five' }), activation({ id: 'six', retry_state: { on_attempts_exceeded: 'deadletter' } }),
@@ -206,7 +214,7 @@ eachBackend(t, 'a pending task with processing_attempts >= the maximum fails', a
   t.equal((await deadletterOf(database, 'six'))?.reason, 'processing_attempts_exceeded')
 })
 
-eachBackend(t, 'a task missing its deadline maxProcessingAttempts times fails at the last miss', async (t, backend) => {
+contract('resetMissedDeadlines', 'a task missing its deadline maxProcessingAttempts times fails at the last miss', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(activation({ id: 'slow', retry_state: { on_attempts_exceeded: 'deadletter' } }))
   for (let attempt = 1; attempt < MAX; attempt++) {
@@ -233,7 +241,7 @@ eachBackend(t, 'a task missing its deadline maxProcessingAttempts times fails at
   t.equal(dead?.processing_attempts, MAX)
 })
 
-eachBackend(t, 'the deadline step fails exactly at maxAttempts; at_most_once keeps its own reason', async (t, backend) => {
+contract('resetMissedDeadlines', 'the deadline step fails exactly at maxAttempts; at_most_once keeps its own reason', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'three' }), activation({ id: 'four' }), activation({ id: 'nine' }),
@@ -265,7 +273,7 @@ eachBackend(t, 'the deadline step fails exactly at maxAttempts; at_most_once kee
 // ---------------------------------------------------------------------------------------------
 // expiry
 
-eachBackend(t, 'a pending task past expires_at is deleted; delayed and unexpired ones stay', async (t, backend) => {
+contract('removeExpired', 'a pending task past expires_at is deleted; delayed and unexpired ones stay', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'short', expires: 10 }),
@@ -293,7 +301,7 @@ eachBackend(t, 'a pending task past expires_at is deleted; delayed and unexpired
 // ---------------------------------------------------------------------------------------------
 // delay
 
-eachBackend(t, 'a delay whose delay_until has come becomes pending and claimable', async (t, backend) => {
+contract('releaseDelayed', 'a delay whose delay_until has come becomes pending and claimable', async (t, backend) => {
   const { store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'd30', application: 'a', namespace: 'x', delay: 30 }),
@@ -318,7 +326,7 @@ eachBackend(t, 'a delay whose delay_until has come becomes pending and claimable
 // ---------------------------------------------------------------------------------------------
 // retry
 
-eachBackend(t, 'a retry goes back to pending at the back of the queue, as the same task', async (t, backend) => {
+contract('requeueRetries', 'a retry goes back to pending at the back of the queue, as the same task', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   const retry = { max_attempts: 3 }
   await produce(activation({ id: 'A', retry_state: retry }), activation({ id: 'B', retry_state: retry }), activation({ id: 'C', retry_state: retry }))
@@ -347,7 +355,7 @@ eachBackend(t, 'a retry goes back to pending at the back of the queue, as the sa
   t.same((await store.claim({}, 10)).map(task => task.activation.id), ['B', 'C', 'A'], 'the retried task is now last in line')
 })
 
-eachBackend(t, 'a retry with delay_on_retry waits in delay, and expires restarts from now', async (t, backend) => {
+contract('requeueRetries', 'a retry with delay_on_retry waits in delay, and expires restarts from now', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'delayed', retry_state: { max_attempts: 3, delay_on_retry: 30 } }),
@@ -398,7 +406,7 @@ eachBackend(t, 'a retry with delay_on_retry waits in delay, and expires restarts
   t.equal(await rowOf(database, 'reported').then(row => row?.status), 'delay')
 })
 
-eachBackend(t, 'a retry that would reach max_attempts fails with retries_exhausted', async (t, backend) => {
+contract('requeueRetries', 'a retry that would reach max_attempts fails with retries_exhausted', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(activation({ id: 'default' }), activation({ id: 'three', retry_state: { max_attempts: 3 } }))
 
@@ -429,7 +437,7 @@ eachBackend(t, 'a retry that would reach max_attempts fails with retries_exhaust
   t.strictSame(await tableCounts(database), { inflight: 0, deadletter: 0 })
 })
 
-eachBackend(t, 'a retry beyond max_attempts with deadletter ends in deadletter_tasks', async (t, backend) => {
+contract('requeueRetries', 'a retry beyond max_attempts with deadletter ends in deadletter_tasks', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(activation({ id: 'r', retry_state: { max_attempts: 2, on_attempts_exceeded: 'deadletter' } }))
   for (const second of [1, 2]) {
@@ -447,7 +455,7 @@ eachBackend(t, 'a retry beyond max_attempts with deadletter ends in deadletter_t
   t.equal((dead?.activation as Activation).retry_state.attempts, 1)
 })
 
-eachBackend(t, 'a retry report with max_attempts raises the limit before upkeep decides', async (t, backend) => {
+contract('requeueRetries', 'a retry report with max_attempts raises the limit before upkeep decides', async (t, backend) => {
   const { store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(activation({ id: 'raised' }))
   await store.claim({}, 1)
@@ -462,7 +470,7 @@ eachBackend(t, 'a retry report with max_attempts raises the limit before upkeep 
 // ---------------------------------------------------------------------------------------------
 // failure
 
-eachBackend(t, 'failures are discarded or dead-lettered per on_attempts_exceeded, in one statement', async (t, backend) => {
+contract('settleFailures', 'failures are discarded or dead-lettered per on_attempts_exceeded, in one statement', async (t, backend) => {
   const { database, store, upkeep, activation, produce } = await setup(t, backend)
   await produce(
     activation({ id: 'x1' }),
@@ -499,7 +507,7 @@ eachBackend(t, 'failures are discarded or dead-lettered per on_attempts_exceeded
   t.strictSame(await upkeep.settleFailures(LIMIT), { discarded: 0, deadlettered: 0 })
 })
 
-eachBackend(t, 'dead-lettering an id that already has a dead letter replaces it', async (t, backend) => {
+contract('settleFailures', 'dead-lettering an id that already has a dead letter replaces it', async (t, backend) => {
   const { database, store, upkeep, activation, produce } = await setup(t, backend)
   await database.rows(sql`insert into deadletter_tasks (id, activation, application, namespace, taskname, reason, processing_attempts, received_at)
     values ('again', '{"old": true}'::jsonb, '', 'ns', 'tests.noop', 'retries_exhausted', 9, now())`)
@@ -516,7 +524,7 @@ eachBackend(t, 'dead-lettering an id that already has a dead letter replaces it'
 // ---------------------------------------------------------------------------------------------
 // completed, killswitch
 
-eachBackend(t, 'completed rows are removed', async (t, backend) => {
+contract('removeCompleted', 'completed rows are removed', async (t, backend) => {
   const { database, upkeep, activation, produce } = await setup(t, backend)
   await produce(activation({ id: 'done1' }), activation({ id: 'done2' }), activation({ id: 'open' }))
   await update(database, 'done1', sql`status = 'complete'`)
@@ -529,7 +537,7 @@ eachBackend(t, 'completed rows are removed', async (t, backend) => {
   t.strictSame(await upkeep.removeCompleted(LIMIT), { removed: 0 })
 })
 
-eachBackend(t, 'killswitched tasknames are removed whatever their status', async (t, backend) => {
+contract('removeKillswitched', 'killswitched tasknames are removed whatever their status', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   const kill = (id: string, extra: Partial<Parameters<typeof toActivation>[0]> = {}) =>
     activation({ id, taskname: 'tests.kill', retry_state: { max_attempts: 3, on_attempts_exceeded: 'deadletter' }, ...extra })
@@ -554,7 +562,7 @@ eachBackend(t, 'killswitched tasknames are removed whatever their status', async
 // ---------------------------------------------------------------------------------------------
 // bounded
 
-eachBackend(t, 'every statement touches at most `limit` rows per call', async (t, backend) => {
+contract('settleFailures', 'every statement touches at most `limit` rows per call', async (t, backend) => {
   const { database, store, upkeep, at, activation, produce } = await setup(t, backend)
   const tasks = (prefix: string) =>
     Array.from({ length: 7 }, (_, i) => activation({ id: `${prefix}-${i}`, taskname: `tests.${prefix}` }))
@@ -626,7 +634,7 @@ eachBackend(t, 'every statement touches at most `limit` rows per call', async (t
   }
 })
 
-eachBackend(t, 'a retry delay longer than the maximum delay is capped, as a produced delay is', async (t, backend) => {
+contract('requeueRetries', 'a retry delay longer than the maximum delay is capped, as a produced delay is', async (t, backend) => {
   const { store, upkeep, at, activation, produce } = await setup(t, backend)
   await produce(activation({ id: 'long', retry_state: { max_attempts: 3 } }))
   await store.claim({}, 1)
@@ -636,3 +644,32 @@ eachBackend(t, 'a retry delay longer than the maximum delay is capped, as a prod
   t.equal(task?.delayUntil?.getTime(), at(610).getTime(), 'delay_until = now + the 600 s maximum, not a day')
   t.equal(task?.activation.delay, 600)
 })
+
+contract('resetMissedDeadlines', 'a step skips rows another session holds and takes them on a later pass', { only: 'postgres' }, async (t, backend) => {
+  const { store, upkeep, at, activation, produce, url } = await setup(t, backend)
+  await produce(activation({ id: 'held' }), activation({ id: 'free' }))
+  await store.claim({}, 2)
+  const other = postgres(url as string, { max: 1, onnotice: () => {} })
+  t.teardown(() => other.end({ timeout: 5 }))
+  const session = await other.reserve()
+  await session`begin`
+  await session`select id from inflight_tasks where id = 'held' for update`
+  t.equal((await upkeep.resetMissedDeadlines(at(120), MAX, LIMIT)).reset, 1, 'the free row is reset at once, the held one not waited for')
+  t.equal((await store.getById('held'))?.status, 'processing')
+  await session`commit`
+  session.release()
+  t.equal((await upkeep.resetMissedDeadlines(at(120), MAX, LIMIT)).reset, 1, 'the next pass takes it')
+})
+
+contract('settleFailures', 'an undecodable failure becomes a dead letter whatever its on_attempts_exceeded', async (t, backend) => {
+  const { database, upkeep, activation, produce } = await setup(t, backend)
+  await produce(activation({ id: 'poison' }), activation({ id: 'plain' }))
+  await update(database, 'poison', sql`status = 'failure', failure_reason = 'undecodable_activation: activation/expires is not an integer'`)
+  await update(database, 'plain', sql`status = 'failure', failure_reason = 'reported_failure'`)
+  t.strictSame(await upkeep.settleFailures(LIMIT), { discarded: 1, deadlettered: 1 })
+  t.equal((await deadletterOf(database, 'poison'))?.reason, 'undecodable_activation: activation/expires is not an integer')
+  t.equal(await deadletterOf(database, 'plain'), undefined, 'a discard failure leaves no dead letter')
+  t.strictSame(await tableCounts(database), { inflight: 0, deadletter: 1 })
+})
+
+contract.everyMethodCovered()

@@ -1,20 +1,23 @@
 /**
- * The dead-letter store: listing order, filters and keyset pages (microsecond timestamps
+ * DeadletterStore contracts: listing order, filters and keyset pages (microsecond timestamps
  * included), requeue into inflight_tasks, and purging.
  */
 import { sql } from 'drizzle-orm'
 import postgres from 'postgres'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import type { Database } from '../../src/db/database.js'
-import { InvalidRequestError } from '../../src/domain/errors.js'
-import { createDeadletterStore, decodeCursor, encodeCursor, type DeadletterStore } from '../../src/store/deadletter-store.js'
-import { createTaskStore } from '../../src/store/task-store.js'
-import type { Activation } from '../../src/domain/types.js'
-import { toActivation } from '../../src/domain/activation.js'
-import { backends, createTestDatabase, eachBackend, type BackendName } from '../helpers/database.js'
+import type { Database } from '../../../src/db/database.js'
+import { InvalidRequestError } from '../../../src/domain/errors.js'
+import { createDeadletterStore, decodeCursor, encodeCursor, type DeadletterStore } from '../../../src/store/deadletter-store.js'
+import { createTaskStore } from '../../../src/store/task-store.js'
+import type { Activation } from '../../../src/domain/types.js'
+import { toActivation } from '../../../src/domain/activation.js'
+import { backends, createTestDatabase, type BackendName } from '../../helpers/database.js'
+import { contracts, stubDatabase } from './contract.js'
 
 type Test = Parameters<typeof createTestDatabase>[0]
+
+const contract = contracts<DeadletterStore>(t, 'DeadletterStore', createDeadletterStore(stubDatabase))
 
 function activation (overrides: Partial<Parameters<typeof toActivation>[0]> = {}): Activation {
   return toActivation({
@@ -60,7 +63,7 @@ async function allPages (store: DeadletterStore, options: Omit<Parameters<Deadle
   throw new Error('the listing never ended')
 }
 
-eachBackend(t, 'list returns dead letters oldest first with their fields', async (t, backend) => {
+contract('list', 'list returns dead letters oldest first with their fields', async (t, backend) => {
   const { database, deadletters } = await storesFor(t, backend)
   const first = activation({ id: 'first', application: 'app', parameters: { n: 1 } })
   await insertDeadletter(database, activation({ id: 'third' }), { at: '2024-05-01T12:00:03Z' })
@@ -80,7 +83,7 @@ eachBackend(t, 'list returns dead letters oldest first with their fields', async
   t.equal(await deadletters.count(), 3)
 })
 
-eachBackend(t, 'list filters by application, namespace and taskname, exactly', async (t, backend) => {
+contract('list', 'list filters by application, namespace and taskname, exactly', async (t, backend) => {
   const { database, deadletters } = await storesFor(t, backend)
   await insertDeadletter(database, activation({ id: 'a-x-1', application: 'a', namespace: 'x', taskname: 'one' }))
   await insertDeadletter(database, activation({ id: 'a-x-2', application: 'a', namespace: 'x', taskname: 'two' }))
@@ -101,7 +104,7 @@ eachBackend(t, 'list filters by application, namespace and taskname, exactly', a
   t.equal((await ids({})).length, 6, 'no filter lists all')
 })
 
-eachBackend(t, 'pages follow each other without gaps or repeats, down to the microsecond', async (t, backend) => {
+contract('list', 'pages follow each other without gaps or repeats, down to the microsecond', async (t, backend) => {
   const { database, deadletters } = await storesFor(t, backend)
   // Three letters inside one millisecond, two sharing one timestamp exactly (the id breaks the tie),
   // and a filtered-out letter in between: a millisecond cursor would repeat or skip rows here.
@@ -127,7 +130,7 @@ eachBackend(t, 'pages follow each other without gaps or repeats, down to the mic
   t.same((await allPages(deadletters, { limit: 1 })).flat(), ['m1', 'm2', 'm3', 'other-app', 'tie-a', 'tie-b', 'later', 'last'])
 })
 
-eachBackend(t, 'a page after the last one is empty, and a malformed cursor is refused', async (t, backend) => {
+contract('list', 'a page after the last one is empty, and a malformed cursor is refused', async (t, backend) => {
   const { database, deadletters } = await storesFor(t, backend)
   await insertDeadletter(database, activation({ id: 'only' }), { at: '2024-05-01T12:00:00Z' })
   await insertDeadletter(database, activation({ id: 'two' }), { at: '2024-05-01T12:00:01Z' })
@@ -156,7 +159,7 @@ t.test('decodeCursor accepts only the cursors encodeCursor makes', async (t) => 
   t.equal(decodeCursor(encode(['2024-05-01 12:00:00.000000+00', 'x'])), null, 'another format')
 })
 
-eachBackend(t, 'requeue moves a dead letter back as a fresh, claimable pending task', async (t, backend) => {
+contract('requeue', 'requeue moves a dead letter back as a fresh, claimable pending task', async (t, backend) => {
   const { database, deadletters, tasks } = await storesFor(t, backend)
   const id = '8a0bd2e2-5d39-4bb6-9e3c-2f4c3a7d91ab'
   const dead = activation({
@@ -211,7 +214,7 @@ eachBackend(t, 'requeue moves a dead letter back as a fresh, claimable pending t
   t.equal(claimed[0]?.activation.retry_state.attempts, 0)
 })
 
-eachBackend(t, 'requeue without expires leaves the task without an expiry', async (t, backend) => {
+contract('requeue', 'requeue without expires leaves the task without an expiry', async (t, backend) => {
   const { database, deadletters, tasks } = await storesFor(t, backend)
   await insertDeadletter(database, activation({ id: 'forever', application: 'app' }))
   t.equal((await deadletters.requeue('forever', new Date())).outcome, 'requeued')
@@ -221,7 +224,7 @@ eachBackend(t, 'requeue without expires leaves the task without an expiry', asyn
   t.same((await tasks.claim({}, 10)).map(c => c.activation.id), ['forever'])
 })
 
-eachBackend(t, 'requeue of an id that is live changes nothing', async (t, backend) => {
+contract('requeue', 'requeue of an id that is live changes nothing', async (t, backend) => {
   const { database, deadletters, tasks } = await storesFor(t, backend)
   const dead = activation({ id: 'twin', taskname: 'dead.one' })
   await insertDeadletter(database, dead, { reason: 'reported_failure', processingAttempts: 1, at: '2024-05-01T12:00:00.000001Z' })
@@ -235,7 +238,7 @@ eachBackend(t, 'requeue of an id that is live changes nothing', async (t, backen
   t.same(await deadletters.list({ limit: 10 }), deadBefore, 'the dead letter is still there, unchanged')
 })
 
-eachBackend(t, 'requeue of an unknown id is not_found, live task or not', async (t, backend) => {
+contract('requeue', 'requeue of an unknown id is not_found, live task or not', async (t, backend) => {
   const { database, deadletters, tasks } = await storesFor(t, backend)
   await insertDeadletter(database, activation({ id: 'known' }))
   await tasks.produce([toActivation({ id: 'only-live', namespace: 'ns', taskname: 'x' }, new Date())], new Date())
@@ -246,14 +249,14 @@ eachBackend(t, 'requeue of an unknown id is not_found, live task or not', async 
   t.equal(await tasks.getById('unknown'), null)
 })
 
-eachBackend(t, 'requeue twice: the second finds nothing', async (t, backend) => {
+contract('requeue', 'requeue twice: the second finds nothing', async (t, backend) => {
   const { database, deadletters } = await storesFor(t, backend)
   await insertDeadletter(database, activation({ id: 'once' }))
   t.equal((await deadletters.requeue('once', new Date())).outcome, 'requeued')
   t.same(await deadletters.requeue('once', new Date()), { outcome: 'not_found' })
 })
 
-eachBackend(t, 'remove purges one dead letter; count follows', async (t, backend) => {
+contract('remove', 'remove purges one dead letter; count follows', async (t, backend) => {
   const { database, deadletters, tasks } = await storesFor(t, backend)
   t.equal(await deadletters.count(), 0)
   await insertDeadletter(database, activation({ id: 'gone' }))
@@ -288,3 +291,15 @@ t.test('requeue racing a produce of the same id keeps the dead letter [postgres]
   const [row] = await database.rows(sql`select taskname from inflight_tasks where id = 'raced'`)
   t.equal(row?.taskname, 'live.one')
 })
+
+contract('count', 'count follows dead letters as they come and go', async (t, backend) => {
+  const { database, deadletters } = await storesFor(t, backend)
+  t.equal(await deadletters.count(), 0)
+  for (const id of ['c1', 'c2', 'c3']) await insertDeadletter(database, activation({ id }))
+  t.equal(await deadletters.count(), 3)
+  await deadletters.remove('c1')
+  t.equal((await deadletters.requeue('c2', new Date())).outcome, 'requeued')
+  t.equal(await deadletters.count(), 1)
+})
+
+contract.everyMethodCovered()

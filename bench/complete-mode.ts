@@ -12,11 +12,19 @@ import { createTaskStore } from '../src/store/task-store.js'
 import { toActivation } from '../src/domain/activation.js'
 import { fmt, median } from './lib/stats.js'
 
-export interface CompleteModeOptions { url: string, tasks: number, batch: number, reps: number }
+export interface CompleteModeOptions {
+  url: string
+  tasks: number
+  batch: number
+  reps: number
+  /** The database it creates (if missing) and empties on that server. */
+  database: string
+}
 
 export async function completeMode (options: CompleteModeOptions): Promise<Record<string, unknown>> {
   const admin = postgres(options.url, { max: 1, onnotice: () => {} })
-  const name = 'taskbroker_bench'
+  const name = options.database
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`--database must be a plain identifier (got ${name})`)
   const exists = await admin`select 1 from pg_database where datname = ${name}`
   if (exists.length === 0) await admin.unsafe(`create database ${name}`)
   await admin.end()

@@ -241,7 +241,7 @@ let exitCode = 0
 if (scenario === 'complete-mode') {
   url = adminUrl
   const m = await machine(adminUrl)
-  const config = { url: mask(adminUrl), tasks, batch: int('batch', values.batch, 1), reps: options.reps }
+  const config = { url: mask(adminUrl), tasks, batch: int('batch', values.batch, 1), reps: options.reps, database: values.database }
   process.stdout.write(`scenario complete-mode\nconfig ${JSON.stringify(config)}\nmachine ${JSON.stringify(m)}\n`)
   const result = await completeMode({ ...config, url: adminUrl })
   results = { scenario, command, started_at: started.toISOString(), options: config, broker_env: {}, machine: m, complete_mode: result }

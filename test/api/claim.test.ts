@@ -275,12 +275,27 @@ eachBackend(t, 'long-polling claims', async (t, backend) => {
 eachBackend(t, 'claim limits from the configuration', async (t, backend) => {
   const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_CLAIM_MAX_WAIT_MS: '100' })
 
-  await t.test('wait_ms is capped by TASKBROKER_CLAIM_MAX_WAIT_MS', async (t) => {
-    const started = Date.now()
-    t.same(await claim(t, app, { application: 'capped', wait_ms: 20_000 }), [])
-    const elapsed = Date.now() - started
-    t.ok(elapsed < 10_000, `returned after ${elapsed} ms, not 20 s`)
+  await t.test('wait_ms above TASKBROKER_CLAIM_MAX_WAIT_MS is refused, naming the bound', async (t) => {
+    assertError(t, await claimRequest(app, { application: 'capped', wait_ms: 20_000 }), 400, 'TASKBROKER_INVALID_REQUEST', 'body/wait_ms must be <= 100')
   })
+
+  await t.test('wait_ms at the bound waits at most that long', async (t) => {
+    const started = Date.now()
+    t.same(await claim(t, app, { application: 'capped', wait_ms: 100 }), [])
+    const elapsed = Date.now() - started
+    t.ok(elapsed < 10_000, `returned after ${elapsed} ms`)
+  })
+})
+
+eachBackend(t, 'a TASKBROKER_CLAIM_MAX_WAIT_MS above 30 s allows long-polls that long', async (t, backend) => {
+  const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_CLAIM_MAX_WAIT_MS: '120000', TASKBROKER_CLAIM_RECHECK_MS: '60000' })
+  const waiting = claimRequest(app, { application: 'long', wait_ms: 60_000 })
+  await untilWaiting(t, app, 1)
+  await produceIds(t, app, [task({ id: 'long-polled', application: 'long' })])
+  const res = await waiting
+  t.equal(res.statusCode, 200, 'a wait of 60 s is accepted')
+  t.same(res.json().tasks.map((c: { id: string }) => c.id), ['long-polled'])
+  assertError(t, await claimRequest(app, { wait_ms: 120_001 }), 400, 'TASKBROKER_INVALID_REQUEST', 'body/wait_ms must be <= 120000')
 })
 
 eachBackend(t, 'claims in push mode', async (t, backend) => {

@@ -4,7 +4,7 @@ import { ClaimResponseSchema, createRequestSchemas, ErrorResponseSchema } from '
 import { toClaimedTask } from './wire.js'
 
 export const claimRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
-  const schemas = createRequestSchemas(broker.config.limits)
+  const schemas = createRequestSchemas(broker.config.limits, broker.config.claims)
   app.post('/tasks/claim', {
     schema: {
       tags: ['workers'],

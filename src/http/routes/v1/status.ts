@@ -6,7 +6,7 @@ import { toClaimedTask } from './wire.js'
 const errors = { 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
 
 export const statusRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
-  const schemas = createRequestSchemas(broker.config.limits)
+  const schemas = createRequestSchemas(broker.config.limits, broker.config.claims)
 
   app.post('/tasks/:id/status', {
     schema: {

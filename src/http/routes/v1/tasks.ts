@@ -7,7 +7,7 @@ import { toTaskState } from './wire.js'
 
 export const taskRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
   const { limits } = broker.config
-  const schemas = createRequestSchemas(limits)
+  const schemas = createRequestSchemas(limits, broker.config.claims)
 
   app.post('/tasks', {
     schema: {

@@ -9,6 +9,7 @@ import pino from 'pino'
 import postgres from 'postgres'
 import tap, { type Test } from 'tap'
 import { openDatabase, type Database } from '../../src/db/database.js'
+import { openPgliteCopy } from './pglite-template.js'
 
 export type BackendName = 'pglite' | 'postgres'
 
@@ -21,7 +22,10 @@ export function backends (): BackendName[] {
 
 const silent = pino({ level: 'silent' })
 
-/** One PGlite per test process (starting one takes ~2 s); each test gets it emptied. */
+/**
+ * One PGlite per test process, opened on a copy of a migrated template (pglite-template.ts); each
+ * test gets it emptied.
+ */
 let sharedPglite: Promise<Database> | undefined
 
 export interface TestDatabase {
@@ -33,10 +37,9 @@ export interface TestDatabase {
 export async function createTestDatabase (t: Test, backend: BackendName): Promise<TestDatabase> {
   if (backend === 'pglite') {
     if (sharedPglite === undefined) {
-      sharedPglite = openDatabase({ dataDir: 'memory://', poolSize: 1, log: silent }).then(async (db) => {
-        await db.migrate()
-        tap.teardown(() => db.close())
-        return db
+      sharedPglite = openPgliteCopy().then((copy) => {
+        tap.teardown(() => copy.close())
+        return copy.database
       })
     }
     const database = await sharedPglite

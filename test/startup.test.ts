@@ -160,3 +160,17 @@ t.test('PostgreSQL: a missing database and a never-migrated one are refused with
   const migrated = await runBroker(t, { TASKBROKER_DATABASE_URL: url.toString() })
   t.ok(await migrated.ready, 'and then without it')
 })
+
+t.test('an empty entry in TASKBROKER_AUTH_SECRETS: exit 78 naming it, never "signing off"', { timeout: 300_000 }, async (t) => {
+  t.match(await refusal(t, { TASKBROKER_AUTH_SECRETS: ' , ' }), /TASKBROKER_AUTH_SECRETS has an empty entry/)
+})
+
+t.test('signing off on a non-loopback HOST: one warning at start', { timeout: 300_000 }, async (t) => {
+  const run = await runBroker(t, { HOST: '0.0.0.0', LOG_LEVEL: 'info' })
+  t.ok(await run.ready, `ready (stderr: ${run.stderr.join('\n')})`)
+  const warnings = run.stdout.filter(line => line.includes('request signing is off'))
+  t.equal(warnings.length, 1, 'one warning line')
+  t.equal((JSON.parse(warnings[0] as string) as { level: number }).level, 40, 'at level warn')
+  run.kill('SIGTERM')
+  await run.exited
+})

@@ -18,7 +18,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import pino, { type Logger } from 'pino'
 import type { Config } from '../config/config.js'
 import { createBroker, type Broker, type Store } from '../core/broker.js'
-import type { Upkeep } from '../core/upkeep/upkeep.js'
 import { ShuttingDownError } from '../domain/errors.js'
 import { installAuth } from './plugins/auth.js'
 import { registerDocs } from './plugins/docs.js'
@@ -33,8 +32,6 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The broker this front end serves. */
     broker: Broker
-    /** broker.upkeep; tests call `upkeep.runOnce(now)` with TASKBROKER_UPKEEP_ENABLED=false. */
-    upkeep: Upkeep
   }
 }
 
@@ -60,7 +57,6 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<Fas
   const broker = deps.broker ?? await createBroker(config, { store: deps.store, logger: log, now: deps.now })
   const app = createServer(config, log)
   app.decorate('broker', broker)
-  app.decorate('upkeep', broker.upkeep)
   bindLifecycle(app, broker, config)
   try {
     await registerAll(app, config, broker)

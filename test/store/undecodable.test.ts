@@ -155,7 +155,7 @@ eachBackend(t, 'a retry of a task whose activation cannot be read dead-letters i
   t.equal(reported.statusCode, 200, 'the status flush is not failed by a poison row')
   t.same(reported.json(), { applied: reports.length, queued: 0, not_found: [] }, 'every report applied')
 
-  const pass = await app.upkeep.runOnce(new Date())
+  const pass = await app.broker.upkeep.runOnce(new Date())
   t.same(Object.keys(pass.errors), [], 'no upkeep job failed')
   const live = await database.rows(sql`select id, status, activation -> 'retry_state' ->> 'attempts' as attempts from inflight_tasks order by id`)
   t.same(live, [{ id: 'ok-1', status: 'pending', attempts: '1' }, { id: 'ok-2', status: 'delay', attempts: '1' }], 'the good tasks were retried')

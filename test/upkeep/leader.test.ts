@@ -2,7 +2,7 @@
 import pino from 'pino'
 import t from 'tap'
 import { buildApp } from '../../src/http/app.js'
-import { testConfig } from '../helpers/app.js'
+import { buildTestApp, testConfig } from '../helpers/app.js'
 import { createTestDatabase, TEST_DATABASE_URL } from '../helpers/database.js'
 
 t.test('two brokers on one PostgreSQL take turns at upkeep', { skip: TEST_DATABASE_URL === undefined ? 'needs TASKBROKER_TEST_DATABASE_URL' : false }, async (t) => {
@@ -24,14 +24,12 @@ t.test('two brokers on one PostgreSQL take turns at upkeep', { skip: TEST_DATABA
 })
 
 t.test('the embedded store always runs its own upkeep', async (t) => {
-  const app = await buildApp(testConfig({ TASKBROKER_UPKEEP_ENABLED: 'false' }), { logger: pino({ level: 'silent' }) })
-  t.teardown(() => app.close())
+  const { app } = await buildTestApp(t, 'pglite', { TASKBROKER_UPKEEP_ENABLED: 'false' })
   t.equal((await app.broker.upkeep.runOnce(new Date())).leader, true)
 })
 
 t.test('upkeep counts as late when no pass completed for five intervals (at least 5 s)', async (t) => {
-  const app = await buildApp(testConfig({ TASKBROKER_UPKEEP_INTERVAL_MS: '60000' }), { logger: pino({ level: 'silent' }) })
-  t.teardown(() => app.close())
+  const { app } = await buildTestApp(t, 'pglite', { TASKBROKER_UPKEEP_INTERVAL_MS: '60000' })
   await app.ready() // starts upkeep; its first pass is a minute away
   t.equal(app.broker.upkeep.lateReason(Date.now()), null, 'just started: on time')
   t.equal(app.broker.upkeep.lateReason(Date.now() + 200_000), null, 'five intervals of a minute have not passed')

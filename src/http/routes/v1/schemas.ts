@@ -7,8 +7,8 @@
  * longest wait; settings declared in src/config/settings.ts): `createRequestSchemas(limits, claims)`
  * builds them when the routes are registered, so validation and the OpenAPI spec a broker serves
  * both state the limits it applies, and a value beyond one is refused with 400 naming the bound.
- * The committed openapi/openapi.json shows the defaults. Parameter size is checked after
- * validation (JSON Schema cannot measure it): `parametersTooLarge`.
+ * The committed openapi/openapi.json shows the defaults. Parameter size is checked by the broker
+ * core after validation (JSON Schema cannot measure it): src/core/produce/parameters.ts.
  */
 import { Type, type Static } from 'typebox'
 import { SETTINGS, type Config, type Limits } from '../../../config/config.js'
@@ -146,23 +146,6 @@ export function createRequestSchemas (limits: Limits, claims: ClaimBounds = DEFA
 
 export type RequestSchemas = ReturnType<typeof createRequestSchemas>
 export type TaskInput = Static<RequestSchemas['TaskInput']>
-
-/**
- * The first task whose `parameters` take more than `maxBytes` bytes as JSON, as a validation
- * message naming the field, or null.
- */
-export function parametersTooLarge (tasks: ReadonlyArray<{ parameters?: unknown }>, maxBytes: number): string | null {
-  for (let i = 0; i < tasks.length; i++) {
-    const parameters = tasks[i]?.parameters
-    if (parameters === undefined) continue
-    const text = JSON.stringify(parameters)
-    // Characters are at most 3 bytes of UTF-8 per UTF-16 unit: most parameters need no count.
-    if (text.length * 3 <= maxBytes) continue
-    const bytes = Buffer.byteLength(text, 'utf8')
-    if (bytes > maxBytes) return `body/tasks/${i}/parameters is ${bytes} bytes as JSON, more than the ${maxBytes} allowed (TASKBROKER_PARAMETERS_MAX_BYTES)`
-  }
-  return null
-}
 
 export const StatusResponseSchema = Type.Object({
   applied: Type.Boolean({ description: 'the report was written to an existing task' }),

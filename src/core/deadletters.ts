@@ -1,6 +1,7 @@
 /** Dead letters: listed a page at a time, requeued as fresh pending tasks (waking claims), purged. */
 import { DeadletterNotFoundError, DeadletterUndecodableError, InvalidRequestError, TaskAlreadyLiveError } from '../domain/errors.js'
-import { decodeCursor, type DeadletterFilter, type DeadletterPage, type DeadletterStore } from '../store/deadletter-store.js'
+import type { DeadletterFilter, DeadletterPage, DeadletterStore } from '../store/deadletter-store.js'
+import { decodeCursor } from '../store/index.js'
 import type { Wake } from './wake.js'
 
 export type { DeadLetter, DeadletterPage } from '../store/deadletter-store.js'

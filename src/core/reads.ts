@@ -3,7 +3,7 @@ import { TaskNotFoundError, TaskUndecodableError } from '../domain/errors.js'
 import type { StoreStats, StoredTask } from '../domain/types.js'
 import type { DeadletterStore } from '../store/deadletter-store.js'
 import type { TaskStore } from '../store/task-store.js'
-import { undecodableReason } from '../store/undecodable.js'
+import { undecodableReason } from '../domain/undecodable.js'
 
 export interface BrokerStats extends StoreStats {
   /** Tasks in the dead-letter table. */

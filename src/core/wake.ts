@@ -4,7 +4,8 @@
  * requeued dead letter and a produce of unknown outcome all wake through here.
  */
 import type { BrokerNotifications } from './claims/broker-notifications.js'
-import type { QueueRef, TaskSignal } from './claims/task-signal.js'
+import type { QueueRef } from '../domain/types.js'
+import type { TaskSignal } from './claims/task-signal.js'
 
 /** Claimable tasks by queue. */
 export type QueueCounts = ReadonlyArray<QueueRef & { count: number }>

@@ -56,6 +56,12 @@ export interface StoredTask {
   claimExpiresAt: Date | null
 }
 
+/** A queue: the pair long-polls wait on and notifications name. */
+export interface QueueRef {
+  application: string
+  namespace: string
+}
+
 export interface ClaimFilter {
   application?: string | undefined
   namespace?: string | undefined

@@ -15,7 +15,7 @@ import type { DeadLetter, DeadletterStore, RequeueResult } from './interfaces.js
 import { toDate } from './rows.js'
 import type { Activation } from '../domain/types.js'
 import { columnsOf, list, namesOf } from './statements/schema-sql.js'
-import { undecodableReason } from './undecodable.js'
+import { undecodableReason } from '../domain/undecodable.js'
 
 export type { DeadLetter, DeadletterFilter, DeadletterListOptions, DeadletterPage, DeadletterStore, RequeueResult } from './interfaces.js'
 

@@ -12,6 +12,9 @@ import { createUpkeepStore, type UpkeepStore } from './upkeep-store.js'
 
 export type { LeaderLock } from '../db/database.js'
 export type * from './interfaces.js'
+// What the core may ask of store failures and dead-letter cursors.
+export { isStoreUnavailable, outcomeUnknown } from './errors.js'
+export { decodeCursor } from './deadletter-store.js'
 
 export interface Store {
   readonly kind: DatabaseKind

@@ -6,14 +6,8 @@
  */
 import type { DatabaseKind } from '../db/database.js'
 import type {
-  Activation, ClaimFilter, ProduceResult, StatusUpdate, StoredTask, StoreStats
+  Activation, ClaimFilter, ProduceResult, QueueRef, StatusUpdate, StoredTask, StoreStats
 } from '../domain/types.js'
-
-/** A queue: the pair long-polls wait on and notifications name. */
-export interface QueueRef {
-  application: string
-  namespace: string
-}
 
 // ---------------------------------------------------------------------------------------------
 // Tasks

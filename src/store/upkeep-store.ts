@@ -12,7 +12,7 @@ import { guard } from './errors.js'
 import type { Released, UpkeepStore } from './interfaces.js'
 import { deadletterMove } from './statements/deadletter-move.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
-import { UNDECODABLE } from './undecodable.js'
+import { UNDECODABLE } from '../domain/undecodable.js'
 
 export type { Released, UpkeepStore } from './interfaces.js'
 

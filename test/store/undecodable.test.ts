@@ -7,7 +7,7 @@
 import { sql } from 'drizzle-orm'
 import t from 'tap'
 import type { Database } from '../../src/db/database.js'
-import { undecodableReason } from '../../src/store/undecodable.js'
+import { undecodableReason } from '../../src/domain/undecodable.js'
 import { toActivation } from '../../src/domain/activation.js'
 import { buildTestApp, task } from '../helpers/app.js'
 import { keepAlive } from '../helpers/keep-alive.js'

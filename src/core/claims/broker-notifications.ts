@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Store } from '../../store/index.js'
-import type { QueueRef, TaskSignal } from './task-signal.js'
+import type { QueueRef } from '../../domain/types.js'
+import type { TaskSignal } from './task-signal.js'
 
 /** Channel for "tasks arrived" notifications between broker processes sharing one database. */
 const TASKS_CHANNEL = 'taskbroker_tasks'

@@ -6,12 +6,7 @@
  * waiter that loses the race simply claims nothing and waits again. Watchers (the claim service's
  * waiting rooms, one per filter) hear of every matching notify and of the close.
  */
-import type { ClaimFilter } from '../../domain/types.js'
-
-export interface QueueRef {
-  application: string
-  namespace: string
-}
+import type { ClaimFilter, QueueRef } from '../../domain/types.js'
 
 interface Waiter {
   filter: ClaimFilter

@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino'
 import type { StatusUpdate } from '../../domain/types.js'
-import { isStoreUnavailable } from '../../store/errors.js'
+import { isStoreUnavailable } from '../../store/index.js'
 import type { TaskStore } from '../../store/task-store.js'
 import type { Riders } from './riders.js'
 

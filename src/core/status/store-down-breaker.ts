@@ -6,7 +6,7 @@
  * seconds to tell it the same.
  */
 import { StoreUnavailableError } from '../../domain/errors.js'
-import { isStoreUnavailable } from '../../store/errors.js'
+import { isStoreUnavailable } from '../../store/index.js'
 
 export const KNOWN_DOWN_AFTER_MS = 500
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * Compiles src/ to dist/ only when a source is newer than the last build: `npm start` used to run
- * tsc every time (20 s on a quiet machine). Run by `prestart` and `prepare` (after npm install/ci).
+ * tsc every time (20 s on a quiet machine). Run by `npm start` (with --start: then the broker runs in
+ * this same process, one Node start fewer) and by `prepare` (after npm install/ci).
  * Plain JavaScript so it runs before anything is compiled. A failed build removes its marker file,
  * so the next start tries again instead of running what the failed build emitted.
  * --no-fail (prepare): a failed build is reported but does not fail `npm ci`; the type check reports
@@ -11,7 +12,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 // tsc rewrites every output file on each build, so this one's time is the last build's.
@@ -28,26 +29,29 @@ function newestMtime (path) {
   return newest
 }
 
-if (!existsSync(join(root, 'src'))) process.exit(0) // an installed package: dist/ is all there is
-
-const builtAt = existsSync(marker) ? statSync(marker).mtimeMs : 0
-const changedAt = Math.max(...inputs.map(newestMtime))
-if (builtAt >= changedAt) process.exit(0)
-
-let tsc
-try {
-  tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
-} catch {
-  process.stderr.write('dist/ is missing or older than src/, and TypeScript is not installed: run `npm install`\n')
-  process.exit(1)
+/** True when dist/ is older than a source (false for an installed package: dist/ is all there is). */
+function stale () {
+  if (!existsSync(join(root, 'src'))) return false
+  const builtAt = existsSync(marker) ? statSync(marker).mtimeMs : 0
+  return builtAt < Math.max(...inputs.map(newestMtime))
 }
-process.stderr.write(`compiling src/ to dist/ (${builtAt === 0 ? 'no build yet' : 'sources changed since the last build'})\n`)
-const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
-if (result.status !== 0) {
-  rmSync(marker, { force: true })
-  if (process.argv.includes('--no-fail')) {
-    process.stderr.write('build failed (see above); `npm start` will try again\n')
-  } else {
-    process.exit(result.status ?? 1)
+
+if (stale()) build()
+if (process.argv.includes('--start')) await import(pathToFileURL(marker).href)
+
+function build () {
+  let tsc
+  try {
+    tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
+  } catch {
+    process.stderr.write('dist/ is missing or older than src/, and TypeScript is not installed: run `npm install`\n')
+    process.exit(1)
   }
+  const why = existsSync(marker) ? 'sources changed since the last build' : 'no build yet'
+  process.stderr.write(`compiling src/ to dist/ (${why})\n`)
+  const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
+  if (result.status === 0) return
+  rmSync(marker, { force: true })
+  if (!process.argv.includes('--no-fail')) process.exit(result.status ?? 1)
+  process.stderr.write('build failed (see above); `npm start` will try again\n')
 }

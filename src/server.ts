@@ -3,7 +3,7 @@
  * SIGTERM/SIGINT (the order is written in src/core/broker.ts). Nothing else lives here.
  */
 import closeWithGrace from 'close-with-grace'
-import { buildApp, createLogger } from './http/app.js'
+import type { FastifyInstance } from 'fastify'
 import { ConfigError, configWarnings, exposureWarning, loadConfig, StartupRefusedError } from './config/config.js'
 
 let config
@@ -17,13 +17,20 @@ try {
   throw error
 }
 
+const { createLogger } = await import('./core/logger.js')
 const log = createLogger(config)
 for (const warning of configWarnings(process.env)) log.warn(warning)
 const exposed = exposureWarning(config)
 if (exposed !== undefined) log.warn(exposed)
-let app: Awaited<ReturnType<typeof buildApp>>
+let app: FastifyInstance
 try {
-  app = await buildApp(config, { logger: log })
+  // The store opens (PGlite compiles its WebAssembly off the main thread) while the HTTP side's
+  // modules load: imported after the broker is under way, not before.
+  const { createBroker } = await import('./core/broker.js')
+  const broker = createBroker(config, { logger: log })
+  broker.catch(() => {}) // awaited below
+  const { buildApp } = await import('./http/app.js')
+  app = await buildApp(config, { logger: log, broker: await broker })
 } catch (error) {
   // Something to fix before starting again (data directory in use, database not migrated or
   // missing): one line, no stack, and the same exit code as a bad setting.

@@ -20,8 +20,7 @@ import { createLifecycle, deadlineIn, msLeft, type Deadline, type Part, type Sta
 import { createMetrics, type Metrics } from './metrics.js'
 import { createBackpressure } from './produce/backpressure.js'
 import { createProduce, type ProduceOptions, type ProduceOutcome } from './produce/produce.js'
-import { createPushDelivery, type PushDelivery } from './push/push-delivery.js'
-import { createPushWorkers } from './push/workers.js'
+import type { PushDelivery } from './push/push-delivery.js'
 import { createReads, type BrokerStats } from './reads.js'
 import { loadRuntimeConfig, type RuntimeConfigSource } from './runtime-config.js'
 import { createStatusWriter, type ReportOutcome } from './status/status-writer.js'
@@ -152,16 +151,17 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     now,
     onReleased: wake
   })
+  // Push mode's modules (its HTTP client among them) are loaded only in push mode: start-up time.
   const push = config.broker.deliveryMode !== 'push'
     ? undefined
-    : createPushDelivery({
-      config: config.push,
-      store: store.push,
-      workers: createPushWorkers(config.push, { secrets: config.auth.secrets }),
-      signal,
-      metrics,
-      log: log.child({ component: 'push' })
-    })
+    : (await import('./push/push-delivery.js')).createPushDelivery({
+        config: config.push,
+        store: store.push,
+        workers: (await import('./push/workers.js')).createPushWorkers(config.push, { secrets: config.auth.secrets }),
+        signal,
+        metrics,
+        log: log.child({ component: 'push' })
+      })
 
   // THE order of shutdown (starting runs it backwards). First, all at once, every part stops taking
   // work (quiesce); the front end then drains its requests; then each part stops in turn.

@@ -15,8 +15,9 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import pino, { type Logger } from 'pino'
+import type { Logger } from 'pino'
 import type { Config } from '../config/config.js'
+import { createLogger } from '../core/logger.js'
 import { createBroker, type Broker, type Store } from '../core/broker.js'
 import { ShuttingDownError } from '../domain/errors.js'
 import { installAuth } from './plugins/auth.js'
@@ -43,13 +44,6 @@ export interface AppDeps {
   logger?: Logger
   /** The broker's clock (tests inject one). */
   now?: () => Date
-}
-
-export function createLogger (config: { broker: Pick<Config['broker'], 'logLevel'> }): Logger {
-  return pino({
-    level: config.broker.logLevel,
-    redact: ['req.headers.authorization', 'req.headers["taskbroker-signature"]']
-  })
 }
 
 export async function buildApp (config: Config, deps: AppDeps = {}): Promise<FastifyInstance> {

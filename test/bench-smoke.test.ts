@@ -34,7 +34,7 @@ t.test('the broker accepts every setting the bench gives it', async (t) => {
     TASKBROKER_STATUS_ACK: 'queued',
     ...NO_BACKPRESSURE
   })
-  t.match(config, { runMigrations: true, status: { batching: false, ack: 'queued' }, backpressure: { maxPending: 10_000_000, maxDelay: 10_000_000, maxProcessing: 10_000_000 } })
+  t.match(config, { store: { runMigrations: true }, status: { batching: false, ack: 'queued' }, backpressure: { maxPending: 10_000_000, maxDelay: 10_000_000, maxProcessing: 10_000_000 } })
 })
 
 const needsDatabase = url === undefined || url === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : false

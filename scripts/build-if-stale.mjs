@@ -37,6 +37,7 @@ function stale () {
 }
 
 if (stale()) build()
+if (process.argv.includes('--tap')) buildTap()
 if (process.argv.includes('--start')) await import(pathToFileURL(marker).href)
 
 function build () {
@@ -54,4 +55,16 @@ function build () {
   rmSync(marker, { force: true })
   if (!process.argv.includes('--no-fail')) process.exit(result.status ?? 1)
   process.stderr.write('build failed (see above); `npm start` will try again\n')
+}
+
+/**
+ * tap compiles its Test class with the plugins .taprc names (ours drops ts-node for tsx); after an
+ * install it still has the defaults, and a run only rebuilds it for the runs after. Done here, at
+ * install (`prepare`), so the first `npm test` runs as configured. Skipped when tap is not installed.
+ */
+function buildTap () {
+  const tap = join(root, 'node_modules', '.bin', 'tap')
+  if (!existsSync(tap) || !existsSync(join(root, '.taprc'))) return
+  const result = spawnSync(tap, ['build'], { cwd: root, stdio: 'inherit' })
+  if (result.status !== 0) process.stderr.write('tap build failed (see above); the first test run rebuilds it\n')
 }

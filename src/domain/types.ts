@@ -54,6 +54,8 @@ export interface StoredTask {
   expiresAt: Date | null
   delayUntil: Date | null
   claimExpiresAt: Date | null
+  /** Claims take higher first; 0 unless produced with one. */
+  priority: number
 }
 
 /** A queue: the pair long-polls wait on and notifications name. */

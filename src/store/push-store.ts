@@ -30,7 +30,7 @@ export function createPushStore (database: Database, options: { processingDeadli
     filter: PUSH_FILTER,
     limit: sql`${sql.placeholder('limit')}::int`,
     as: { status: 'claimed', leaseMs: sql`${sql.placeholder('leaseMs')}::int` },
-    returning: sql`${list([t.id, t.activation, t.processingAttempts, t.addedAt])}, ${t.claimExpiresAt}::text as token`
+    returning: sql`${list([t.id, t.activation, t.processingAttempts, t.addedAt, t.priority])}, ${t.claimExpiresAt}::text as token`
   })
   const claim = database.prepare('taskbroker_push_claim', sql`with ${next} ${update}`)
 

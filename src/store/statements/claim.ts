@@ -17,13 +17,15 @@ const t = columnsOf(inflightTasks, 't')
 /** A candidate row in the CTE that picks them (`from inflight_tasks n`). */
 const n = columnsOf(inflightTasks, 'n')
 
-/** Claim order, oldest first; the partial indexes on pending rows (schema.ts) serve it. */
-const CLAIM_ORDER = sql`${n.addedAt}`
+/** Claim order: highest priority, then oldest. Spelled exactly as the partial indexes on pending
+ * rows (schema.ts), `nulls last` included, so each claim shape walks its index instead of sorting. */
+const CLAIM_ORDER = sql`${n.priority} desc nulls last, ${n.addedAt}`
 
 /** Rows as a claim returns them (RETURNING has no order), in claim order. */
 export function inClaimOrder (rows: Row[]): Row[] {
+  const priority = (row: Row) => Number(row[inflightTasks.priority.name] ?? 0)
   const at = (row: Row) => (toDate(row[inflightTasks.addedAt.name]) as Date).getTime()
-  return rows.sort((a, b) => at(a) - at(b))
+  return rows.sort((a, b) => priority(b) - priority(a) || at(a) - at(b))
 }
 
 /** A task a claim may take: pending and not expired. */

@@ -91,6 +91,11 @@ export const SETTINGS = {
     ackTimeoutMs: int('TASKBROKER_STATUS_ACK_TIMEOUT_MS', 5_000, 1, 600_000,
       'flushed ack: answer 503 if the flush has not committed by then (the report stays queued)')
   }),
+  leases: group('Leases (heartbeats)', {
+    heartbeatMaxExtendSec: int('TASKBROKER_HEARTBEAT_MAX_EXTEND_SEC', 3_600, 1, 31_536_000,
+      'longest a heartbeat may move a processing deadline ahead (a larger `extend_sec` is capped)'),
+    progressMaxBytes: int('TASKBROKER_HEARTBEAT_PROGRESS_MAX_BYTES', 64 * KiB, 2, 16 * MiB, 'largest heartbeat `progress`, in bytes of JSON (400 beyond)')
+  }),
   claims: group('Claims', {
     maxWaitMs: int('TASKBROKER_CLAIM_MAX_WAIT_MS', 30_000, 0, 300_000, 'largest `wait_ms` (long-poll) a claim may ask for (400 beyond)'),
     maxWaiters: int('TASKBROKER_CLAIM_MAX_WAITERS', 10_000, 1, 1_000_000,

@@ -17,6 +17,7 @@ import { createClaimService } from './claims/claim-service.js'
 import { createTaskSignal } from './claims/task-signal.js'
 import { createDeadletters, type Deadletters } from './deadletters.js'
 import { createLifecycle, deadlineIn, msLeft, type Deadline, type Part, type StartOptions } from './lifecycle.js'
+import { createLeases, type Leases } from './leases/leases.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createBackpressure } from './produce/backpressure.js'
 import { createProduce, type ProduceOptions, type ProduceOutcome } from './produce/produce.js'
@@ -60,6 +61,8 @@ export interface Broker {
   getTask (id: string): Promise<StoredTask>
   stats (): Promise<BrokerStats>
   readonly deadletters: Deadletters
+  /** Heartbeats, release and cancel of tasks (src/core/leases/). */
+  readonly leases: Leases
   /** Why the broker should get no work now (shutting down, upkeep late, store unreachable), or null. */
   notReadyReason (): Promise<string | null>
 
@@ -135,6 +138,14 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
   })
   const brokers = await connectBrokers(store, signal, log)
   const wake = createWake(signal, brokers)
+  const leases = createLeases({
+    store: store.leases,
+    status: config.status,
+    leases: config.leases,
+    metrics,
+    log: log.child({ component: 'leases' }),
+    wake: queues => { wake(queues.map(q => ({ ...q, count: 1 }))) }
+  })
   const upkeep = createUpkeep({
     jobs: createUpkeepJobs(store.upkeep, {
       limit: config.upkeep.batchLimit,
@@ -179,6 +190,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     // (aborted near the deadline), their outcomes are written.
     ...(push === undefined ? [] : [pushPart(push)]),
     // Everything queued is written; the flush's fetch_next riders still claim through the claims below.
+    { name: 'heartbeats', stop: async (deadline) => { await leases.close(msLeft(deadline)) } },
     { name: 'status writer', stop: async (deadline) => { await statusWriter.close(msLeft(deadline)) }, minimumMs: 250 },
     { name: 'claims', stop: async () => { await claims.close() } },
     { name: 'broker notifications', stop: async () => { await brokers.close() } },
@@ -217,6 +229,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     getTask: reads.getTask,
     stats: reads.stats,
     deadletters: createDeadletters({ store: store.deadletters, wake, now }),
+    leases,
 
     async notReadyReason () {
       const reason = lifecycle.stopping ? 'shutting down' : upkeep.lateReason()

@@ -50,6 +50,26 @@ export function createMetrics () {
     tasksProduced: new Counter({ name: 'taskbroker_tasks_produced_total', help: 'Tasks stored by produce requests', registers }),
     tasksDuplicate: new Counter({ name: 'taskbroker_tasks_duplicate_total', help: 'Produced tasks ignored because their id exists', registers }),
     tasksClaimed: new Counter({ name: 'taskbroker_tasks_claimed_total', help: 'Tasks handed to workers', registers }),
+    // Leases, heartbeats, release and cancel (src/core/leases/).
+    heartbeats: new Counter({
+      name: 'taskbroker_heartbeats_total',
+      help: 'Heartbeats by result (extended, stale, not_processing)',
+      labelNames: ['result'] as const,
+      registers
+    }),
+    staleReports: new Counter({
+      name: 'taskbroker_stale_reports_total',
+      help: 'Reports, heartbeats and releases refused because their lease is not the task\'s any more, by kind',
+      labelNames: ['kind'] as const,
+      registers
+    }),
+    releases: new Counter({ name: 'taskbroker_tasks_released_total', help: 'Processing tasks a worker gave back (pending again, no attempt counted)', registers }),
+    tasksCancelled: new Counter({
+      name: 'taskbroker_tasks_cancelled_total',
+      help: 'Cancels: removed (the task was not held), requested (held: its next report ends it), reported (a report ended a task whose cancel was requested)',
+      labelNames: ['how'] as const,
+      registers
+    }),
     claimDuration: new Histogram({
       name: 'taskbroker_claim_statement_duration_seconds',
       help: 'Time of one claim statement',

@@ -19,6 +19,14 @@ export const UnsupportedMediaTypeError = createError(
 )
 export const TaskNotFoundError = createError('TASKBROKER_TASK_NOT_FOUND', 'Task %s not found', 404)
 export const WrongDeliveryModeError = createError('TASKBROKER_WRONG_DELIVERY_MODE', '%s', 409)
+// Leases (heartbeat, release, fenced reports)
+export const TaskNotProcessingError = createError('TASKBROKER_TASK_NOT_PROCESSING', 'Task %s is not processing (not claimed, or already reported, reset or released)', 409)
+export const LeaseStaleError = createError(
+  'TASKBROKER_LEASE_STALE',
+  'Task %s is held under another lease (it was reset or claimed again); this worker no longer holds it',
+  409
+)
+export const TaskNotCancellableError = createError('TASKBROKER_TASK_NOT_CANCELLABLE', 'Task %s has already finished; it cannot be cancelled', 409)
 
 // The broker cannot take the request right now (503 + Retry-After); nothing was lost.
 const StoreUnavailableBase = createError('TASKBROKER_STORE_UNAVAILABLE', 'The task store is unavailable; retry later', 503)

@@ -23,6 +23,16 @@ export interface RetryState {
   on_attempts_exceeded: OnAttemptsExceeded
   at_most_once: boolean
   delay_on_retry?: number
+  /** How long to wait before each retry, growing with the attempts; takes precedence over delay_on_retry. */
+  backoff?: RetryBackoff
+}
+
+/** A retry's delay: `fixed` waits base_sec; `exponential` base_sec × 2^attempts up to max_sec; jitter: a random part of it. */
+export interface RetryBackoff {
+  strategy: 'fixed' | 'exponential'
+  base_sec: number
+  max_sec: number
+  jitter: boolean
 }
 
 /** A task activation as workers receive it: upstream's TaskActivation in JSON, snake_case. */
@@ -56,6 +66,12 @@ export interface StoredTask {
   claimExpiresAt: Date | null
   /** Claims take higher first; 0 unless produced with one. */
   priority: number
+  /** The current claim's token (null while nobody holds the task). */
+  lease: string | null
+  /** The holder's last heartbeat progress (any JSON), or null. */
+  progress: unknown
+  /** A cancel came while the task was held: its next report ends it. */
+  cancelRequested: boolean
 }
 
 /** A queue: the pair long-polls wait on and notifications name. */
@@ -75,6 +91,10 @@ export interface StatusUpdate {
   status: Conclusion
   maxAttempts?: number | undefined
   delayOnRetry?: number | undefined
+  /** Patches retry_state.backoff when given. */
+  backoff?: RetryBackoff | undefined
+  /** The claim's lease: when given and the task's differs (reset, claimed again), the report is stale and not applied. */
+  lease?: string | undefined
 }
 
 export interface ProduceResult {

@@ -12,6 +12,16 @@ import type {
 // ---------------------------------------------------------------------------------------------
 // Tasks
 
+/** What a status statement did to each report. */
+export interface ReportsWritten {
+  /** Written to an existing task (cancelled ones included). */
+  applied: Set<string>
+  /** Carried a lease that is no longer the task's (it was reset or claimed again): not applied. */
+  stale: Set<string>
+  /** Applied to a task whose cancel was requested: the task ended whatever the report said. */
+  cancelled: Set<string>
+}
+
 export interface LiveCounts { pending: number, delay: number, processing: number, claimed: number }
 
 export interface TaskStore {
@@ -30,11 +40,13 @@ export interface TaskStore {
    * activation.retry_state. Ids must be unique. Returns the ids that existed and were changed.
    */
   setStatusMany (updates: readonly StatusUpdate[]): Promise<Set<string>>
+  /** setStatusMany, telling stale reports (lease not the task's) and cancelled tasks apart. */
+  writeReports (updates: readonly StatusUpdate[]): Promise<ReportsWritten>
   /**
-   * setStatusMany and a claim of up to `limit` tasks matching `filter`, in ONE statement (the path
+   * writeReports and a claim of up to `limit` tasks matching `filter`, in ONE statement (the path
    * of reports that ask for their next task). Never claims a task reported in the same call.
    */
-  setStatusManyAndClaim (updates: readonly StatusUpdate[], filter: ClaimFilter, limit: number): Promise<{ applied: Set<string>, claimed: StoredTask[] }>
+  setStatusManyAndClaim (updates: readonly StatusUpdate[], filter: ClaimFilter, limit: number): Promise<ReportsWritten & { claimed: StoredTask[] }>
   getById (id: string): Promise<StoredTask | null>
   /** Counts by status and by application/namespace/status, and the age of the oldest pending task. */
   stats (now: Date): Promise<StoreStats>
@@ -42,6 +54,57 @@ export interface TaskStore {
   countLive (): Promise<LiveCounts>
   /** Cheap round trip for readiness checks. */
   ping (): Promise<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases: heartbeats, release, cancel
+
+/** One heartbeat: extend a processing task's deadline, store its progress. */
+export interface Heartbeat {
+  id: string
+  /** Fencing: acts only while the task's lease is this one. */
+  lease?: string | undefined
+  /** Seconds from now (default: the task's processing_deadline_duration), capped. */
+  extendSec?: number | undefined
+  /** Any JSON; kept when undefined. */
+  progress?: unknown
+}
+
+export interface HeartbeatResult {
+  /** extended; stale: processing under another lease; not_processing: the task is in another status. */
+  outcome: 'extended' | 'stale' | 'not_processing'
+  processingDeadline: Date | null
+  cancelRequested: boolean
+}
+
+export type ReleaseResult =
+  | { outcome: 'released' | 'cancelled' | 'stale' | 'not_processing', queue: QueueRef }
+  | { outcome: 'not_found' }
+
+export interface CancelFilter {
+  application: string
+  namespace?: string | undefined
+  taskname?: string | undefined
+}
+
+export interface CancelResult {
+  /** Tasks that matched. */
+  found: number
+  /** Not held by a worker (pending, delay, retry): deleted. */
+  removed: number
+  /** Held (processing, claimed): marked cancel_requested. */
+  requested: number
+}
+
+export interface LeaseStore {
+  /** Heartbeats in ONE statement (ids unique); the result of each id that exists. */
+  heartbeat (beats: readonly Heartbeat[], maxExtendSec: number): Promise<Map<string, HeartbeatResult>>
+  /** A processing task back to pending at once, no attempt counted, lease cleared (or ended if its cancel was requested). */
+  release (id: string, lease: string | undefined): Promise<ReleaseResult>
+  /** Cancels one task: removed when not held, cancel_requested when held. */
+  cancel (id: string): Promise<CancelResult>
+  /** Cancels every task matching the filter the same way, in one statement. */
+  cancelMany (filter: CancelFilter): Promise<CancelResult>
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -61,8 +124,11 @@ export interface UpkeepStore {
   removeExpired (now: Date, limit: number): Promise<{ removed: number }>
   /** Delayed tasks whose delay_until has come become pending. */
   releaseDelayed (now: Date, limit: number): Promise<{ released: Released, count: number }>
-  /** Retries go back to pending (or delay), or fail when out of attempts or undecodable. */
-  requeueRetries (now: Date, maxDelaySec: number, limit: number): Promise<{ requeued: number, delayed: number, failed: number, released: Released }>
+  /**
+   * Retries go back to pending (or delay, by retry_state.backoff or delay_on_retry), or fail when
+   * out of attempts or undecodable. `jitter`: the fraction a jittered backoff takes (default random).
+   */
+  requeueRetries (now: Date, maxDelaySec: number, limit: number, jitter?: number): Promise<{ requeued: number, delayed: number, failed: number, released: Released }>
   /** Failures are removed, dead-lettered when on_attempts_exceeded = deadletter (or undecodable). */
   settleFailures (limit: number): Promise<{ discarded: number, deadlettered: number }>
   /** Rows left `complete` (mark mode) are removed. */
@@ -140,6 +206,8 @@ export interface PushClaim {
   processingAttempts: number
   /** The claim's fencing token (its claim_expires_at as PostgreSQL text). */
   token: string
+  /** The claim's lease, pushed to the worker: its reports and heartbeats carry it. */
+  lease: string
 }
 
 export interface PushClaimRequest {

@@ -30,7 +30,7 @@ export function createPushStore (database: Database, options: { processingDeadli
     filter: PUSH_FILTER,
     limit: sql`${sql.placeholder('limit')}::int`,
     as: { status: 'claimed', leaseMs: sql`${sql.placeholder('leaseMs')}::int` },
-    returning: sql`${list([t.id, t.activation, t.processingAttempts, t.addedAt, t.priority])}, ${t.claimExpiresAt}::text as token`
+    returning: sql`${list([t.id, t.activation, t.processingAttempts, t.addedAt, t.priority, t.lease])}, ${t.claimExpiresAt}::text as token`
   })
   const claim = database.prepare('taskbroker_push_claim', sql`with ${next} ${update}`)
 
@@ -49,7 +49,8 @@ export function createPushStore (database: Database, options: { processingDeadli
     update ${inflightTasks} t
     set ${c.status} = case when v.delivered then 'processing' else 'pending' end,
         ${c.processingDeadline} = case when v.delivered then ${processingDeadline(options.processingDeadlineGraceSec)} end,
-        ${c.claimExpiresAt} = null
+        ${c.claimExpiresAt} = null,
+        ${c.lease} = case when v.delivered then ${t.lease} end
     from v, mine
     where ${t.id} = v.${c.id} and ${t.id} = mine.${c.id}
     returning ${t.id}`)
@@ -69,7 +70,8 @@ export function createPushStore (database: Database, options: { processingDeadli
       return rows.map((row): PushClaim => ({
         activation: row[k.activation] as Activation,
         processingAttempts: row[k.processingAttempts] as number,
-        token: row.token as string
+        token: row.token as string,
+        lease: row[k.lease] as string
       }))
     },
 

@@ -11,7 +11,7 @@ import { list } from './statements/schema-sql.js'
 
 const c = inflightTasks
 /** The returned columns, `id` first (the rider statement's report rows put only an id there). */
-const TASK_COLUMNS = [c.id, c.activation, c.status, c.addedAt, c.processingAttempts, c.processingDeadline, c.expiresAt, c.delayUntil, c.claimExpiresAt, c.priority] as const
+const TASK_COLUMNS = [c.id, c.activation, c.status, c.addedAt, c.processingAttempts, c.processingDeadline, c.expiresAt, c.delayUntil, c.claimExpiresAt, c.priority, c.lease, c.cancelRequested, c.progress] as const
 
 /** The task columns qualified by `alias`, for a SELECT list or RETURNING. */
 export function taskColumns (alias: string): SQL {
@@ -32,7 +32,10 @@ export function toStoredTask (row: Row): StoredTask {
     expiresAt: toDate(row[c.expiresAt.name]),
     delayUntil: toDate(row[c.delayUntil.name]),
     claimExpiresAt: toDate(row[c.claimExpiresAt.name]),
-    priority: row[c.priority.name] as number
+    priority: row[c.priority.name] as number,
+    lease: (row[c.lease.name] as string | null | undefined) ?? null,
+    progress: row[c.progress.name] ?? null,
+    cancelRequested: row[c.cancelRequested.name] === true
   }
 }
 

@@ -8,12 +8,12 @@ import type { Database, Row } from '../db/database.js'
 import { inflightTasks } from '../db/schema.js'
 import { TASK_STATUSES, type ProduceResult, type StoreStats, type TaskStatus } from '../domain/types.js'
 import { guard } from './errors.js'
-import type { LiveCounts, TaskStore } from './interfaces.js'
+import type { LiveCounts, ReportsWritten, TaskStore } from './interfaces.js'
 import { taskColumns, toDate, toStoredTask } from './rows.js'
 import { claimSteps, filterVariant, inClaimOrder, pullFilter, type FilterVariant } from './statements/claim.js'
 import { PRODUCE, produceValues, producedTask, type ProducedTask } from './statements/produce.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
-import { statusStatement, statusValues } from './statements/status.js'
+import { statusStatement, statusValues, type ReportRowOutcome } from './statements/status.js'
 import { setAsideUndecodable } from './undecodable.js'
 
 export type { LiveCounts, TaskStore } from './interfaces.js'
@@ -33,6 +33,19 @@ export interface TaskStoreOptions {
 const c = columnsOf(inflightTasks)
 const k = namesOf(inflightTasks)
 const LIVE_STATUSES: ReadonlyArray<keyof LiveCounts> = ['pending', 'delay', 'processing', 'claimed']
+
+/** Report rows (id, outcome) of the status statement, sorted out. */
+function reportsWritten (rows: Row[]): ReportsWritten {
+  const written: ReportsWritten = { applied: new Set(), stale: new Set(), cancelled: new Set() }
+  for (const row of rows) {
+    const id = row[k.id] as string
+    const outcome = row.outcome as ReportRowOutcome
+    if (outcome === 'stale') written.stale.add(id)
+    else written.applied.add(id)
+    if (outcome === 'cancelled') written.cancelled.add(id)
+  }
+  return written
+}
 
 export function createTaskStore (database: Database, options: TaskStoreOptions): TaskStore {
   const graceSec = options.processingDeadlineGraceSec
@@ -65,10 +78,13 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
     return await handOut(rows)
   }
 
+  async function writeReports (updates: Parameters<TaskStore['writeReports']>[0]): Promise<ReportsWritten> {
+    if (updates.length === 0) return reportsWritten([])
+    return reportsWritten(await guard(() => statusStatement(deleteCompleted, undefined).run(database, statusValues(updates))))
+  }
+
   async function setStatusMany (updates: Parameters<TaskStore['setStatusMany']>[0]) {
-    if (updates.length === 0) return new Set<string>()
-    const rows = await guard(() => statusStatement(deleteCompleted, undefined).run(database, statusValues(updates)))
-    return new Set(rows.map(r => r[k.id] as string))
+    return (await writeReports(updates)).applied
   }
 
   return {
@@ -98,10 +114,12 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
 
     setStatusMany,
 
+    writeReports,
+
     async setStatusManyAndClaim (updates, filter, limit) {
-      if (limit < 1) return { applied: await setStatusMany(updates), claimed: [] }
+      if (limit < 1) return { ...await writeReports(updates), claimed: [] }
       // An empty id list never reaches SQL.
-      if (updates.length === 0) return { applied: new Set(), claimed: await claim(filter, limit) }
+      if (updates.length === 0) return { ...reportsWritten([]), claimed: await claim(filter, limit) }
       const statement = statusStatement(deleteCompleted, filterVariant(filter), graceSec)
       // Properties added, not spread: spreading the values into a new object cost ~10 µs a flush.
       const values: Record<string, unknown> = statusValues(updates)
@@ -109,14 +127,11 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
       values.application = filter.application
       values.namespace = filter.namespace
       const rows = await guard(() => statement.run(database, values))
-      // Report rows carry only their id.
-      const applied = new Set<string>()
+      // Report rows carry their id and outcome, claimed rows no outcome.
+      const reportRows: Row[] = []
       const claimedRows: Row[] = []
-      for (const row of rows) {
-        if (row[k.status] === null) applied.add(row[k.id] as string)
-        else claimedRows.push(row)
-      }
-      return { applied, claimed: await handOut(claimedRows) }
+      for (const row of rows) (row.outcome === null ? claimedRows : reportRows).push(row)
+      return { ...reportsWritten(reportRows), claimed: await handOut(claimedRows) }
     },
 
     async getById (id) {

@@ -54,6 +54,15 @@ function jsonInt (value: string): SQL {
   return sql.raw(`case when jsonb_typeof(${value}) = 'number' then case when ${n} = trunc(${n}) and abs(${n}) < 2147483648 then ${n}::int end end`)
 }
 
+/**
+ * A retry's delay from retry_state.backoff (in checked, before attempts is counted up): fixed
+ * base_sec, or exponential base_sec × 2^attempts, at most max_sec; with jitter a random part of
+ * it (full jitter), from random() unless the caller gives the fraction (tests).
+ */
+const BACKOFF_SEC = sql`(floor(greatest(0, least(max_sec::numeric,
+      case when backoff ->> 'strategy' = 'fixed' then base_sec::numeric else base_sec * power(2::numeric, least(greatest(attempts, 0), 62)) end))
+    * case when backoff -> 'jitter' = 'true'::jsonb then coalesce(${sql.placeholder('jitter')}::float8, random())::numeric else 1 end))::int`
+
 const countWhere = (rows: Row[], status: string) => rows.filter(r => r[k.status] === status).length
 
 /** A CTE `due` of up to `limit` rows matching `where` (in `order` when given), locked, skipping rows others hold. */
@@ -79,19 +88,22 @@ export interface UpkeepStoreOptions {
 export function createUpkeepStore (database: Database, options: UpkeepStoreOptions = {}): UpkeepStore {
   const prepare = (name: string, query: SQL) => database.prepare(name, query, { timeoutMs: options.timeoutMs })
   const statements = {
-    // Processing deadline passed: back to pending with one more processing attempt, or failure for
-    // at_most_once tasks (they may never run twice). A task whose attempts reach the maximum
+    // Processing deadline passed: back to pending with one more processing attempt (its lease
+    // cleared: a late report carrying it is stale), or failure for
+    // at_most_once tasks (they may never run twice); a task whose cancel was requested ends
+    // (complete: removed by the completed step). A task whose attempts reach the maximum
     // fails here and now: were it made pending first, a claim could take it before the
     // processing_attempts step sees it, and it would run once too often.
     resetMissedDeadlines: prepare('taskbroker_upkeep_deadlines', sql`
       with ${due(sql`${c.status} = 'processing' and ${c.processingDeadline} < ${p.now}`, c.processingDeadline)}
       update ${inflightTasks} t set
-        ${c.status} = case when ${t.atMostOnce} or ${t.processingAttempts} + 1 >= ${sql.placeholder('maxAttempts')}::int
+        ${c.status} = case when ${t.cancelRequested} then 'complete'
+          when ${t.atMostOnce} or ${t.processingAttempts} + 1 >= ${sql.placeholder('maxAttempts')}::int
           then 'failure' else 'pending' end,
-        ${c.failureReason} = case when ${t.atMostOnce} then 'deadline_missed_at_most_once'
+        ${c.failureReason} = case when ${t.cancelRequested} then null when ${t.atMostOnce} then 'deadline_missed_at_most_once'
           when ${t.processingAttempts} + 1 >= ${sql.placeholder('maxAttempts')}::int then 'processing_attempts_exceeded' end,
         ${c.processingAttempts} = ${t.processingAttempts} + case when ${t.atMostOnce} then 0 else 1 end,
-        ${c.processingDeadline} = null
+        ${c.processingDeadline} = null, ${c.lease} = null
       from due where ${t.id} = due.${c.id}
       returning ${RELEASE_COLUMNS}`),
 
@@ -99,7 +111,8 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
     // attempt is counted (at_most_once included: the task never ran).
     expireClaims: prepare('taskbroker_upkeep_claims', sql`
       with ${due(sql`${c.status} = 'claimed' and ${c.claimExpiresAt} < ${p.now}`)}
-      update ${inflightTasks} t set ${c.status} = 'pending', ${c.claimExpiresAt} = null
+      update ${inflightTasks} t set ${c.status} = case when ${t.cancelRequested} then 'complete' else 'pending' end,
+        ${c.claimExpiresAt} = null, ${c.lease} = null
       from due where ${t.id} = due.${c.id}
       returning ${RELEASE_COLUMNS}`),
 
@@ -135,6 +148,9 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
           ${jsonInt("a -> 'retry_state' -> 'attempts'")} as attempts,
           ${jsonInt("a -> 'retry_state' -> 'max_attempts'")} as max_attempts,
           ${jsonInt("a -> 'retry_state' -> 'delay_on_retry'")} as delay_on_retry,
+          a -> 'retry_state' -> 'backoff' as backoff,
+          ${jsonInt("a -> 'retry_state' -> 'backoff' -> 'base_sec'")} as base_sec,
+          ${jsonInt("a -> 'retry_state' -> 'backoff' -> 'max_sec'")} as max_sec,
           ${jsonInt("a -> 'expires'")} as expires_sec
         from picked),
       checked as (
@@ -145,12 +161,16 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
             when max_attempts is null then 'activation/retry_state/max_attempts is not an integer'
             when delay_on_retry is null and a -> 'retry_state' ? 'delay_on_retry' then 'activation/retry_state/delay_on_retry is not an integer'
             when expires_sec is null and a ? 'expires' then 'activation/expires is not an integer'
+            when backoff is not null and (jsonb_typeof(backoff) is distinct from 'object' or base_sec is null or max_sec is null
+              or (backoff ->> 'strategy') is distinct from 'fixed' and (backoff ->> 'strategy') is distinct from 'exponential')
+              then 'activation/retry_state/backoff is not a valid backoff'
           end as undecodable
         from numbers),
       due as (
         select ${c.id}, attempts + 1 as attempts, expires_sec, undecodable,
           undecodable is not null or attempts + 1 >= max_attempts as fails,
-          least(coalesce(delay_on_retry, 0), ${sql.placeholder('maxDelaySec')}::int) as delay_sec
+          least(case when backoff is null or undecodable is not null then coalesce(delay_on_retry, 0)
+            else ${BACKOFF_SEC} end, ${sql.placeholder('maxDelaySec')}::int) as delay_sec
         from checked)
       update ${inflightTasks} t set
         ${c.status} = case when due.fails then 'failure' when due.delay_sec > 0 then 'delay' else 'pending' end,
@@ -211,8 +231,8 @@ export function createUpkeepStore (database: Database, options: UpkeepStoreOptio
       const rows = await guard(() => statements.releaseDelayed.run(at(now, limit)))
       return { released: released(rows), count: rows.length }
     },
-    async requeueRetries (now: Date, maxDelaySec: number, limit: number) {
-      const rows = await guard(() => statements.requeueRetries.run({ ...at(now, limit), nowIso: now.toISOString(), maxDelaySec }))
+    async requeueRetries (now: Date, maxDelaySec: number, limit: number, jitter?: number) {
+      const rows = await guard(() => statements.requeueRetries.run({ ...at(now, limit), nowIso: now.toISOString(), maxDelaySec, jitter: jitter ?? null }))
       return {
         requeued: countWhere(rows, 'pending'),
         delayed: countWhere(rows, 'delay'),

@@ -12,11 +12,11 @@ const deps = { timeoutMs: 60_000, breaker: knownDown, metrics: createMetrics(), 
 t.test('flushed ack: refused while the store is known down, else answered with what was written', async (t) => {
   const ack = createAckMode('flushed', deps)
   t.throws(() => { ack.admit() }, StoreUnavailableError)
-  t.same(await ack.answer(updates, [Promise.resolve(true), Promise.resolve(false)]), { applied: ['a'], notFound: ['b'], queued: [] })
+  t.same(await ack.answer(updates, [Promise.resolve('applied' as const), Promise.resolve('not_found' as const)]), { applied: ['a'], notFound: ['b'], queued: [], stale: [], cancelled: [] })
 })
 
 t.test('queued ack: taken while the store is down, answered without waiting for the write', async (t) => {
   const ack = createAckMode('queued', deps)
   t.doesNotThrow(() => { ack.admit() })
-  t.same(await ack.answer(updates, [new Promise(() => {}), new Promise(() => {})]), { applied: [], notFound: [], queued: ['a', 'b'] })
+  t.same(await ack.answer(updates, [new Promise(() => {}), new Promise(() => {})]), { applied: [], notFound: [], queued: ['a', 'b'], stale: [], cancelled: [] })
 })

@@ -15,10 +15,10 @@ t.teardown(() => clearInterval(keepAlive))
 t.test('a report the store refuses does not block the reports flushed with it', async (t) => {
   const statements: string[][] = []
   const store = {
-    async setStatusMany (updates: readonly StatusUpdate[]) {
+    async writeReports (updates: readonly StatusUpdate[]) {
       statements.push(updates.map(u => u.id))
       if (updates.some(u => u.id === 'poison')) throw Object.assign(new Error('invalid byte sequence'), { code: '22021' })
-      return new Set(updates.map(u => u.id))
+      return { applied: new Set(updates.map(u => u.id)), stale: new Set(), cancelled: new Set() }
     }
   } as unknown as TaskStore
   const config = testConfig({ TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '20' }).status
@@ -35,9 +35,9 @@ t.test('a report the store refuses does not block the reports flushed with it', 
 t.test('a store outage is retried, not treated as a bad report', async (t) => {
   let down = true
   const store = {
-    async setStatusMany (updates: readonly StatusUpdate[]) {
+    async writeReports (updates: readonly StatusUpdate[]) {
       if (down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
-      return new Set(updates.map(u => u.id))
+      return { applied: new Set(updates.map(u => u.id)), stale: new Set(), cancelled: new Set() }
     }
   } as unknown as TaskStore
   const writer = createStatusWriter({ store, config: testConfig().status, metrics: createMetrics(), log: pino({ level: 'silent' }), claim: async () => [] })
@@ -53,7 +53,7 @@ async function writerOn (t: Parameters<typeof createTestDatabase>[0], backend: B
   let statements = 0
   const counted = {
     ...store,
-    setStatusMany: async (...args: Parameters<TaskStore['setStatusMany']>) => { statements++; return store.setStatusMany(...args) },
+    writeReports: async (...args: Parameters<TaskStore['writeReports']>) => { statements++; return store.writeReports(...args) },
     setStatusManyAndClaim: async (...args: Parameters<TaskStore['setStatusManyAndClaim']>) => { statements++; return store.setStatusManyAndClaim(...args) }
   } as TaskStore
   const claimsApart: string[] = []

@@ -16,14 +16,14 @@ function recordingStore (hold = false) {
   const statements: string[] = []
   const held: Array<() => void> = []
   const store = {
-    async setStatusMany (updates: readonly StatusUpdate[]) {
+    async writeReports (updates: readonly StatusUpdate[]) {
       statements.push(`set ${updates.map(u => u.id).join(',')}`)
       if (hold) await new Promise<void>(resolve => { held.push(resolve) })
-      return new Set(updates.map(u => u.id))
+      return { applied: new Set(updates.map(u => u.id)), stale: new Set(), cancelled: new Set() }
     },
     async setStatusManyAndClaim (updates: readonly StatusUpdate[], _: ClaimFilter, limit: number) {
       statements.push(`set ${updates.map(u => u.id).join(',')} and claim ${limit}`)
-      return { applied: new Set(updates.map(u => u.id)), claimed: [] }
+      return { applied: new Set(updates.map(u => u.id)), stale: new Set(), cancelled: new Set(), claimed: [] }
     }
   } as unknown as TaskStore
   return { store, statements, release: () => { for (const resolve of held.splice(0)) resolve() }, held: () => held.length }
@@ -64,7 +64,7 @@ t.test('batching off: one statement per report, nothing queued, the setting read
   t.equal(held(), 3)
   t.equal(writer.depth, 0, 'nothing queued')
   release()
-  t.same(await answer, { applied: ['a', 'b', 'c'], notFound: [], queued: [] })
+  t.same(await answer, { applied: ['a', 'b', 'c'], notFound: [], queued: [], stale: [], cancelled: [] })
   const next = writer.reportAndClaimNext({ id: 'd', status: 'complete' }, { application: 'app' })
   await t.resolves(async () => { while (held() === 0) await new Promise(resolve => setImmediate(resolve)) })
   t.same(claims, [], 'the claim waits for the report')

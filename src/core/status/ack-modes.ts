@@ -10,14 +10,14 @@ import type { Config } from '../../config/config.js'
 import type { StatusUpdate } from '../../domain/types.js'
 import type { Metrics } from '../metrics.js'
 import { withinAckTimeout } from './ack-timeout.js'
-import { queuedOutcome, writtenOutcome, type ReportOutcome } from './outcome.js'
+import { queuedOutcome, writtenOutcome, type ReportOutcome, type ReportResult } from './outcome.js'
 import type { StoreDownBreaker } from './store-down-breaker.js'
 
 export interface AckMode {
   /** Throws when a report must be refused before it is queued. */
   admit (): void
   /** The answer to reports just queued; `written` settle when their flush did. */
-  answer (updates: readonly StatusUpdate[], written: Array<Promise<boolean>>): Promise<ReportOutcome>
+  answer (updates: readonly StatusUpdate[], written: Array<Promise<ReportResult>>): Promise<ReportOutcome>
 }
 
 export interface AckModeDeps {
@@ -35,8 +35,8 @@ function flushedAck ({ timeoutMs, breaker, metrics, translate }: AckModeDeps): A
   return {
     admit: () => { breaker.throwIfKnownDown() },
     async answer (updates, written) {
-      const found = await withinAckTimeout(Promise.all(written), timeoutMs, translate)
-      return writtenOutcome(metrics, updates, new Set(updates.filter((_, i) => found[i]).map(u => u.id)))
+      const results = await withinAckTimeout(Promise.all(written), timeoutMs, translate)
+      return writtenOutcome(metrics, updates, results)
     }
   }
 }

@@ -7,7 +7,7 @@ import { createBatcher, BatcherClosedError, BatcherFullError } from '../batcher/
 import { ShuttingDownError, StatusQueueFullError } from '../../domain/errors.js'
 import type { StatusUpdate } from '../../domain/types.js'
 import { createAckMode } from './ack-modes.js'
-import { countRequested } from './outcome.js'
+import { countRequested, type ReportResult } from './outcome.js'
 import { createRiders } from './riders.js'
 import { createStatusFlush } from './status-flush.js'
 import { createStoreDownBreaker } from './store-down-breaker.js'
@@ -17,7 +17,7 @@ export function createBatchedWriter (deps: StatusWriterDeps): StatusWriter {
   const { store, config, metrics, log } = deps
   const riders = createRiders({ claim: deps.claim, countClaimed: count => { metrics.tasksClaimed.inc(count) } })
   const breaker = createStoreDownBreaker()
-  const batcher = createBatcher<StatusUpdate, string, boolean>({
+  const batcher = createBatcher<StatusUpdate, string, ReportResult>({
     name: 'status',
     maxBatchSize: config.batchSize,
     flushIntervalMs: config.flushIntervalMs,
@@ -46,7 +46,7 @@ export function createBatchedWriter (deps: StatusWriterDeps): StatusWriter {
     ack.admit()
   }
 
-  function enqueue (update: StatusUpdate): Promise<boolean> {
+  function enqueue (update: StatusUpdate): Promise<ReportResult> {
     try {
       const written = batcher.add(update)
       // In queued mode nobody awaits this promise; a rejection (shutdown timeout) is only logged.

@@ -2,7 +2,7 @@
  * Batching off: each report is its own statement, and a `fetch_next` a claim of its own after it
  * (the baseline the benchmark compares the batched writer against). Nothing is queued.
  */
-import { countRequested, writtenOutcome } from './outcome.js'
+import { countRequested, resultsOf, writtenOutcome } from './outcome.js'
 import type { StatusWriter, StatusWriterDeps } from './types.js'
 
 export function createDirectWriter (deps: StatusWriterDeps): StatusWriter {
@@ -12,9 +12,8 @@ export function createDirectWriter (deps: StatusWriterDeps): StatusWriter {
   const writer: StatusWriter = {
     async report (updates) {
       countRequested(metrics, updates)
-      const applied = new Set<string>()
-      for (const written of await Promise.all(updates.map(u => store.setStatusMany([u])))) for (const id of written) applied.add(id)
-      return writtenOutcome(metrics, updates, applied)
+      const results = await Promise.all(updates.map(async u => resultsOf([u], await store.writeReports([u]))[0] ?? 'not_found'))
+      return writtenOutcome(metrics, updates, results)
     },
 
     async reportAndClaimNext (update, filter) {

@@ -6,21 +6,22 @@ import type { Logger } from 'pino'
 import type { StatusUpdate } from '../../domain/types.js'
 import { isStoreUnavailable } from '../../store/index.js'
 import type { TaskStore } from '../../store/task-store.js'
+import { resultsOf, type ReportResult } from './outcome.js'
 import type { Riders } from './riders.js'
 
-export type StatusStore = Pick<TaskStore, 'setStatusMany' | 'setStatusManyAndClaim'>
+export type StatusStore = Pick<TaskStore, 'writeReports' | 'setStatusManyAndClaim'>
 
-/** Returns the batcher's flush: one result per update, true when it was written to an existing task. */
-export function createStatusFlush (deps: { store: StatusStore, riders: Riders, log: Logger }): (updates: StatusUpdate[]) => Promise<boolean[]> {
+/** Returns the batcher's flush: one result per update (applied, cancelled, stale or not found). */
+export function createStatusFlush (deps: { store: StatusStore, riders: Riders, log: Logger }): (updates: StatusUpdate[]) => Promise<ReportResult[]> {
   const { store, riders, log } = deps
 
-  async function writeAlone (update: StatusUpdate): Promise<boolean> {
+  async function writeAlone (update: StatusUpdate): Promise<ReportResult> {
     try {
-      return (await store.setStatusMany([update])).has(update.id)
+      return resultsOf([update], await store.writeReports([update]))[0] ?? 'not_found'
     } catch (error) {
       if (isStoreUnavailable(error)) throw error
       log.error({ err: error, id: update.id }, 'a status report cannot be written; answered as not applied')
-      return false
+      return 'not_found'
     }
   }
 
@@ -29,12 +30,11 @@ export function createStatusFlush (deps: { store: StatusStore, riders: Riders, l
     for (const group of rest) group.claimApart()
     try {
       if (main === undefined) {
-        const applied = await store.setStatusMany(updates)
-        return updates.map(u => applied.has(u.id))
+        return resultsOf(updates, await store.writeReports(updates))
       }
-      const { applied, claimed } = await store.setStatusManyAndClaim(updates, main.filter, main.size)
-      main.hand(claimed)
-      return updates.map(u => applied.has(u.id))
+      const written = await store.setStatusManyAndClaim(updates, main.filter, main.size)
+      main.hand(written.claimed)
+      return resultsOf(updates, written)
     } catch (error) {
       // The store is down: the batcher retries the batch, its riders fail now (503). Any other
       // error means some report in it cannot be written; one at a time the good ones still are,

@@ -85,9 +85,11 @@ export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
       limit ${spec.limit}
       for update skip locked
     )`
-  const set = spec.as.status === 'processing'
+  const as = spec.as.status === 'processing'
     ? sql`${c.status} = 'processing', ${c.processingDeadline} = ${processingDeadline(spec.as.graceSec)}, ${c.claimExpiresAt} = null`
     : sql`${c.status} = 'claimed', ${c.claimExpiresAt} = now() + ${spec.as.leaseMs} * interval '1 millisecond', ${c.processingDeadline} = null`
+  // Every claim hands out a new lease: reports and heartbeats carrying an older one are stale.
+  const set = sql`${as}, ${c.lease} = gen_random_uuid(), ${c.progress} = null`
   const update = sql`update ${inflightTasks} t
     set ${set}
     from next where ${t.id} = next.${c.id}

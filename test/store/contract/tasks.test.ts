@@ -284,7 +284,7 @@ contract('setStatusManyAndClaim', 'the claim riding in a report sets the deadlin
   t.equal((await store.getById('done'))?.status, 'complete', 'mark mode: the row stays, complete')
   const claimedAt = result.claimed[0]!.processingDeadline!.getTime() - (30 + GRACE) * 1000
   t.ok(claimedAt >= before && claimedAt <= after, 'deadline = statement time + duration + grace')
-  t.same(await store.setStatusManyAndClaim([], {}, 0), { applied: new Set(), claimed: [] }, 'nothing to write or claim')
+  t.same(await store.setStatusManyAndClaim([], {}, 0), { applied: new Set(), stale: new Set(), cancelled: new Set(), claimed: [] }, 'nothing to write or claim')
 })
 
 contract('getById', 'getById returns the stored task with every field, or null', async (t, backend) => {
@@ -316,6 +316,58 @@ contract('countLive', 'countLive counts pending, delay, processing and claimed t
 contract('ping', 'ping answers on a reachable store', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   await t.resolves(store.ping())
+})
+
+contract('writeReports', 'a report carrying a lease applies only under that lease; others are stale and change nothing', async (t, backend) => {
+  const { store } = await storeFor(t, backend)
+  await produce(store, ...['fenced', 'old', 'open', 'gone'].map(id => activation({ id })))
+  const claimed = new Map((await store.claim({}, 10)).map(task => [task.activation.id, task]))
+  const leaseOf = (id: string) => claimed.get(id)?.lease ?? undefined
+  t.equal(claimed.size, 4)
+  t.match(leaseOf('fenced'), /^[0-9a-f-]{36}$/, 'a claim hands out a uuid lease')
+  t.equal(new Set([...claimed.values()].map(task => task.lease)).size, 4, 'one lease per task')
+  const written = await store.writeReports([
+    { id: 'fenced', status: 'complete', lease: leaseOf('fenced') },
+    { id: 'old', status: 'failure', lease: '00000000-0000-4000-8000-000000000000' },
+    { id: 'open', status: 'retry' },
+    { id: 'gone', status: 'complete', lease: leaseOf('gone') },
+    { id: 'missing', status: 'complete', lease: leaseOf('gone') }
+  ])
+  t.same([...written.applied].sort(), ['fenced', 'gone', 'open'])
+  t.same([...written.stale], ['old'], 'a lease that is not the task\'s')
+  t.same([...written.cancelled], [])
+  t.equal(await store.getById('fenced'), null)
+  t.match(await store.getById('old'), { status: 'processing', lease: leaseOf('old') }, 'a stale report changes nothing')
+  t.match(await store.getById('open'), { status: 'retry', lease: null }, 'without a lease: applied as before; the lease is cleared')
+  const again = await store.writeReports([{ id: 'open', status: 'failure', lease: leaseOf('open') }])
+  t.same([...again.stale], ['open'], 'a reported task has no lease any more: a late report with the old one is stale')
+})
+
+contract('writeReports', 'a report ends a task whose cancel was requested, whatever it says; stale reports ride beside a claim', async (t, backend) => {
+  for (const completedRows of ['delete', 'mark'] as const) {
+    const { store, database } = await storeFor(t, backend, completedRows)
+    await produce(store, ...['c-retry', 'c-fail', 'plain'].map(id => activation({ id, application: 'cancel' })), activation({ id: 'next', application: 'next' }))
+    const claimed = await store.claim({ application: 'cancel' }, 10)
+    t.equal(claimed.length, 3)
+    await database.rows(sql`update inflight_tasks set cancel_requested = true where id in ('c-retry', 'c-fail')`)
+    const written = await store.setStatusManyAndClaim([
+      { id: 'c-retry', status: 'retry' },
+      { id: 'c-fail', status: 'failure' },
+      { id: 'plain', status: 'retry', lease: '00000000-0000-4000-8000-000000000000' }
+    ], { application: 'next' }, 1)
+    t.same([...written.cancelled].sort(), ['c-fail', 'c-retry'], `${completedRows}: cancelled`)
+    t.same([...written.applied].sort(), ['c-fail', 'c-retry'], 'cancelled reports are applied')
+    t.same([...written.stale], ['plain'])
+    t.same(written.claimed.map(task => task.activation.id), ['next'], 'the riding claim is served')
+    t.match(written.claimed[0], { status: 'processing', lease: /^[0-9a-f-]{36}$/ })
+    if (completedRows === 'delete') {
+      t.equal(await store.getById('c-retry'), null, 'removed, not retried')
+      t.equal(await store.getById('c-fail'), null, 'removed, not failed')
+    } else {
+      t.equal((await store.getById('c-retry'))?.status, 'complete', 'mark mode: complete, for upkeep to remove')
+    }
+    t.equal((await store.getById('plain'))?.status, 'processing')
+  }
 })
 
 contract.everyMethodCovered()

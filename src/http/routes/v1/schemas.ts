@@ -14,6 +14,7 @@ import { Type, type Static } from 'typebox'
 import { SETTINGS, type Config, type Limits } from '../../../config/config.js'
 import { CONCLUSIONS, TASK_STATUSES } from '../../../domain/types.js'
 import { EXAMPLE_TASK_ID, EXAMPLES } from './examples.js'
+import { LeaseSchema } from './lease-schemas.js'
 
 const Seconds = (description: string, minimum = 0) => Type.Integer({ minimum, maximum: 31_536_000, description })
 const Timestamp = (description: string) => Type.String({ format: 'date-time', description })
@@ -36,12 +37,21 @@ export const ProduceUnavailableResponseSchema = Type.Object({
 
 const OnAttemptsExceeded = Type.Enum(['discard', 'deadletter'], { description: 'what happens after the last attempt fails' })
 
+/** A retry's delay growing with the attempts (see README "Retries"). */
+const BackoffSchema = (description: string) => Type.Object({
+  strategy: Type.Enum(['fixed', 'exponential'], { description: 'fixed: base_sec each time; exponential: base_sec × 2^attempts' }),
+  base_sec: Seconds('the first retry\'s delay'),
+  max_sec: Seconds('the longest delay (also capped by TASKBROKER_MAX_DELAY_SEC)'),
+  jitter: Type.Boolean({ description: 'wait a random time between 0 and the computed delay (full jitter)' })
+}, { additionalProperties: false, description: `${description}; takes precedence over delay_on_retry` })
+
 export const RetryStateInputSchema = Type.Object({
   attempts: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'attempts made so far (default 0)' })),
   max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'executions allowed in all (default 1: no retries)' })),
   on_attempts_exceeded: Type.Optional(OnAttemptsExceeded),
   at_most_once: Type.Optional(Type.Boolean({ description: 'never run twice: a missed deadline fails the task' })),
-  delay_on_retry: Type.Optional(Seconds('delay before each retry'))
+  delay_on_retry: Type.Optional(Seconds('delay before each retry')),
+  backoff: Type.Optional(BackoffSchema('delay before each retry, growing with the attempts'))
 }, { additionalProperties: false })
 
 export const ProduceResponseSchema = Type.Object({
@@ -56,7 +66,13 @@ export const RetryStateSchema = Type.Object({
   max_attempts: Type.Integer(),
   on_attempts_exceeded: OnAttemptsExceeded,
   at_most_once: Type.Boolean(),
-  delay_on_retry: Type.Optional(Type.Integer())
+  delay_on_retry: Type.Optional(Type.Integer()),
+  backoff: Type.Optional(Type.Object({
+    strategy: Type.String(),
+    base_sec: Type.Integer(),
+    max_sec: Type.Integer(),
+    jitter: Type.Boolean()
+  }))
 })
 
 export const TaskSchema = Type.Object({
@@ -76,7 +92,8 @@ export const TaskSchema = Type.Object({
 export const ClaimedTaskSchema = Type.Object({
   ...TaskSchema.properties,
   processing_deadline: Timestamp('report before this, or the task is handed out again'),
-  processing_attempts: Type.Integer({ description: 'times an earlier holder missed the deadline' })
+  processing_attempts: Type.Integer({ description: 'times an earlier holder missed the deadline' }),
+  lease: Type.String({ description: 'this claim\'s token: send it with heartbeats and reports, so that once the task was reset and claimed again they are refused as stale' })
 }, { $id: 'ClaimedTask' })
 
 export const ClaimResponseSchema = Type.Object({
@@ -86,7 +103,8 @@ export const ClaimResponseSchema = Type.Object({
 const Conclusion = Type.Enum([...CONCLUSIONS], { description: 'complete, failure or retry' })
 const RetryFields = {
   max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'retry: replaces retry_state.max_attempts' })),
-  delay_on_retry: Type.Optional(Seconds('retry: replaces retry_state.delay_on_retry'))
+  delay_on_retry: Type.Optional(Seconds('retry: replaces retry_state.delay_on_retry')),
+  backoff: Type.Optional(BackoffSchema('retry: replaces retry_state.backoff'))
 }
 
 /** The claim settings the request schemas carry; unset, the declared defaults. */
@@ -132,13 +150,15 @@ export function createRequestSchemas (limits: Limits, claims: ClaimBounds = DEFA
     StatusBody: Type.Object({
       status: Conclusion,
       ...RetryFields,
+      lease: Type.Optional(LeaseSchema),
       fetch_next: Type.Optional(Type.Object(Filter, { additionalProperties: false, description: 'claim the next task in the same request' }))
     }, { additionalProperties: false, examples: [EXAMPLES.status] }),
     BatchStatusBody: Type.Object({
       updates: Type.Array(Type.Object({
         id: Id('task id'),
         status: Conclusion,
-        ...RetryFields
+        ...RetryFields,
+        lease: Type.Optional(LeaseSchema)
       }, { additionalProperties: false }), { minItems: 1, maxItems: limits.statusMaxUpdates })
     }, { additionalProperties: false, examples: [EXAMPLES.batchStatus] })
   }
@@ -150,13 +170,16 @@ export type TaskInput = Static<RequestSchemas['TaskInput']>
 export const StatusResponseSchema = Type.Object({
   applied: Type.Boolean({ description: 'the report was written to an existing task' }),
   queued: Type.Boolean({ description: 'the report was accepted but not yet written (ack mode "queued")' }),
-  task: Type.Union([ClaimedTaskSchema, Type.Null()], { description: 'the next task when fetch_next was given and one was ready' })
+  task: Type.Union([ClaimedTaskSchema, Type.Null()], { description: 'the next task when fetch_next was given and one was ready' }),
+  cancelled: Type.Optional(Type.Literal(true, { description: 'present when the task\'s cancel had been requested: it ended, whatever was reported' }))
 }, { description: 'The report was taken (applied: false when no such task is held, e.g. already finished)' })
 
 export const BatchStatusResponseSchema = Type.Object({
   applied: Type.Integer({ description: 'reports written to existing tasks' }),
   queued: Type.Integer({ description: 'reports accepted but not yet written (ack mode "queued")' }),
-  not_found: Type.Array(Type.String(), { description: 'ids with no such task (unknown or already finished)' })
+  not_found: Type.Array(Type.String(), { description: 'ids with no such task (unknown or already finished)' }),
+  stale: Type.Optional(Type.Array(Type.String(), { description: 'present when some report\'s lease is not the task\'s any more (reset, claimed again): not applied' })),
+  cancelled: Type.Optional(Type.Array(Type.String(), { description: 'present when some task\'s cancel had been requested: applied, and the task ended whatever was reported' }))
 }, { description: 'The reports were taken; unknown ids are listed in not_found' })
 
 const Status = Type.Enum([...TASK_STATUSES])
@@ -169,7 +192,9 @@ export const TaskStateResponseSchema = Type.Object({
   processing_deadline: NullableTimestamp('while processing: when the holder\'s time runs out'),
   expires_at: NullableTimestamp('when the task is dropped if still pending'),
   delay_until: NullableTimestamp('when a delayed task becomes claimable'),
-  claim_expires_at: NullableTimestamp('push mode: when an undelivered claim lapses')
+  claim_expires_at: NullableTimestamp('push mode: when an undelivered claim lapses'),
+  progress: Type.Unknown({ description: 'the holder\'s last heartbeat progress, or null' }),
+  cancel_requested: Type.Boolean({ description: 'a cancel came while the task was held: its next report ends it' })
 }, { description: 'The task with its broker state' })
 
 export const StatsResponseSchema = Type.Object({

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Broker } from '../../../core/broker.js'
 import { BatchStatusResponseSchema, createRequestSchemas, ErrorResponseSchema, StatusResponseSchema } from './schemas.js'
 import { toClaimedTask } from './wire.js'
+import { LeaseStaleError } from '../../../domain/errors.js'
 
 const errors = { 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
 
@@ -18,14 +19,19 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async
       response: { 200: StatusResponseSchema, ...errors, 409: ErrorResponseSchema }
     }
   }, async (request) => {
-    const { status, max_attempts: maxAttempts, delay_on_retry: delayOnRetry, fetch_next: next } = request.body
-    const update = { id: request.params.id, status, maxAttempts, delayOnRetry }
-    if (next === undefined) {
-      const outcome = await broker.report([update])
-      return { applied: outcome.applied.length === 1, queued: outcome.queued.length === 1, task: null }
+    const { status, max_attempts: maxAttempts, delay_on_retry: delayOnRetry, backoff, lease, fetch_next: next } = request.body
+    const update = { id: request.params.id, status, maxAttempts, delayOnRetry, backoff, lease }
+    const { outcome, task } = next === undefined
+      ? { outcome: await broker.report([update]), task: undefined }
+      : await broker.reportAndClaimNext(update, next)
+    // A stale report changed nothing; a task claimed beside it (fetch_next) is the worker's all the same.
+    if (outcome.stale.length === 1 && task === undefined) throw new LeaseStaleError(update.id)
+    return {
+      applied: outcome.applied.length === 1,
+      queued: outcome.queued.length === 1,
+      task: task === undefined ? null : toClaimedTask(task),
+      ...(outcome.cancelled.length === 1 ? { cancelled: true as const } : {})
     }
-    const { outcome, task } = await broker.reportAndClaimNext(update, next)
-    return { applied: outcome.applied.length === 1, queued: outcome.queued.length === 1, task: task === undefined ? null : toClaimedTask(task) }
   })
 
   app.post('/tasks/status', {
@@ -37,7 +43,15 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async
       response: { 200: BatchStatusResponseSchema, ...errors }
     }
   }, async (request) => {
-    const outcome = await broker.report(request.body.updates.map(u => ({ id: u.id, status: u.status, maxAttempts: u.max_attempts, delayOnRetry: u.delay_on_retry })))
-    return { applied: outcome.applied.length, queued: outcome.queued.length, not_found: outcome.notFound }
+    const outcome = await broker.report(request.body.updates.map(u => ({
+      id: u.id, status: u.status, maxAttempts: u.max_attempts, delayOnRetry: u.delay_on_retry, backoff: u.backoff, lease: u.lease
+    })))
+    return {
+      applied: outcome.applied.length,
+      queued: outcome.queued.length,
+      not_found: outcome.notFound,
+      ...(outcome.stale.length > 0 ? { stale: outcome.stale } : {}),
+      ...(outcome.cancelled.length > 0 ? { cancelled: outcome.cancelled } : {})
+    }
   })
 }

@@ -8,7 +8,8 @@ export function toClaimedTask (task: StoredTask) {
   return {
     ...task.activation,
     processing_deadline: (task.processingDeadline ?? new Date(0)).toISOString(),
-    processing_attempts: task.processingAttempts
+    processing_attempts: task.processingAttempts,
+    lease: task.lease ?? ''
   }
 }
 
@@ -24,7 +25,9 @@ export function toTaskState (task: StoredTask) {
     processing_deadline: iso(task.processingDeadline),
     expires_at: iso(task.expiresAt),
     delay_until: iso(task.delayUntil),
-    claim_expires_at: iso(task.claimExpiresAt)
+    claim_expires_at: iso(task.claimExpiresAt),
+    progress: task.progress,
+    cancel_requested: task.cancelRequested
   }
 }
 

@@ -1,6 +1,6 @@
 /** Turning a producer's task into a stored activation. */
 import { randomUUID } from 'node:crypto'
-import type { Activation, OnAttemptsExceeded } from './types.js'
+import type { Activation, OnAttemptsExceeded, RetryBackoff } from './types.js'
 import { parseTimestamp } from './dates.js'
 
 /**
@@ -26,6 +26,7 @@ export interface TaskInput {
     on_attempts_exceeded?: OnAttemptsExceeded
     at_most_once?: boolean
     delay_on_retry?: number
+    backoff?: RetryBackoff
   }
 }
 
@@ -55,6 +56,7 @@ export function toActivation (input: TaskInput, now: Date): Activation {
     }
   }
   if (retry.delay_on_retry !== undefined) activation.retry_state.delay_on_retry = retry.delay_on_retry
+  if (retry.backoff !== undefined) activation.retry_state.backoff = retry.backoff
   if (input.expires !== undefined) activation.expires = input.expires
   if (input.delay !== undefined) activation.delay = input.delay
   return activation

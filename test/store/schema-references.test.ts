@@ -78,6 +78,11 @@ t.test('no statement of the store spells a table or column name by hand', async 
   await store.tasks.produce([toActivation({ id: 'p1', application: 'app', namespace: 'ns', taskname: 'x' }, now)], now)
   const pushed = await store.push.claim({ buckets: [0, 255], applications: ['app'], limit: 1, leaseMs: 60_000 })
   await store.push.settle(pushed.map(p => ({ id: p.activation.id, token: p.token, delivered: true })))
+  // Leases
+  await store.leases.heartbeat([{ id: 'p1', lease: pushed[0]?.lease, extendSec: 10, progress: { a: 1 } }, { id: 's4' }], 3600)
+  await store.leases.release('p1', pushed[0]?.lease)
+  await store.leases.cancel('p1')
+  await store.leases.cancelMany({ application: 'app', namespace: 'ns', taskname: 'x' })
 
   t.ok(sent.size >= 30, `${sent.size} distinct statements prepared or sent`)
   for (const text of sent.keys()) {

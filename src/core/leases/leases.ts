@@ -10,7 +10,7 @@ import {
   TaskNotFoundError, TaskNotProcessingError
 } from '../../domain/errors.js'
 import type { QueueRef } from '../../domain/types.js'
-import type { CancelFilter, Heartbeat, HeartbeatResult, LeaseStore } from '../../store/index.js'
+import { isStoreUnavailable, type CancelFilter, type Heartbeat, type HeartbeatResult, type LeaseStore } from '../../store/index.js'
 import { BatcherClosedError, BatcherFullError, createBatcher } from '../batcher/batcher.js'
 import type { Metrics } from '../metrics.js'
 
@@ -60,8 +60,23 @@ export function createLeases (deps: LeasesDeps): Leases {
     maxQueued: status.maxQueued,
     keyOf: beat => beat.id,
     flush: async (beats) => {
-      const results = await store.heartbeat(beats, settings.heartbeatMaxExtendSec)
-      return beats.map(beat => results.get(beat.id))
+      try {
+        const results = await store.heartbeat(beats, settings.heartbeatMaxExtendSec)
+        return beats.map(beat => results.get(beat.id))
+      } catch (error) {
+        // The store is down: the batcher retries. Anything else is some heartbeat the store
+        // refuses: one at a time the others are still written, the bad one answered as not found.
+        if (isStoreUnavailable(error)) throw error
+        return await Promise.all(beats.map(async beat => {
+          try {
+            return (await store.heartbeat([beat], settings.heartbeatMaxExtendSec)).get(beat.id)
+          } catch (alone) {
+            if (isStoreUnavailable(alone)) throw alone
+            log.error({ err: alone, id: beat.id }, 'a heartbeat cannot be written; answered as not found')
+            return undefined
+          }
+        }))
+      }
     },
     onFlush: ({ size, durationMs, error }) => {
       if (error !== undefined) return

@@ -13,7 +13,7 @@ import { taskColumns, toDate, toStoredTask } from './rows.js'
 import { claimSteps, filterVariant, inClaimOrder, pullFilter, type FilterVariant } from './statements/claim.js'
 import { PRODUCE, produceValues, producedTask, type ProducedTask } from './statements/produce.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
-import { statusStatement, statusValues, type ReportRowOutcome } from './statements/status.js'
+import { needsFence, statusStatement, statusValues, type ReportRowOutcome } from './statements/status.js'
 import { setAsideUndecodable } from './undecodable.js'
 
 export type { LiveCounts, TaskStore } from './interfaces.js'
@@ -80,7 +80,8 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
 
   async function writeReports (updates: Parameters<TaskStore['writeReports']>[0]): Promise<ReportsWritten> {
     if (updates.length === 0) return reportsWritten([])
-    return reportsWritten(await guard(() => statusStatement(deleteCompleted, undefined).run(database, statusValues(updates))))
+    const fenced = needsFence(updates)
+    return reportsWritten(await guard(() => statusStatement(deleteCompleted, undefined, 0, fenced).run(database, statusValues(updates, fenced))))
   }
 
   async function setStatusMany (updates: Parameters<TaskStore['setStatusMany']>[0]) {
@@ -120,9 +121,10 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
       if (limit < 1) return { ...await writeReports(updates), claimed: [] }
       // An empty id list never reaches SQL.
       if (updates.length === 0) return { ...reportsWritten([]), claimed: await claim(filter, limit) }
-      const statement = statusStatement(deleteCompleted, filterVariant(filter), graceSec)
+      const fenced = needsFence(updates)
+      const statement = statusStatement(deleteCompleted, filterVariant(filter), graceSec, fenced)
       // Properties added, not spread: spreading the values into a new object cost ~10 µs a flush.
-      const values: Record<string, unknown> = statusValues(updates)
+      const values: Record<string, unknown> = statusValues(updates, fenced)
       values.limit = limit
       values.application = filter.application
       values.namespace = filter.namespace

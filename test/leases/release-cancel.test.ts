@@ -70,12 +70,16 @@ eachBackend(t, 'cancel', async (t, backend) => {
     t.equal((await post(app, '/v1/tasks/c-held/heartbeat', {})).json().cancel_requested, true, 'the heartbeat answer carries it')
     const res = await post(app, '/v1/tasks/c-held/status', { status: 'retry', lease: held.get('c-held')?.lease })
     t.same(res.json(), { applied: true, queued: false, task: null, cancelled: true }, 'the report answer carries it')
-    t.equal(await stateOf(app, 'c-held'), null, 'removed, not retried')
+    t.match(await stateOf(app, 'c-held'), { status: 'complete' }, 'ended, not retried (complete until upkeep removes it)')
 
     t.same((await post(app, '/v1/tasks/c-held-2/cancel')).json(), { removed: false, requested: true })
     const batch = await post(app, '/v1/tasks/status', { updates: [{ id: 'c-held-2', status: 'failure' }] })
     t.same(batch.json(), { applied: 1, queued: 0, not_found: [], cancelled: ['c-held-2'] })
-    t.equal(await stateOf(app, 'c-held-2'), null, 'removed, not failed (no dead letter)')
+    t.match(await stateOf(app, 'c-held-2'), { status: 'complete' }, 'ended, not failed')
+    await app.broker.upkeep.runOnce(new Date())
+    t.equal(await stateOf(app, 'c-held'), null, 'removed by upkeep')
+    t.equal(await stateOf(app, 'c-held-2'), null, 'removed by upkeep, no dead letter')
+    t.same((await app.inject({ method: 'GET', url: '/v1/deadletters' })).json().deadletters, [], 'no dead letter')
   })
 
   await t.test('a held task whose cancel was requested ends when released', async (t) => {
@@ -141,5 +145,5 @@ eachBackend(t, 'push: a claimed or delivered task is marked, and its worker\'s r
   await until(t, 'the push is answered and settled', async () => (await stateOf(app, id as string))?.status === 'processing')
   const lease = (worker.received[0] as unknown as { lease: string }).lease
   t.same((await post(app, `/v1/tasks/${id}/status`, { status: 'retry', lease })).json(), { applied: true, queued: false, task: null, cancelled: true })
-  t.equal(await stateOf(app, id as string), null)
+  t.match(await stateOf(app, id as string), { status: 'complete' }, 'ended, not retried')
 })

@@ -18,34 +18,61 @@ import { columnsOf } from './schema-sql.js'
 const c = columnsOf(inflightTasks)
 const t = columnsOf(inflightTasks, 't')
 
-/** The reports as rows `v`: the task's id and new status, the retry fields to patch in, and the lease a report was made under (null: unfenced). */
-const REPORTS = sql`v(${c.id}, ${c.status}, max_attempts, delay_on_retry, backoff, ${c.lease}) as (select * from unnest(
-    ${sql.placeholder('ids')}::text[], ${sql.placeholder('statuses')}::text[],
-    ${sql.placeholder('maxAttempts')}::int[], ${sql.placeholder('delays')}::int[],
-    ${sql.placeholder('backoffs')}::jsonb[], ${sql.placeholder('leases')}::uuid[]))`
+/**
+ * Two shapes of every variant: `fenced` when some report in the batch carries a lease or a
+ * backoff, plain otherwise. The plain one is the statement as it was before leases (four arrays,
+ * no fencing condition, no stale lookup), so workers that send neither pay (almost) nothing.
+ */
+interface Shape {
+  reports: SQL
+  /** `and`-condition on `t` and `v`: the report applies under its lease (or carries none). */
+  fence: SQL
+  patchFields: SQL
+  hasPatch: SQL
+}
 
-/** Fencing: a report with a lease applies only under that lease; without one (an unfenced worker) always. */
-const FENCED = sql`(v.${c.lease} is null or ${t.lease} = v.${c.lease})`
+const ARRAYS = sql`${sql.placeholder('ids')}::text[], ${sql.placeholder('statuses')}::text[],
+    ${sql.placeholder('maxAttempts')}::int[], ${sql.placeholder('delays')}::int[]`
+
+const SHAPES: Record<'plain' | 'fenced', Shape> = {
+  /** The reports as rows `v`: the task's id and new status and the retry fields to patch in. */
+  plain: {
+    reports: sql`v(${c.id}, ${c.status}, max_attempts, delay_on_retry) as (select * from unnest(${ARRAYS}))`,
+    fence: sql``,
+    patchFields: sql`'max_attempts', v.max_attempts, 'delay_on_retry', v.delay_on_retry`,
+    hasPatch: sql`(v.max_attempts is null and v.delay_on_retry is null)`
+  },
+  /** Also the backoff to patch in and the lease the report was made under (null: unfenced). */
+  fenced: {
+    reports: sql`v(${c.id}, ${c.status}, max_attempts, delay_on_retry, backoff, ${c.lease}) as (select * from unnest(${ARRAYS},
+      ${sql.placeholder('backoffs')}::jsonb[], ${sql.placeholder('leases')}::uuid[]))`,
+    fence: sql` and (v.${c.lease} is null or ${t.lease} = v.${c.lease})`,
+    patchFields: sql`'max_attempts', v.max_attempts, 'delay_on_retry', v.delay_on_retry, 'backoff', v.backoff`,
+    hasPatch: sql`(v.max_attempts is null and v.delay_on_retry is null and v.backoff is null)`
+  }
+}
 
 // Retry fields only ever add to retry_state; a report without them leaves the activation as it
 // is. A stored activation without an object retry_state (written by hand or by another version)
 // is left as it is too: patching it would throw and fail every report in the flush; upkeep's retry
 // step dead-letters it with the reason.
-const PATCH_ACTIVATION = sql`case when (v.max_attempts is null and v.delay_on_retry is null and v.backoff is null)
+const patchActivation = (shape: Shape) => sql`case when ${shape.hasPatch}
       or jsonb_typeof(${t.activation} -> 'retry_state') is distinct from 'object' then ${t.activation}
     else jsonb_set(${t.activation}, '{retry_state}', (${t.activation} -> 'retry_state')
-      || jsonb_strip_nulls(jsonb_build_object('max_attempts', v.max_attempts, 'delay_on_retry', v.delay_on_retry, 'backoff', v.backoff))) end`
+      || jsonb_strip_nulls(jsonb_build_object(${shape.patchFields}))) end`
 
 /**
- * `cancelled`: a cancel was requested while the task was held, so this report ends it whatever it
- * says (mark mode marks it complete, for upkeep to remove).
+ * A report on a task whose cancel was requested ends it whatever it says: the row is marked
+ * complete (upkeep's completed step removes it). Marked, not deleted here: deleting it in the
+ * `done` CTE would make that CTE read every reported row, not only the complete ones (measured:
+ * a flush of 256 failure reports took a third longer).
  */
-function writeReports (where: SQL, deleteCompleted: boolean): SQL {
-  const status = deleteCompleted ? sql`v.${c.status}` : sql`case when ${t.cancelRequested} then 'complete' else v.${c.status} end`
+function writeReports (shape: Shape, where: SQL): SQL {
   return sql`update ${inflightTasks} t
-    set ${c.status} = ${status}, ${c.processingDeadline} = null, ${c.activation} = ${PATCH_ACTIVATION},
+    set ${c.status} = case when ${t.cancelRequested} then 'complete' else v.${c.status} end,
+      ${c.processingDeadline} = null, ${c.activation} = ${patchActivation(shape)},
       ${c.failureReason} = case when v.${c.status} = 'failure' then 'reported_failure' end, ${c.lease} = null
-    from v where ${t.id} = v.${c.id} and ${FENCED}${where} returning ${t.id}, ${t.cancelRequested}`
+    from v where ${t.id} = v.${c.id}${shape.fence}${where} returning ${t.id}, ${t.cancelRequested}`
 }
 
 /** What happened to each report: applied, cancelled (applied, and the task ended) or stale. */
@@ -60,19 +87,29 @@ export type ReportRowOutcome = 'applied' | 'cancelled' | 'stale'
  * `namespace`) and returns them after the report rows, whose other columns are null (claimed
  * rows have a null outcome).
  */
-export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec: number): SQL {
+export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec: number, fenced = false): SQL {
+  const shape = SHAPES[fenced ? 'fenced' : 'plain']
   const reports = deleteCompleted
-    ? sql`done as (delete from ${inflightTasks} t using v where ${t.id} = v.${c.id} and ${FENCED}
-        and (v.${c.status} = 'complete' or ${t.cancelRequested}) returning ${t.id}, ${t.cancelRequested}),
-      changed as (${writeReports(sql` and v.${c.status} <> 'complete' and not ${t.cancelRequested}`, true)})`
-    : sql`changed as (${writeReports(sql``, false)})`
-  const stale = sql`stale as (select ${t.id} from ${inflightTasks} t join v on ${t.id} = v.${c.id}
-      where v.${c.lease} is not null and ${t.lease} is distinct from v.${c.lease})`
+    ? sql`done as (delete from ${inflightTasks} t using v where ${t.id} = v.${c.id} and v.${c.status} = 'complete'${shape.fence}
+        returning ${t.id}, ${t.cancelRequested}),
+      changed as (${writeReports(shape, sql` and v.${c.status} <> 'complete'`)})`
+    : sql`changed as (${writeReports(shape, sql``)})`
+  // Only reports that carry a lease and were not applied are looked up (normally none).
+  const applied = deleteCompleted
+    ? sql`not exists (select 1 from done x where x.${c.id} = v.${c.id}) and not exists (select 1 from changed x where x.${c.id} = v.${c.id})`
+    : sql`not exists (select 1 from changed x where x.${c.id} = v.${c.id})`
+  // Materialized: the planner would otherwise look every report up first and filter after.
+  const stale = fenced
+    ? sql`, unapplied as materialized (select v.${c.id}, v.${c.lease} from v where v.${c.lease} is not null and ${applied}),
+      stale as (select ${t.id} from unapplied u join ${inflightTasks} t on ${t.id} = u.${c.id} where ${t.lease} is distinct from u.${c.lease})`
+    : sql``
   const outcome = (from: string) => sql`select ${c.id}, case when ${c.cancelRequested} then 'cancelled' else 'applied' end as outcome from ${sql.raw(from)}`
+  const staleIds = fenced ? sql` union all select ${c.id}, 'stale' from stale` : sql``
   const reportIds = deleteCompleted
-    ? sql`${outcome('done')} union all ${outcome('changed')} union all select ${c.id}, 'stale' from stale`
-    : sql`${outcome('changed')} union all select ${c.id}, 'stale' from stale`
-  if (claim === undefined) return sql`with ${REPORTS}, ${reports}, ${stale} ${reportIds}`
+    ? sql`${outcome('done')} union all ${outcome('changed')}${staleIds}`
+    : sql`${outcome('changed')}${staleIds}`
+  const with_ = sql`with ${shape.reports}, ${reports}${stale}`
+  if (claim === undefined) return sql`${with_} ${reportIds}`
   // `except: v`: a task reported here is never also claimed here (one row must not be modified
   // twice by one statement).
   const { next, update } = claimSteps({
@@ -82,7 +119,7 @@ export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | un
     except: sql`v`,
     returning: taskColumns('t')
   })
-  return sql`with ${REPORTS}, ${reports}, ${stale}, ${next},
+  return sql`${with_}, ${next},
     claimed as (${update})
     select r.${c.id}, ${NULL_TASK_COLUMNS}, r.outcome from (${reportIds}) r
     union all select claimed.*, null::text from claimed`
@@ -91,11 +128,11 @@ export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | un
 const cache = new Map<string, CompiledStatement>()
 
 /** The statement for one variant, compiled on first use. */
-export function statusStatement (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec = 0): CompiledStatement {
-  const key = `${deleteCompleted}:${claim ?? ''}:${claim === undefined ? 0 : graceSec}`
+export function statusStatement (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec = 0, fenced = false): CompiledStatement {
+  const key = `${deleteCompleted}:${claim ?? ''}:${claim === undefined ? 0 : graceSec}:${fenced}`
   let statement = cache.get(key)
   if (statement === undefined) {
-    statement = compile(statusQuery(deleteCompleted, claim, graceSec))
+    statement = compile(statusQuery(deleteCompleted, claim, graceSec, fenced))
     cache.set(key, statement)
   }
   return statement
@@ -106,30 +143,35 @@ export function statusStatement (deleteCompleted: boolean, claim: FilterVariant 
  * order, so two flushes (or a flush and another writer of several rows) wait for each other
  * instead of deadlocking. Results are matched by id, so the order callers gave does not matter.
  */
-export function statusValues (unordered: readonly StatusUpdate[]): { ids: string, statuses: string, maxAttempts: string, delays: string, backoffs: string, leases: string } {
+/** Whether some report needs the fenced shape (it carries a lease or a backoff). */
+export function needsFence (updates: readonly StatusUpdate[]): boolean {
+  return updates.some(u => u.lease !== undefined || u.backoff !== undefined)
+}
+
+export function statusValues (unordered: readonly StatusUpdate[], fenced = false): Record<string, string> {
   const updates = [...unordered].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
   const n = updates.length
   const ids = new Array<string>(n)
   const statuses = new Array<string>(n)
   const maxAttempts = new Array<string | null>(n)
   const delays = new Array<string | null>(n)
-  const backoffs = new Array<string | null>(n)
-  const leases = new Array<string | null>(n)
+  const backoffs = fenced ? new Array<string | null>(n) : undefined
+  const leases = fenced ? new Array<string | null>(n) : undefined
   for (let i = 0; i < n; i++) {
     const u = updates[i] as StatusUpdate
     ids[i] = u.id
     statuses[i] = u.status
     maxAttempts[i] = intText(u.maxAttempts)
     delays[i] = intText(u.delayOnRetry)
-    backoffs[i] = u.backoff === undefined ? null : JSON.stringify(u.backoff)
-    leases[i] = u.lease ?? null
+    if (backoffs !== undefined && leases !== undefined) {
+      backoffs[i] = u.backoff === undefined ? null : JSON.stringify(u.backoff)
+      leases[i] = u.lease ?? null
+    }
   }
-  return {
-    ids: pgArray(ids),
-    statuses: pgArray(statuses),
-    maxAttempts: pgArray(maxAttempts),
-    delays: pgArray(delays),
-    backoffs: pgArray(backoffs),
-    leases: pgArray(leases)
+  const values: Record<string, string> = { ids: pgArray(ids), statuses: pgArray(statuses), maxAttempts: pgArray(maxAttempts), delays: pgArray(delays) }
+  if (backoffs !== undefined && leases !== undefined) {
+    values.backoffs = pgArray(backoffs)
+    values.leases = pgArray(leases)
   }
+  return values
 }

@@ -34,7 +34,8 @@ export function createPushStore (database: Database, options: { processingDeadli
   })
   const claim = database.prepare('taskbroker_push_claim', sql`with ${next} ${update}`)
 
-  // One statement for a whole batch of outcomes, whatever their mix. The deadline is set as a
+  // One statement for a whole batch of outcomes, whatever their mix (an undelivered task whose
+  // cancel was requested ends: complete, for upkeep to remove). The deadline is set as a
   // pull claim sets it. SKIP LOCKED: a row locked right now is being changed by someone else (its
   // worker's report in a status flush, upkeep): it has moved on. Waiting for it instead would let
   // this statement and a status flush, each locking its rows in its own order, deadlock (seen in
@@ -47,7 +48,7 @@ export function createPushStore (database: Database, options: { processingDeadli
       for update of t skip locked
     )
     update ${inflightTasks} t
-    set ${c.status} = case when v.delivered then 'processing' else 'pending' end,
+    set ${c.status} = case when v.delivered then 'processing' when ${t.cancelRequested} then 'complete' else 'pending' end,
         ${c.processingDeadline} = case when v.delivered then ${processingDeadline(options.processingDeadlineGraceSec)} end,
         ${c.claimExpiresAt} = null,
         ${c.lease} = case when v.delivered then ${t.lease} end

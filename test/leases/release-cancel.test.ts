@@ -147,3 +147,16 @@ eachBackend(t, 'push: a claimed or delivered task is marked, and its worker\'s r
   t.same((await post(app, `/v1/tasks/${id}/status`, { status: 'retry', lease })).json(), { applied: true, queued: false, task: null, cancelled: true })
   t.match(await stateOf(app, id as string), { status: 'complete' }, 'ended, not retried')
 })
+
+eachBackend(t, 'push: a claimed task whose cancel was requested ends when its push fails, never pushed again', async (t, backend) => {
+  const worker = await fakeWorker(t, { mode: 'hang' })
+  const { app } = await startPushApp(t, backend, { TASKBROKER_WORKER_MAP: `shop=${worker.url}` })
+  t.teardown(async () => { await app.close() })
+  const [id] = await produce(t, app, [task({ application: 'shop' })])
+  await until(t, 'the task is pushed', () => worker.received.length === 1)
+  t.same((await post(app, `/v1/tasks/${id}/cancel`)).json(), { removed: false, requested: true })
+  worker.mode = 'reject'
+  await until(t, 'the failed push is settled', async () => (await stateOf(app, id as string))?.status !== 'claimed')
+  t.match(await stateOf(app, id as string), { status: 'complete' }, 'ended instead of pending again')
+  t.equal(worker.received.length, 1, 'not pushed again')
+})

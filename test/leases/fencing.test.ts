@@ -91,7 +91,7 @@ eachBackend(t, 'push: the pushed body carries the lease, and reports are fenced 
   t.teardown(async () => { await app.close() })
   const [id] = await produce(t, app, [task({ application: 'shop' })])
   await until(t, 'the task is delivered and processing', async () => (await stateOf(app, id as string))?.status === 'processing')
-  const pushed = worker.received.find(p => p.task.id === id) as unknown as { lease: string }
+  const pushed = worker.received.find(p => p.task.id === id) as { lease: string }
   t.match(pushed.lease, UUID, 'the push carries a lease')
   const [row] = await database.rows(sql`select lease::text as lease from inflight_tasks where id = ${id}`)
   t.equal(row?.lease, pushed.lease, 'the task\'s lease')

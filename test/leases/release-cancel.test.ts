@@ -143,7 +143,7 @@ eachBackend(t, 'push: a claimed or delivered task is marked, and its worker\'s r
   t.same((await post(app, `/v1/tasks/${id}/cancel`)).json(), { removed: false, requested: true })
   worker.mode = 'accept'
   await until(t, 'the push is answered and settled', async () => (await stateOf(app, id as string))?.status === 'processing')
-  const lease = (worker.received[0] as unknown as { lease: string }).lease
+  const lease = (worker.received[0] as { lease: string }).lease
   t.same((await post(app, `/v1/tasks/${id}/status`, { status: 'retry', lease })).json(), { applied: true, queued: false, task: null, cancelled: true })
   t.match(await stateOf(app, id as string), { status: 'complete' }, 'ended, not retried')
 })

@@ -1,7 +1,8 @@
 /**
  * The bulk status statement: a flush of worker reports in ONE statement, optionally with the claim
  * of the next tasks riding in it (`fetch_next`). Reports arrive as four parallel arrays (id,
- * status, max_attempts, delay_on_retry) unnested into rows, so the text is the same for every
+ * status, max_attempts, delay_on_retry; six with backoff and lease in the fenced shape, see
+ * SHAPES) unnested into rows, so the text is the same for every
  * batch size: compiled once per variant, one prepared statement, a stable plan (a VALUES list's
  * estimate grows with its rows and can flip the join to a sequential scan on large batches, where
  * unnest keeps the index nested loop).

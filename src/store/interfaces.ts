@@ -16,8 +16,11 @@ export interface LiveCounts { pending: number, delay: number, processing: number
 
 export interface TaskStore {
   readonly kind: DatabaseKind
-  /** Inserts new tasks; ids already present (or repeated in the batch) are listed as duplicates. */
-  produce (activations: Activation[], now: Date): Promise<ProduceResult>
+  /**
+   * Inserts new tasks; ids already present (or repeated in the batch) are listed as duplicates.
+   * `priorities[i]` is the priority of `activations[i]` (default 0).
+   */
+  produce (activations: Activation[], now: Date, priorities?: readonly number[]): Promise<ProduceResult>
   /**
    * Claims up to `limit` pending tasks, oldest `added_at` first, skipping rows other claims hold;
    * each becomes `processing` with deadline = database now + its duration + grace. Undecodable

@@ -74,17 +74,17 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
   return {
     kind: database.kind,
 
-    async produce (activations, now): Promise<ProduceResult> {
+    async produce (activations, now, priorities): Promise<ProduceResult> {
       const seen = new Set<string>()
       const duplicates: string[] = []
       const tasks: ProducedTask[] = []
-      for (const activation of activations) {
+      for (const [i, activation] of activations.entries()) {
         if (seen.has(activation.id)) {
           duplicates.push(activation.id)
           continue
         }
         seen.add(activation.id)
-        tasks.push(producedTask(activation, now, options.maxDelaySec))
+        tasks.push(producedTask(activation, now, options.maxDelaySec, priorities?.[i] ?? 0))
       }
       if (tasks.length === 0) return { inserted: [], duplicates }
       const insertedRows = await guard(() => PRODUCE.run(database, produceValues(tasks)))

@@ -8,7 +8,8 @@ export function toClaimedTask (task: StoredTask) {
   return {
     ...task.activation,
     processing_deadline: (task.processingDeadline ?? new Date(0)).toISOString(),
-    processing_attempts: task.processingAttempts
+    processing_attempts: task.processingAttempts,
+    priority: task.priority
   }
 }
 
@@ -20,6 +21,7 @@ export function toTaskState (task: StoredTask) {
     task: task.activation,
     status: task.status,
     added_at: task.addedAt.toISOString(),
+    priority: task.priority,
     processing_attempts: task.processingAttempts,
     processing_deadline: iso(task.processingDeadline),
     expires_at: iso(task.expiresAt),

@@ -7,6 +7,7 @@ import { openDatabase, type Database, type DatabaseKind, type LeaderLock } from 
 import { prepareSchema } from '../db/migration-check.js'
 import { createDeadletterStore, type DeadletterStore } from './deadletter-store.js'
 import { createPushStore, type PushStore } from './push-store.js'
+import { createQueueStore, type QueueStore } from './queue-store.js'
 import { createTaskStore, type TaskStore } from './task-store.js'
 import { createUpkeepStore, type UpkeepStore } from './upkeep-store.js'
 
@@ -22,6 +23,7 @@ export interface Store {
   readonly upkeep: UpkeepStore
   readonly deadletters: DeadletterStore
   readonly push: PushStore
+  readonly queues: QueueStore
   /** Messages between brokers sharing one PostgreSQL database (LISTEN/NOTIFY); PGlite has none. */
   readonly messages: {
     listen (channel: string, onPayload: (payload: string) => void): Promise<{ unlisten: () => Promise<void> }>
@@ -61,6 +63,7 @@ export function createStore (database: Database, rules: StoreRules, owned = fals
     upkeep: createUpkeepStore(database, { timeoutMs: rules.upkeepCallTimeoutMs }),
     deadletters: createDeadletterStore(database),
     push: createPushStore(database, rules),
+    queues: createQueueStore(database),
     messages: {
       listen: async (channel, onPayload) => await database.listen(channel, onPayload),
       notify: async (channel, payload) => { await database.notify(channel, payload) }

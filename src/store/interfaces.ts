@@ -6,7 +6,7 @@
  */
 import type { DatabaseKind } from '../db/database.js'
 import type {
-  Activation, ClaimFilter, ProduceResult, QueueRef, StatusUpdate, StoredTask, StoreStats
+  Activation, ClaimFilter, ProduceResult, QueueRef, StatusUpdate, StoredTask, StoreStats, TaskStatus
 } from '../domain/types.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -132,6 +132,50 @@ export interface DeadletterStore {
   remove (id: string): Promise<boolean>
   /** How many dead letters there are. */
   count (): Promise<number>
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue settings (claims enforce them: statements/claim.ts)
+
+export interface QueueSettings {
+  paused: boolean
+  maxProcessing: number | null
+  rateLimit: { perSec: number, burst: number } | null
+  updatedAt: Date
+}
+
+/** A change of one queue's settings (namespace undefined: the application's row); null clears. */
+export interface QueueSettingsChange {
+  application: string
+  namespace?: string | undefined
+  paused?: boolean | null | undefined
+  maxProcessing?: number | null | undefined
+  rateLimit?: { perSec: number, burst: number } | null | undefined
+}
+
+export interface QueueListing {
+  /** Every queue with tasks or a row of its own. */
+  queues: Array<QueueRef & {
+    counts: Record<TaskStatus, number>
+    oldestPendingAgeSec: number
+    /** What steers it: its own row, its application's, or nothing. */
+    settings: (QueueSettings & { source: 'namespace' | 'application' }) | null
+  }>
+  /** Application-wide rows. */
+  applications: Array<{ application: string } & QueueSettings>
+}
+
+/** Figures for the metrics. */
+export interface QueueControls { paused: number, atMaxProcessing: number, outOfTokens: number }
+
+export interface QueueStore {
+  list (now: Date): Promise<QueueListing>
+  /** Applies a change; returns the row's settings, or null when nothing is left set (the row is removed). */
+  change (change: QueueSettingsChange): Promise<QueueSettings | null>
+  /** Pending tasks by queue of an application (one namespace when given): whom to wake. */
+  pending (application: string, namespace?: string): Promise<Array<QueueRef & { count: number }>>
+  /** Rows paused, capped queues at their max_processing, rate-limited rows out of tokens. */
+  controls (): Promise<QueueControls>
 }
 
 // ---------------------------------------------------------------------------------------------

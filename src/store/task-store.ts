@@ -10,7 +10,7 @@ import { TASK_STATUSES, type ProduceResult, type StoreStats, type TaskStatus } f
 import { guard } from './errors.js'
 import type { LiveCounts, TaskStore } from './interfaces.js'
 import { taskColumns, toDate, toStoredTask } from './rows.js'
-import { claimSteps, filterVariant, inClaimOrder, pullFilter, type FilterVariant } from './statements/claim.js'
+import { claimSteps, filterVariant, inClaimOrder, pullClaim, type FilterVariant } from './statements/claim.js'
 import { PRODUCE, produceValues, producedTask, type ProducedTask } from './statements/produce.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
 import { statusStatement, statusValues } from './statements/status.js'
@@ -43,8 +43,7 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
     where ${c.status} in (${sql.raw(LIVE_STATUSES.map(s => `'${s}'`).join(', '))}) group by ${c.status}`)
   const prepareClaim = (name: string, variant: FilterVariant) => {
     const { next, update } = claimSteps({
-      filter: pullFilter(variant),
-      limit: sql`${sql.placeholder('limit')}`,
+      ...pullClaim(variant),
       as: { status: 'processing', graceSec },
       returning: taskColumns('t')
     })

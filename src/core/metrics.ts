@@ -13,12 +13,21 @@ export function createMetrics () {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'taskbroker_' })
   const registers = [registry]
-  // Set with taskbroker_queues_paused (one read of the store per scrape).
   const heldBack = new Gauge({
     name: 'taskbroker_queues_held_back',
-    help: 'Capped queues whose claims are refused right now: at their max_processing, or out of rate_limit tokens (set when taskbroker_queues_paused is scraped)',
+    help: 'Capped queues whose claims are refused right now: at their max_processing, or out of rate_limit tokens; read at scrape time',
     labelNames: ['limit'] as const,
-    registers
+    registers,
+    async collect () {
+      if (queueControls === undefined) return
+      try {
+        const figures = await queueControls()
+        this.set({ limit: 'max_processing' }, figures.atMaxProcessing)
+        this.set({ limit: 'rate_limit' }, figures.outOfTokens)
+      } catch {
+        // The store is down: keep the last figures.
+      }
+    }
   })
   const depthProviders = new Map<string, () => number>()
   let pushState: (() => PushState) | undefined
@@ -54,10 +63,7 @@ export function createMetrics () {
       async collect () {
         if (queueControls === undefined) return
         try {
-          const figures = await queueControls()
-          this.set(figures.paused)
-          heldBack.set({ limit: 'max_processing' }, figures.atMaxProcessing)
-          heldBack.set({ limit: 'rate_limit' }, figures.outOfTokens)
+          this.set((await queueControls()).paused)
         } catch {
           // The store is down: keep the last figures.
         }

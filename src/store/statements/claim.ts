@@ -155,8 +155,9 @@ export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
     ),
     free as (
       select ${n.id}, ${n.priority}, ${n.addedAt} ${candidates}
-        and (not exists (select 1 from rules where restricts) or not coalesce((select g.restricts from rules g
-          where g.${q.application} = ${n.application} and g.${q.namespace} in (${n.namespace}, '') order by g.${q.namespace} desc limit 1), false))
+        and (not exists (select 1 from rules where restricts) or not coalesce(
+          (select g.restricts from rules g where g.${q.application} = ${n.application} and g.${q.namespace} = ${n.namespace}),
+          (select g.restricts from rules g where g.${q.application} = ${n.application} and g.${q.namespace} = ''), false))
       order by ${CLAIM_ORDER}
       limit ${arg('lim')}
       for update of n skip locked

@@ -9,7 +9,7 @@ import type { Database, Row } from '../db/database.js'
 import { inflightTasks, queueSettings } from '../db/schema.js'
 import { TASK_STATUSES, type TaskStatus } from '../domain/types.js'
 import { guard } from './errors.js'
-import type { QueueControls, QueueListing, QueueSettings, QueueSettingsChange, QueueStore } from './interfaces.js'
+import type { QueueControls, QueueListing, QueueSettings, QueueStore } from './interfaces.js'
 import { toDate } from './rows.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
 

@@ -20,7 +20,7 @@ interface PlanNode {
   Plans?: PlanNode[]
 }
 
-function* walk (node: PlanNode): Generator<PlanNode> {
+function * walk (node: PlanNode): Generator<PlanNode> {
   yield node
   for (const child of node.Plans ?? []) yield * walk(child)
 }
@@ -50,7 +50,7 @@ if (!backends().includes('postgres')) {
       const { next, update } = claimSteps({ ...pullClaim(variant), as: { status: 'processing', graceSec: 3 }, returning: taskColumns('t') })
       const text = dialect.sqlToQuery(sql`with ${next} ${update}`).sql
       await client.unsafe(`prepare claim_${variant} as ${text}`)
-      const values = ['5', `'app7'`, `'ns2'`].slice(0, variant === 'any' ? 1 : variant === 'application' ? 2 : 3)
+      const values = ['5', '\'app7\'', '\'ns2\''].slice(0, variant === 'any' ? 1 : variant === 'application' ? 2 : 3)
       const [row] = await client.unsafe(`explain (format json) execute claim_${variant}(${values.join(', ')})`)
       const plan = (row?.['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]?.Plan as PlanNode
       const free = [...walk(plan)].find(node => node['Subplan Name'] === 'CTE free')

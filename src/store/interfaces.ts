@@ -185,6 +185,8 @@ export interface QueueStore {
 export interface PushClaim {
   activation: Activation
   processingAttempts: number
+  /** Claims take higher first; the push body shows it beside the task. */
+  priority: number
   /** The claim's fencing token (its claim_expires_at as PostgreSQL text). */
   token: string
 }

@@ -68,6 +68,7 @@ export function createPushStore (database: Database, options: { processingDeadli
       return rows.map((row): PushClaim => ({
         activation: row[k.activation] as Activation,
         processingAttempts: row[k.processingAttempts] as number,
+        priority: row[k.priority] as number,
         token: row.token as string
       }))
     },

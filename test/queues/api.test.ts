@@ -63,6 +63,17 @@ eachBackend(t, 'queue settings through the API', async (t, backend) => {
     t.same(res.json().tasks.map((c: { id: string }) => c.id), ['w1'], 'woken by the change, not by a re-check (10 min)')
   })
 
+  await t.test('raising max_processing wakes a long-poll held back by it', async (t) => {
+    await produceIds(t, app, [task({ id: 'r1', application: 'raise', namespace: 'ns' }), task({ id: 'r2', application: 'raise', namespace: 'ns' })])
+    await patch(app, { application: 'raise', namespace: 'ns', max_processing: 1 })
+    t.same(await claimIds(app, { application: 'raise', namespace: 'ns', limit: 5 }), ['r1'])
+    const waiting = Promise.resolve(app.inject({ method: 'POST', url: '/v1/tasks/claim', payload: { application: 'raise', namespace: 'ns', wait_ms: 30_000 } }))
+    await untilWaiting(t, app, 1)
+    t.equal((await patch(app, { application: 'raise', namespace: 'ns', max_processing: 2 })).statusCode, 200)
+    t.same((await waiting).json().tasks.map((c: { id: string }) => c.id), ['r2'], 'woken by the change')
+    await patch(app, { application: 'raise', namespace: 'ns', max_processing: null })
+  })
+
   await t.test('the held-back gauges count capped queues that refuse claims', async (t) => {
     await produceIds(t, app, [task({ id: 'm1', application: 'capped', namespace: 'ns' }), task({ id: 'm2', application: 'capped', namespace: 'ns' })])
     await patch(app, { application: 'capped', max_processing: 1, rate_limit: { per_sec: 0.000001, burst: 1 } })

@@ -74,6 +74,18 @@ eachBackend(t, 'every claim shape obeys the queue controls', async (t, backend) 
     })
   }
 
+  await t.test('a report with fetch_next frees its slot for the next task of a capped queue', async (t) => {
+    await queues.change({ application: 'solo', maxProcessing: 1 })
+    const ids = [uuid(++next), uuid(++next)]
+    await produce(...ids.map(id => ({ id, application: 'solo' })))
+    const [first] = await tasks.claim({ application: 'solo' }, 5)
+    t.equal(first?.activation.id, ids[0], 'the cap lets one out')
+    const { applied, claimed } = await tasks.setStatusManyAndClaim([{ id: ids[0] as string, status: 'complete' }], { application: 'solo' }, 1)
+    t.ok(applied.has(ids[0] as string))
+    t.same(claimed.map(task => task.activation.id), [ids[1]], 'the reported task no longer counts against the cap')
+    t.same((await tasks.setStatusManyAndClaim([{ id: 'nothing', status: 'complete' }], { application: 'solo' }, 1)).claimed, [], 'still capped at 1')
+  })
+
   await t.test('a claim over several queues keeps the priority order across capped and free queues', async (t) => {
     await queues.change({ application: 'shop', namespace: 'ns', maxProcessing: 1_000_000 })
     const capped = fresh(2, { priority: 5 })

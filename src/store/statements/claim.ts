@@ -14,7 +14,8 @@
  * brokers; a locked row returns its newest version, so the token bucket is exact. A count of
  * processing tasks, though, is read from the statement's snapshot: when another claim changed the
  * row after it (its xmin moved), the count may miss that claim's tasks and this claim takes none
- * of that queue (a long-poll looks again): the cap is never exceeded.
+ * of that queue (a long-poll looks again): the cap is never exceeded. Tasks reported in the same
+ * statement (a status flush's riders) no longer count: each report ends its task's processing.
  */
 import { sql, type SQL } from 'drizzle-orm'
 import type { Row } from '../../db/database.js'
@@ -128,7 +129,8 @@ function coveredByApplicationRow (x: ReturnType<typeof columnsOf<typeof inflight
  * UPDATE of those rows, `from next`). See the file comment for the queue controls.
  */
 export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
-  const except = spec.except === undefined ? sql`` : sql`and not exists (select 1 from ${spec.except} x where x.${c.id} = ${n.id})`
+  const exceptOf = (alias: SQL) => spec.except === undefined ? sql`` : sql`and not exists (select 1 from ${spec.except} x where x.${c.id} = ${alias})`
+  const except = exceptOf(n.id)
   const candidates = sql`from ${inflightTasks} n where ${CLAIMABLE} ${spec.filter} ${except}`
   const next = sql`args as (select ${spec.args}),
     rules as (select ${s.application}, ${s.namespace}, ${RESTRICTS} as restricts from ${queueSettings} s where ${spec.queues}),
@@ -146,7 +148,7 @@ export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
           case when ${h.maxProcessing} is null then null
             when h.version is distinct from h.seen then 0
             else greatest(0, ${h.maxProcessing} - (select count(*) from ${inflightTasks} p
-              where ${p.status} in ('processing', 'claimed') and ${p.application} = ${h.application}
+              where ${p.status} in ('processing', 'claimed') and ${p.application} = ${h.application} ${exceptOf(p.id)}
                 and (${p.namespace} = ${h.namespace} or (${h.namespace} = '' and ${coveredByApplicationRow(p)}))))::int end,
           floor(b.tokens + 1e-9)::int,
           ${arg('lim')}) as allowance

@@ -22,6 +22,7 @@ import { createMetrics, type Metrics } from './metrics.js'
 import { createBackpressure } from './produce/backpressure.js'
 import { createProduce, type ProduceOptions, type ProduceOutcome } from './produce/produce.js'
 import type { PushDelivery } from './push/push-delivery.js'
+import { createQueues, type Queues } from './queues.js'
 import { createReads, type BrokerStats } from './reads.js'
 import { loadRuntimeConfig, type RuntimeConfigSource } from './runtime-config.js'
 import { createStatusWriter, type ReportOutcome } from './status/status-writer.js'
@@ -35,6 +36,7 @@ export type { TaskInput } from '../domain/activation.js'
 export type { DeadLetter, DeadletterPage, DeadletterQuery } from './deadletters.js'
 export type { Deadline, StartOptions } from './lifecycle.js'
 export type { BrokerStats, ClaimRequest, ProduceOptions, ProduceOutcome, ReportOutcome }
+export type { QueueListing, QueueSettings, QueueSettingsChange } from './queues.js'
 
 export interface BrokerDeps {
   /** Use this store instead of opening one from the config; its owner closes it. */
@@ -63,6 +65,8 @@ export interface Broker {
   readonly deadletters: Deadletters
   /** Heartbeats, release and cancel of tasks (src/core/leases/). */
   readonly leases: Leases
+  /** Queue listing and settings (pause, max_processing, rate_limit). */
+  readonly queues: Queues
   /** Why the broker should get no work now (shutting down, upkeep late, store unreachable), or null. */
   notReadyReason (): Promise<string | null>
 
@@ -230,6 +234,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     stats: reads.stats,
     deadletters: createDeadletters({ store: store.deadletters, wake, now }),
     leases,
+    queues: createQueues({ store: store.queues, wake, metrics, now }),
 
     async notReadyReason () {
       const reason = lifecycle.stopping ? 'shutting down' : upkeep.lateReason()

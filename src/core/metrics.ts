@@ -13,9 +13,26 @@ export function createMetrics () {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'taskbroker_' })
   const registers = [registry]
+  const heldBack = new Gauge({
+    name: 'taskbroker_queues_held_back',
+    help: 'Capped queues whose claims are refused right now: at their max_processing, or out of rate_limit tokens; read at scrape time',
+    labelNames: ['limit'] as const,
+    registers,
+    async collect () {
+      if (queueControls === undefined) return
+      try {
+        const figures = await queueControls()
+        this.set({ limit: 'max_processing' }, figures.atMaxProcessing)
+        this.set({ limit: 'rate_limit' }, figures.outOfTokens)
+      } catch {
+        // The store is down: keep the last figures.
+      }
+    }
+  })
   const depthProviders = new Map<string, () => number>()
   let pushState: (() => PushState) | undefined
   let countTasks: (() => Promise<Record<string, number>>) | undefined
+  let queueControls: (() => Promise<QueueControlFigures>) | undefined
   return {
     /** Reads live task counts (by status, plus dead letters) at every scrape. */
     trackTaskCounts (counts: () => Promise<Record<string, number>>) {
@@ -35,6 +52,24 @@ export function createMetrics () {
         }
       }
     }),
+    /** Reads the queue controls' figures (paused, held back) at every scrape. */
+    trackQueueControls (figures: () => Promise<QueueControlFigures>) {
+      queueControls = figures
+    },
+    queuesPaused: new Gauge({
+      name: 'taskbroker_queues_paused',
+      help: 'Queue settings rows (a namespace, or an application as a whole) that are paused, read at scrape time',
+      registers,
+      async collect () {
+        if (queueControls === undefined) return
+        try {
+          this.set((await queueControls()).paused)
+        } catch {
+          // The store is down: keep the last figures.
+        }
+      }
+    }),
+    queuesHeldBack: heldBack,
     /** Reports a batcher's depth at every scrape. */
     trackQueueDepth (batcher: string, depth: () => number) {
       depthProviders.set(batcher, depth)
@@ -207,5 +242,7 @@ export function createMetrics () {
     })
   }
 }
+
+export interface QueueControlFigures { paused: number, atMaxProcessing: number, outOfTokens: number }
 
 export interface PushState { queued: number, inFlight: number, workersPausing: number }

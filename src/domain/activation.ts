@@ -20,6 +20,8 @@ export interface TaskInput {
   processing_deadline_duration?: number
   expires?: number
   delay?: number
+  /** Claims take higher first (default 0; PostgreSQL smallint range). A broker field, not part of the activation. */
+  priority?: number
   retry_state?: {
     attempts?: number
     max_attempts?: number
@@ -29,6 +31,10 @@ export interface TaskInput {
     backoff?: RetryBackoff
   }
 }
+
+/** The priority range: the column is a PostgreSQL smallint. */
+export const PRIORITY_MIN = -32_768
+export const PRIORITY_MAX = 32_767
 
 /** Upstream's proto has no default; a task that never says how long it may run gets a minute. */
 export const DEFAULT_PROCESSING_DEADLINE_SEC = 60

@@ -8,6 +8,7 @@ import { prepareSchema } from '../db/migration-check.js'
 import { createDeadletterStore, type DeadletterStore } from './deadletter-store.js'
 import { createLeaseStore, type LeaseStore } from './lease-store.js'
 import { createPushStore, type PushStore } from './push-store.js'
+import { createQueueStore, type QueueStore } from './queue-store.js'
 import { createTaskStore, type TaskStore } from './task-store.js'
 import { createUpkeepStore, type UpkeepStore } from './upkeep-store.js'
 
@@ -24,6 +25,7 @@ export interface Store {
   readonly deadletters: DeadletterStore
   readonly push: PushStore
   readonly leases: LeaseStore
+  readonly queues: QueueStore
   /** Messages between brokers sharing one PostgreSQL database (LISTEN/NOTIFY); PGlite has none. */
   readonly messages: {
     listen (channel: string, onPayload: (payload: string) => void): Promise<{ unlisten: () => Promise<void> }>
@@ -64,6 +66,7 @@ export function createStore (database: Database, rules: StoreRules, owned = fals
     deadletters: createDeadletterStore(database),
     push: createPushStore(database, rules),
     leases: createLeaseStore(database, rules),
+    queues: createQueueStore(database),
     messages: {
       listen: async (channel, onPayload) => await database.listen(channel, onPayload),
       notify: async (channel, payload) => { await database.notify(channel, payload) }

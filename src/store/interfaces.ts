@@ -6,7 +6,7 @@
  */
 import type { DatabaseKind } from '../db/database.js'
 import type {
-  Activation, ClaimFilter, ProduceResult, QueueRef, StatusUpdate, StoredTask, StoreStats
+  Activation, ClaimFilter, ProduceResult, QueueRef, StatusUpdate, StoredTask, StoreStats, TaskStatus
 } from '../domain/types.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -26,8 +26,11 @@ export interface LiveCounts { pending: number, delay: number, processing: number
 
 export interface TaskStore {
   readonly kind: DatabaseKind
-  /** Inserts new tasks; ids already present (or repeated in the batch) are listed as duplicates. */
-  produce (activations: Activation[], now: Date): Promise<ProduceResult>
+  /**
+   * Inserts new tasks; ids already present (or repeated in the batch) are listed as duplicates.
+   * `priorities[i]` is the priority of `activations[i]` (default 0).
+   */
+  produce (activations: Activation[], now: Date, priorities?: readonly number[]): Promise<ProduceResult>
   /**
    * Claims up to `limit` pending tasks, oldest `added_at` first, skipping rows other claims hold;
    * each becomes `processing` with deadline = database now + its duration + grace. Undecodable
@@ -198,12 +201,58 @@ export interface DeadletterStore {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Queue settings (claims enforce them: statements/claim.ts)
+
+export interface QueueSettings {
+  paused: boolean
+  maxProcessing: number | null
+  rateLimit: { perSec: number, burst: number } | null
+  updatedAt: Date
+}
+
+/** A change of one queue's settings (namespace undefined: the application's row); null clears. */
+export interface QueueSettingsChange {
+  application: string
+  namespace?: string | undefined
+  paused?: boolean | null | undefined
+  maxProcessing?: number | null | undefined
+  rateLimit?: { perSec: number, burst: number } | null | undefined
+}
+
+export interface QueueListing {
+  /** Every queue with tasks or a row of its own. */
+  queues: Array<QueueRef & {
+    counts: Record<TaskStatus, number>
+    oldestPendingAgeSec: number
+    /** What steers it: its own row, its application's, or nothing. */
+    settings: (QueueSettings & { source: 'namespace' | 'application' }) | null
+  }>
+  /** Application-wide rows. */
+  applications: Array<{ application: string } & QueueSettings>
+}
+
+/** Figures for the metrics. */
+export interface QueueControls { paused: number, atMaxProcessing: number, outOfTokens: number }
+
+export interface QueueStore {
+  list (now: Date): Promise<QueueListing>
+  /** Applies a change; returns the row's settings, or null when nothing is left set (the row is removed). */
+  change (change: QueueSettingsChange): Promise<QueueSettings | null>
+  /** Pending tasks by queue of an application (one namespace when given): whom to wake. */
+  pending (application: string, namespace?: string): Promise<Array<QueueRef & { count: number }>>
+  /** Rows paused, capped queues at their max_processing, rate-limited rows out of tokens. */
+  controls (): Promise<QueueControls>
+}
+
+// ---------------------------------------------------------------------------------------------
 // Push mode
 
 /** A task a fetch loop claimed for delivery. */
 export interface PushClaim {
   activation: Activation
   processingAttempts: number
+  /** Claims take higher first; the push body shows it beside the task. */
+  priority: number
   /** The claim's fencing token (its claim_expires_at as PostgreSQL text). */
   token: string
   /** The claim's lease, pushed to the worker: its reports and heartbeats carry it. */

@@ -14,7 +14,7 @@ import type { Activation } from '../domain/types.js'
 import { pgArray } from './arrays.js'
 import { guard } from './errors.js'
 import type { PushClaim, PushStore } from './interfaces.js'
-import { claimSteps, inClaimOrder, processingDeadline, PUSH_FILTER } from './statements/claim.js'
+import { claimSteps, inClaimOrder, processingDeadline, PUSH_CLAIM } from './statements/claim.js'
 import { compile } from './statements/compiled.js'
 import { columnsOf, list, namesOf } from './statements/schema-sql.js'
 import { setAsideUndecodable } from './undecodable.js'
@@ -27,8 +27,7 @@ const k = namesOf(inflightTasks)
 
 export function createPushStore (database: Database, options: { processingDeadlineGraceSec: number }): PushStore {
   const { next, update } = claimSteps({
-    filter: PUSH_FILTER,
-    limit: sql`${sql.placeholder('limit')}::int`,
+    ...PUSH_CLAIM,
     as: { status: 'claimed', leaseMs: sql`${sql.placeholder('leaseMs')}::int` },
     returning: sql`${list([t.id, t.activation, t.processingAttempts, t.addedAt, t.priority, t.lease])}, ${t.claimExpiresAt}::text as token`
   })
@@ -71,6 +70,7 @@ export function createPushStore (database: Database, options: { processingDeadli
       return rows.map((row): PushClaim => ({
         activation: row[k.activation] as Activation,
         processingAttempts: row[k.processingAttempts] as number,
+        priority: row[k.priority] as number,
         token: row.token as string,
         lease: row[k.lease] as string
       }))

@@ -10,7 +10,7 @@ import { TASK_STATUSES, type ProduceResult, type StoreStats, type TaskStatus } f
 import { guard } from './errors.js'
 import type { LiveCounts, ReportsWritten, TaskStore } from './interfaces.js'
 import { taskColumns, toDate, toStoredTask } from './rows.js'
-import { claimSteps, filterVariant, inClaimOrder, pullFilter, type FilterVariant } from './statements/claim.js'
+import { claimSteps, filterVariant, inClaimOrder, pullClaim, type FilterVariant } from './statements/claim.js'
 import { PRODUCE, produceValues, producedTask, type ProducedTask } from './statements/produce.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
 import { needsFence, statusStatement, statusValues, type ReportRowOutcome } from './statements/status.js'
@@ -56,8 +56,7 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
     where ${c.status} in (${sql.raw(LIVE_STATUSES.map(s => `'${s}'`).join(', '))}) group by ${c.status}`)
   const prepareClaim = (name: string, variant: FilterVariant) => {
     const { next, update } = claimSteps({
-      filter: pullFilter(variant),
-      limit: sql`${sql.placeholder('limit')}`,
+      ...pullClaim(variant),
       as: { status: 'processing', graceSec },
       returning: taskColumns('t')
     })
@@ -91,17 +90,17 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
   return {
     kind: database.kind,
 
-    async produce (activations, now): Promise<ProduceResult> {
+    async produce (activations, now, priorities): Promise<ProduceResult> {
       const seen = new Set<string>()
       const duplicates: string[] = []
       const tasks: ProducedTask[] = []
-      for (const activation of activations) {
+      for (const [i, activation] of activations.entries()) {
         if (seen.has(activation.id)) {
           duplicates.push(activation.id)
           continue
         }
         seen.add(activation.id)
-        tasks.push(producedTask(activation, now, options.maxDelaySec))
+        tasks.push(producedTask(activation, now, options.maxDelaySec, priorities?.[i] ?? 0))
       }
       if (tasks.length === 0) return { inserted: [], duplicates }
       const insertedRows = await guard(() => PRODUCE.run(database, produceValues(tasks)))

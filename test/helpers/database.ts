@@ -43,7 +43,7 @@ export async function createTestDatabase (t: Test, backend: BackendName): Promis
       })
     }
     const database = await sharedPglite
-    await database.rows(sql`truncate table inflight_tasks, deadletter_tasks`)
+    await database.rows(sql`truncate table inflight_tasks, deadletter_tasks, queue_settings`)
     return { database }
   }
   const adminUrl = TEST_DATABASE_URL as string

@@ -9,14 +9,14 @@
 import { getTableColumns, getTableName, sql } from 'drizzle-orm'
 import t from 'tap'
 import type { Database } from '../../src/db/database.js'
-import { deadletterTasks, inflightTasks } from '../../src/db/schema.js'
+import { deadletterTasks, inflightTasks, queueSettings } from '../../src/db/schema.js'
 import { toActivation } from '../../src/domain/activation.js'
 import { createStore } from '../../src/store/index.js'
 import { createTaskStore } from '../../src/store/task-store.js'
 import { createTestDatabase } from '../helpers/database.js'
 import { recording } from './contract/recording.js'
 
-const NAMES = [inflightTasks, deadletterTasks].flatMap(table => [getTableName(table), ...Object.values(getTableColumns(table)).map(c => c.name)])
+const NAMES = [inflightTasks, deadletterTasks, queueSettings].flatMap(table => [getTableName(table), ...Object.values(getTableColumns(table)).map(c => c.name)])
 
 /** The schema names a statement spells by hand: bare, outside string literals and quoted identifiers. */
 function handWritten (text: string): string[] {

@@ -5,7 +5,7 @@
  * claimable at once (delayed tasks wait for upkeep). When the store may have committed without
  * answering, the error carries every id so the producer can produce them again safely.
  */
-import { toActivation, type TaskInput } from '../../domain/activation.js'
+import { PRIORITY_MAX, PRIORITY_MIN, toActivation, type TaskInput } from '../../domain/activation.js'
 import { receivedAtProblem } from '../../domain/dates.js'
 import { BackpressureError, InvalidRequestError, OutcomeUnknownError } from '../../domain/errors.js'
 import { initialStatus } from '../../domain/schedule.js'
@@ -57,10 +57,14 @@ export function createProduce (deps: {
     if (dateProblem !== null) throw new InvalidRequestError(dateProblem)
     const now = deps.now()
     const activations = tasks.map(input => toActivation(input, now))
+    const priorityProblem = priorityOutOfRange(tasks)
+    if (priorityProblem !== null) throw new InvalidRequestError(priorityProblem)
     // Killswitched task names are dropped here, and removed by upkeep if already stored.
     const killswitched = activations.filter(a => deps.isKillswitched(a.taskname)).map(a => a.id)
     metrics.tasksKillswitched.inc(killswitched.length)
-    const accepted = killswitched.length === 0 ? activations : activations.filter(a => !deps.isKillswitched(a.taskname))
+    const kept = killswitched.length === 0 ? tasks.map((_, i) => i) : tasks.flatMap((_, i) => deps.isKillswitched((activations[i] as Activation).taskname) ? [] : [i])
+    const accepted = kept.map(i => activations[i] as Activation)
+    const priorities = kept.map(i => tasks[i]?.priority ?? 0)
     const delayed = new Set(accepted.filter(a => initialStatus(a, now, deps.maxDelaySec) === 'delay').map(a => a.id))
     const refusal = await backpressure.refusal({ pending: accepted.length - delayed.size, delay: delayed.size })
     if (refusal !== null) {
@@ -69,7 +73,7 @@ export function createProduce (deps: {
     }
     let result
     try {
-      result = await store.produce(accepted, now)
+      result = await store.produce(accepted, now, priorities)
     } catch (error) {
       if (!outcomeUnknown(error)) throw error
       // The insert may have committed: the producer learns the ids to produce again (a stored id
@@ -90,4 +94,15 @@ export function createProduce (deps: {
       killswitched
     }
   }
+}
+
+/** Front ends check the range too (HTTP: the request schema); any other caller is checked here. */
+function priorityOutOfRange (tasks: readonly TaskInput[]): string | null {
+  for (const [i, task] of tasks.entries()) {
+    const p = task.priority
+    if (p !== undefined && !(Number.isInteger(p) && p >= PRIORITY_MIN && p <= PRIORITY_MAX)) {
+      return `tasks/${i}/priority must be an integer from ${PRIORITY_MIN} to ${PRIORITY_MAX}`
+    }
+  }
+  return null
 }

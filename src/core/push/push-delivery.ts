@@ -153,7 +153,7 @@ export function createPushDelivery (deps: PushDeliveryDeps) {
 
   async function deliver (claim: PushClaim): Promise<void> {
     const { activation } = claim
-    const body = JSON.stringify({ task: activation, callback_url: callbackUrl(activation.id), lease: claim.lease })
+    const body = JSON.stringify({ task: activation, callback_url: callbackUrl(activation.id), lease: claim.lease, priority: claim.priority })
     const started = performance.now()
     const result = await workers.push({ application: activation.application, body, abort: shutdown.signal })
     metrics.pushes.inc({ result })

@@ -82,6 +82,7 @@ export async function registerDocs (app: FastifyInstance): Promise<void> {
         { name: 'tasks', description: 'producing and inspecting tasks' },
         { name: 'workers', description: 'claiming tasks and reporting outcomes' },
         { name: 'deadletters', description: 'tasks that failed for good: list, requeue, purge' },
+        { name: 'queues', description: 'queues and their controls: pause, max processing, rate limit' },
         { name: 'operations', description: 'state of the broker' }
       ]
     },

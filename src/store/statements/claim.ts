@@ -3,10 +3,23 @@
  * The pull claim (three prepared filter variants), the claim that rides in a status flush
  * (`fetch_next`) and the push fetch are all built here; a claim rule (a priority, a queue pause)
  * is added here once.
+ *
+ * Queue controls (queue_settings) are enforced here too, for every claim shape alike. A task's
+ * queue is steered by its namespace's row when there is one, otherwise by its application's row
+ * (namespace ''), as a whole. Tasks of a queue without a restricting row take the free path: one
+ * walk of the claim index, as before. Tasks of a paused queue are never taken. A queue with a cap
+ * (max_processing, rate_limit) has its row locked (FOR UPDATE, in key order: no deadlocks between
+ * claims) and is given an allowance; its tasks come from a walk of their own, and the tokens taken
+ * are written back in the same statement. The lock serialises the claims of capped queues across
+ * brokers; a locked row returns its newest version, so the token bucket is exact. A count of
+ * processing tasks, though, is read from the statement's snapshot: when another claim changed the
+ * row after it (its xmin moved), the count may miss that claim's tasks and this claim takes none
+ * of that queue (a long-poll looks again): the cap is never exceeded. Tasks reported in the same
+ * statement (a status flush's riders) no longer count: each report ends its task's processing.
  */
 import { sql, type SQL } from 'drizzle-orm'
 import type { Row } from '../../db/database.js'
-import { inflightTasks } from '../../db/schema.js'
+import { inflightTasks, queueSettings } from '../../db/schema.js'
 import type { ClaimFilter } from '../../domain/types.js'
 import { toDate } from '../rows.js'
 import { columnsOf } from './schema-sql.js'
@@ -28,6 +41,14 @@ export function inClaimOrder (rows: Row[]): Row[] {
   return rows.sort((a, b) => priority(b) - priority(a) || at(a) - at(b))
 }
 
+/** A queue_settings row (`from queue_settings s`), the row locked for a claim (`h`), another row (`o`). */
+const q = columnsOf(queueSettings)
+const s = columnsOf(queueSettings, 's')
+const h = columnsOf(queueSettings, 'h')
+const o = columnsOf(queueSettings, 'o')
+/** A processing (or push-claimed) task counted against max_processing. */
+const p = columnsOf(inflightTasks, 'p')
+
 /** A task a claim may take: pending and not expired. */
 const CLAIMABLE = sql`${n.status} = 'pending' and (${n.expiresAt} is null or ${n.expiresAt} > now())`
 
@@ -44,27 +65,49 @@ export function filterVariant (filter: ClaimFilter): FilterVariant {
   return filter.application === undefined ? 'any' : filter.namespace === undefined ? 'application' : 'namespace'
 }
 
-/** A pull claim's filter, its values in the placeholders `application` and `namespace`. */
-export function pullFilter (variant: FilterVariant): SQL {
-  const application = sql`and ${n.application} = ${sql.placeholder('application')}`
-  if (variant === 'any') return sql``
-  if (variant === 'application') return application
-  return sql`${application} and ${n.namespace} = ${sql.placeholder('namespace')}`
+/** A claim's inputs: a row `args` with a column `lim` (the limit), read by its conditions. */
+export interface ClaimFilterSpec {
+  /** The columns of `args`, each a placeholder (used once in the whole statement). */
+  args: SQL
+  /** Conditions on a candidate task `n` on top of "claimable", each starting with `and`. */
+  filter: SQL
+  /** Conditions on a queue_settings row `s`: the rows that may steer the tasks this claim takes. */
+  queues: SQL
 }
 
-/** A push fetch's filter: a range of buckets and the applications with a worker. */
-export const PUSH_FILTER = sql`and ${n.bucket} between ${sql.placeholder('low')}::int and ${sql.placeholder('high')}::int
-  and ${n.application} = any(${sql.placeholder('applications')}::text[])`
+const arg = (name: string) => sql`(select ${sql.identifier(name)} from args)`
+
+/** A pull claim: its limit, application and namespace in the placeholders of those names. */
+export function pullClaim (variant: FilterVariant): ClaimFilterSpec {
+  const lim = sql`${sql.placeholder('limit')}::int as lim`
+  if (variant === 'any') return { args: lim, filter: sql``, queues: sql`true` }
+  const application = sql`${sql.placeholder('application')}::text as want_app`
+  if (variant === 'application') {
+    return { args: sql`${lim}, ${application}`, filter: sql`and ${n.application} = ${arg('want_app')}`, queues: sql`${s.application} = ${arg('want_app')}` }
+  }
+  return {
+    args: sql`${lim}, ${application}, ${sql.placeholder('namespace')}::text as want_ns`,
+    filter: sql`and ${n.application} = ${arg('want_app')} and ${n.namespace} = ${arg('want_ns')}`,
+    // Exactly the row that steers this queue: its own, else its application's.
+    queues: sql`${s.application} = ${arg('want_app')} and ${s.namespace} = coalesce((select ${o.namespace} from ${queueSettings} o
+      where ${o.application} = ${arg('want_app')} and ${o.namespace} = ${arg('want_ns')}), '')`
+  }
+}
+
+/** A push fetch: a range of buckets and the applications with a worker. */
+export const PUSH_CLAIM: ClaimFilterSpec = {
+  args: sql`${sql.placeholder('limit')}::int as lim, ${sql.placeholder('low')}::int as low, ${sql.placeholder('high')}::int as high,
+    ${sql.placeholder('applications')}::text[] as applications`,
+  filter: sql`and ${n.bucket} between ${arg('low')} and ${arg('high')} and ${n.application} = any(${arg('applications')}::text[])`,
+  queues: sql`${s.application} = any(${arg('applications')}::text[])`
+}
 
 /** What a claimed task becomes: processing for a pull worker, or claimed under a lease for a push. */
 export type ClaimedAs =
   | { status: 'processing', graceSec: number }
   | { status: 'claimed', leaseMs: SQL }
 
-export interface ClaimSpec {
-  /** Conditions on top of "claimable", each starting with `and` (pullFilter, PUSH_FILTER). */
-  filter: SQL
-  limit: SQL
+export interface ClaimSpec extends ClaimFilterSpec {
   as: ClaimedAs
   /** A CTE with an `id` column whose tasks must not be claimed (reported in the same statement). */
   except?: SQL
@@ -72,27 +115,91 @@ export interface ClaimSpec {
   returning: SQL
 }
 
+/** A row restricts claims when it pauses or caps its queue. */
+const RESTRICTS = sql`(${s.paused} or ${s.maxProcessing} is not null or ${s.ratePerSec} is not null)`
+
+/** Task `x` of a queue steered by the application-wide row: its namespace has no row of its own. */
+function coveredByApplicationRow (x: ReturnType<typeof columnsOf<typeof inflightTasks>>): SQL {
+  return sql`not exists (select 1 from ${queueSettings} o where ${o.application} = ${x.application} and ${o.namespace} = ${x.namespace})`
+}
+
 /**
- * A claim in two steps: `next` (a CTE choosing up to `limit` claimable rows in claim order,
- * skipping rows other claims hold) and `update` (the UPDATE of those rows, `from next`).
+ * A claim in two steps: `next` (CTEs ending in `next`, up to `lim` claimable rows in claim order,
+ * skipping rows other claims hold, and the charge of the queues' token buckets) and `update` (the
+ * UPDATE of those rows, `from next`). See the file comment for the queue controls.
  */
 export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
-  const except = spec.except === undefined ? sql`` : sql`and not exists (select 1 from ${spec.except} x where x.${c.id} = ${n.id})`
-  const next = sql`next as (
-      select ${n.id} from ${inflightTasks} n
-      where ${CLAIMABLE} ${spec.filter} ${except}
+  const exceptOf = (alias: SQL) => spec.except === undefined ? sql`` : sql`and not exists (select 1 from ${spec.except} x where x.${c.id} = ${alias})`
+  const except = exceptOf(n.id)
+  const candidates = sql`from ${inflightTasks} n where ${CLAIMABLE} ${spec.filter} ${except}`
+  const next = sql`args as (select ${spec.args}),
+    rules as (select ${s.application}, ${s.namespace}, ${RESTRICTS} as restricts from ${queueSettings} s where ${spec.queues}),
+    held as (
+      select ${s.application}, ${s.namespace}, ${s.maxProcessing}, ${s.ratePerSec}, ${s.rateBurst}, ${s.rateTokens}, ${s.rateUpdatedAt},
+        s.xmin::text as version,
+        (select s2.xmin::text from ${queueSettings} s2 where s2.${q.application} = ${s.application} and s2.${q.namespace} = ${s.namespace}) as seen
+      from ${queueSettings} s
+      where ${spec.queues} and not ${s.paused} and (${s.maxProcessing} is not null or ${s.ratePerSec} is not null)
+      order by ${s.application}, ${s.namespace}
+      for update of s
+    ),
+    allow as (
+      select ${h.application}, ${h.namespace}, ${h.ratePerSec}, b.tokens, least(
+          case when ${h.maxProcessing} is null then null
+            when h.version is distinct from h.seen then 0
+            else greatest(0, ${h.maxProcessing} - (select count(*) from ${inflightTasks} p
+              where ${p.status} in ('processing', 'claimed') and ${p.application} = ${h.application} ${exceptOf(p.id)}
+                and (${p.namespace} = ${h.namespace} or (${h.namespace} = '' and ${coveredByApplicationRow(p)}))))::int end,
+          floor(b.tokens + 1e-9)::int,
+          ${arg('lim')}) as allowance
+      from held h, lateral (select case when ${h.ratePerSec} is null then null else least(${h.rateBurst}::float8,
+        coalesce(${h.rateTokens}, ${h.rateBurst}) + greatest(0, extract(epoch from now() - coalesce(${h.rateUpdatedAt}, now()))) * ${h.ratePerSec}) end as tokens) b
+    ),
+    free as (
+      select ${n.id}, ${n.priority}, ${n.addedAt} ${candidates}
+        and (not exists (select 1 from rules where restricts) or not coalesce(
+          (select g.restricts from rules g where g.${q.application} = ${n.application} and g.${q.namespace} = ${n.namespace}),
+          (select g.restricts from rules g where g.${q.application} = ${n.application} and g.${q.namespace} = ''), false))
       order by ${CLAIM_ORDER}
-      limit ${spec.limit}
-      for update skip locked
+      limit ${arg('lim')}
+      for update of n skip locked
+    ),
+    metered as (
+      select m.*, a.${q.application} as qa, a.${q.namespace} as qn from allow a cross join lateral (
+        select ${n.id}, ${n.priority}, ${n.addedAt} ${candidates} and ${n.application} = a.${q.application} and ${n.namespace} = a.${q.namespace}
+        order by ${CLAIM_ORDER} limit a.allowance for update of n skip locked) m
+      where a.${q.namespace} <> '' and a.allowance > 0
+      union all
+      select m.*, a.${q.application}, a.${q.namespace} from allow a cross join lateral (
+        select ${n.id}, ${n.priority}, ${n.addedAt} ${candidates} and ${n.application} = a.${q.application} and ${coveredByApplicationRow(n)}
+        order by ${CLAIM_ORDER} limit a.allowance for update of n skip locked) m
+      where a.${q.namespace} = '' and a.allowance > 0
+    ),
+    next as (
+      select u.${c.id}, u.qa, u.qn from (
+        select ${c.id}, ${c.priority}, ${c.addedAt}, null::text as qa, null::text as qn from free
+        union all select ${c.id}, ${c.priority}, ${c.addedAt}, qa, qn from metered) u
+      order by u.${c.priority} desc nulls last, u.${c.addedAt}
+      limit ${arg('lim')}
+    ),
+    charge as (
+      update ${queueSettings} s
+      set ${q.rateTokens} = case when a.${q.ratePerSec} is null then ${s.rateTokens} else a.tokens - k.taken end,
+        ${q.rateUpdatedAt} = greatest(${s.rateUpdatedAt}, now())
+      from allow a, (select qa, qn, count(*) as taken from next where qa is not null group by qa, qn) k
+      where ${s.application} = a.${q.application} and ${s.namespace} = a.${q.namespace} and k.qa = a.${q.application} and k.qn = a.${q.namespace}
+      returning ${s.application}
     )`
   const as = spec.as.status === 'processing'
     ? sql`${c.status} = 'processing', ${c.processingDeadline} = ${processingDeadline(spec.as.graceSec)}, ${c.claimExpiresAt} = null`
     : sql`${c.status} = 'claimed', ${c.claimExpiresAt} = now() + ${spec.as.leaseMs} * interval '1 millisecond', ${c.processingDeadline} = null`
   // Every claim hands out a new lease: reports and heartbeats carrying an older one are stale.
   const set = sql`${as}, ${c.lease} = gen_random_uuid(), ${c.progress} = null`
+  // The claimed rows by primary key (`= any(array(...))`): a join with `next` would be planned,
+  // in the generic plan of an unknown limit, as a hash of every row of the table (50 ms at 100,000).
   const update = sql`update ${inflightTasks} t
     set ${set}
-    from next where ${t.id} = next.${c.id}
+    where ${t.id} = any(array(select ${c.id} from next))
     returning ${spec.returning}`
   return { next, update }
 }

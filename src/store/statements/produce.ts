@@ -26,6 +26,8 @@ export interface ProducedTask {
   taskname: string
   onAttemptsExceeded: string
   bucket: number
+  /** Claims take higher first; kept beside the activation, which stays as upstream's. */
+  priority: number
 }
 
 type InflightColumn = keyof typeof inflightTasks._.columns
@@ -44,7 +46,8 @@ const PRODUCED = {
   namespace: t => t.namespace,
   taskname: t => t.taskname,
   onAttemptsExceeded: t => t.onAttemptsExceeded,
-  bucket: t => intText(t.bucket)
+  bucket: t => intText(t.bucket),
+  priority: t => intText(t.priority)
 } satisfies Partial<Record<InflightColumn, (task: ProducedTask) => string | null>>
 
 const KEYS = Object.keys(PRODUCED) as Array<keyof typeof PRODUCED>
@@ -78,7 +81,7 @@ export function produceValues (tasks: readonly ProducedTask[]): Record<string, s
 }
 
 /** What produce stores for an activation produced at `now`. */
-export function producedTask (activation: Activation, now: Date, maxDelaySec: number): ProducedTask {
+export function producedTask (activation: Activation, now: Date, maxDelaySec: number, priority = 0): ProducedTask {
   const expiresAt = activation.expires === undefined ? null : new Date(scheduleStart(activation.received_at, now) + activation.expires * 1000)
   return {
     id: activation.id,
@@ -93,6 +96,7 @@ export function producedTask (activation: Activation, now: Date, maxDelaySec: nu
     namespace: activation.namespace,
     taskname: activation.taskname,
     onAttemptsExceeded: activation.retry_state.on_attempts_exceeded,
-    bucket: bucketOf(activation.id)
+    bucket: bucketOf(activation.id),
+    priority
   }
 }

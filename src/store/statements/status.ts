@@ -12,7 +12,7 @@ import { inflightTasks } from '../../db/schema.js'
 import type { StatusUpdate } from '../../domain/types.js'
 import { intText, pgArray } from '../arrays.js'
 import { NULL_TASK_COLUMNS, taskColumns } from '../rows.js'
-import { claimSteps, pullFilter, type FilterVariant } from './claim.js'
+import { claimSteps, pullClaim, type FilterVariant } from './claim.js'
 import { compile, type CompiledStatement } from './compiled.js'
 import { columnsOf } from './schema-sql.js'
 
@@ -114,8 +114,7 @@ export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | un
   // `except: v`: a task reported here is never also claimed here (one row must not be modified
   // twice by one statement).
   const { next, update } = claimSteps({
-    filter: pullFilter(claim),
-    limit: sql`${sql.placeholder('limit')}`,
+    ...pullClaim(claim),
     as: { status: 'processing', graceSec },
     except: sql`v`,
     returning: taskColumns('t')

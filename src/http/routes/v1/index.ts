@@ -4,6 +4,7 @@ import type { Broker } from '../../../core/broker.js'
 import { claimRoutes } from './claims.js'
 import { deadletterRoutes } from './deadletters.js'
 import { leaseRoutes } from './leases.js'
+import { queueRoutes } from './queues.js'
 import { statsRoutes } from './stats.js'
 import { statusRoutes } from './status.js'
 import { taskRoutes } from './tasks.js'
@@ -15,4 +16,5 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (ap
   await app.register(statsRoutes, { broker })
   await app.register(deadletterRoutes, { broker })
   await app.register(leaseRoutes, { broker })
+  await app.register(queueRoutes, { broker })
 }

@@ -12,6 +12,7 @@
  */
 import { Type, type Static } from 'typebox'
 import { SETTINGS, type Config, type Limits } from '../../../config/config.js'
+import { PRIORITY_MAX, PRIORITY_MIN } from '../../../domain/activation.js'
 import { CONCLUSIONS, TASK_STATUSES } from '../../../domain/types.js'
 import { EXAMPLE_TASK_ID, EXAMPLES } from './examples.js'
 import { LeaseSchema } from './lease-schemas.js'
@@ -93,11 +94,12 @@ export const ClaimedTaskSchema = Type.Object({
   ...TaskSchema.properties,
   processing_deadline: Timestamp('report before this, or the task is handed out again'),
   processing_attempts: Type.Integer({ description: 'times an earlier holder missed the deadline' }),
-  lease: Type.String({ description: 'this claim\'s token: send it with heartbeats and reports, so that once the task was reset and claimed again they are refused as stale' })
+  lease: Type.String({ description: 'this claim\'s token: send it with heartbeats and reports, so that once the task was reset and claimed again they are refused as stale' }),
+  priority: Type.Integer({ description: 'the priority it was produced with (claims take higher first)' })
 }, { $id: 'ClaimedTask' })
 
 export const ClaimResponseSchema = Type.Object({
-  tasks: Type.Array(ClaimedTaskSchema, { description: 'oldest first; empty when none arrived in time' })
+  tasks: Type.Array(ClaimedTaskSchema, { description: 'highest priority first, oldest first within a priority; empty when none arrived in time' })
 }, { description: 'The claimed tasks, now processing: report each before its processing_deadline' })
 
 const Conclusion = Type.Enum([...CONCLUSIONS], { description: 'complete, failure or retry' })
@@ -133,6 +135,11 @@ export function createRequestSchemas (limits: Limits, claims: ClaimBounds = DEFA
     processing_deadline_duration: Type.Optional(Seconds('seconds a worker has once it holds the task (default 60)', 1)),
     expires: Type.Optional(Seconds('seconds after received_at when an unclaimed task is dropped', 1)),
     delay: Type.Optional(Seconds('seconds after received_at before the task may be claimed')),
+    priority: Type.Optional(Type.Integer({
+      minimum: PRIORITY_MIN,
+      maximum: PRIORITY_MAX,
+      description: 'claims take higher first, oldest first within a priority (default 0); a broker field beside the task, not part of it'
+    })),
     retry_state: Type.Optional(RetryStateInputSchema)
   }, { additionalProperties: false })
 
@@ -188,6 +195,7 @@ export const TaskStateResponseSchema = Type.Object({
   task: TaskSchema,
   status: Status,
   added_at: Timestamp('when the broker stored the task (FIFO order)'),
+  priority: Type.Integer({ description: 'claims take higher first, oldest added_at first within a priority' }),
   processing_attempts: Type.Integer(),
   processing_deadline: NullableTimestamp('while processing: when the holder\'s time runs out'),
   expires_at: NullableTimestamp('when the task is dropped if still pending'),

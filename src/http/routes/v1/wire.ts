@@ -9,7 +9,8 @@ export function toClaimedTask (task: StoredTask) {
     ...task.activation,
     processing_deadline: (task.processingDeadline ?? new Date(0)).toISOString(),
     processing_attempts: task.processingAttempts,
-    lease: task.lease ?? ''
+    lease: task.lease ?? '',
+    priority: task.priority
   }
 }
 
@@ -21,6 +22,7 @@ export function toTaskState (task: StoredTask) {
     task: task.activation,
     status: task.status,
     added_at: task.addedAt.toISOString(),
+    priority: task.priority,
     processing_attempts: task.processingAttempts,
     processing_deadline: iso(task.processingDeadline),
     expires_at: iso(task.expiresAt),

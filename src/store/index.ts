@@ -7,11 +7,13 @@ import { openDatabase, type Database, type DatabaseKind, type LeaderLock } from 
 import { prepareSchema } from '../db/migration-check.js'
 import { createDeadletterStore, type DeadletterStore } from './deadletter-store.js'
 import { createPushStore, type PushStore } from './push-store.js'
+import { createScheduleStore, type ScheduleStore } from './schedule-store.js'
 import { createTaskStore, type TaskStore } from './task-store.js'
 import { createUpkeepStore, type UpkeepStore } from './upkeep-store.js'
 
 export type { LeaderLock } from '../db/database.js'
 export type * from './interfaces.js'
+export type { ScheduleCounts, ScheduleRecord, ScheduleSource, ScheduleStore, ScheduleWrite } from './schedule-store.js'
 // What the core may ask of store failures and dead-letter cursors.
 export { isStoreUnavailable, outcomeUnknown } from './errors.js'
 export { decodeCursor } from './deadletter-store.js'
@@ -22,6 +24,7 @@ export interface Store {
   readonly upkeep: UpkeepStore
   readonly deadletters: DeadletterStore
   readonly push: PushStore
+  readonly schedules: ScheduleStore
   /** Messages between brokers sharing one PostgreSQL database (LISTEN/NOTIFY); PGlite has none. */
   readonly messages: {
     listen (channel: string, onPayload: (payload: string) => void): Promise<{ unlisten: () => Promise<void> }>
@@ -61,6 +64,7 @@ export function createStore (database: Database, rules: StoreRules, owned = fals
     upkeep: createUpkeepStore(database, { timeoutMs: rules.upkeepCallTimeoutMs }),
     deadletters: createDeadletterStore(database),
     push: createPushStore(database, rules),
+    schedules: createScheduleStore(database),
     messages: {
       listen: async (channel, onPayload) => await database.listen(channel, onPayload),
       notify: async (channel, payload) => { await database.notify(channel, payload) }

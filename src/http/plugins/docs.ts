@@ -82,6 +82,7 @@ export async function registerDocs (app: FastifyInstance): Promise<void> {
         { name: 'tasks', description: 'producing and inspecting tasks' },
         { name: 'workers', description: 'claiming tasks and reporting outcomes' },
         { name: 'deadletters', description: 'tasks that failed for good: list, requeue, purge' },
+        { name: 'schedules', description: 'periodic tasks: cron or interval schedules fired by upkeep' },
         { name: 'operations', description: 'state of the broker' }
       ]
     },

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Broker } from '../../../core/broker.js'
 import { claimRoutes } from './claims.js'
 import { deadletterRoutes } from './deadletters.js'
+import { scheduleRoutes } from './schedules.js'
 import { statsRoutes } from './stats.js'
 import { statusRoutes } from './status.js'
 import { taskRoutes } from './tasks.js'
@@ -13,4 +14,5 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (ap
   await app.register(statusRoutes, { broker })
   await app.register(statsRoutes, { broker })
   await app.register(deadletterRoutes, { broker })
+  await app.register(scheduleRoutes, { broker })
 }

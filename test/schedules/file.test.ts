@@ -46,7 +46,11 @@ eachBackend(t, 'schedules from the runtime config file', async (t, backend) => {
 
   await t.test('are in the table from the start, with source file', async (t) => {
     t.match((await app.inject('/v1/schedules/nightly')).json(), {
-      source: 'file', cron: '0 3 * * *', timezone: 'Europe/Berlin', catch_up: 'latest', next_fire_at: '2026-01-02T02:00:00.000Z',
+      source: 'file',
+      cron: '0 3 * * *',
+      timezone: 'Europe/Berlin',
+      catch_up: 'latest',
+      next_fire_at: '2026-01-02T02:00:00.000Z',
       task: { ...TASK, parameters: { days: 1 } }
     })
     t.same((await app.inject('/v1/stats')).json().schedules, { total: 1, paused: 0, from_file: 1 })

@@ -51,7 +51,8 @@ export async function buildScheduleApp (t: Test, backend: BackendName, start: st
     clock: time,
     async pass () {
       const result = await app.broker.upkeep.runOnce(time.now())
-      if (Object.keys(result.errors).length > 0) throw Object.values(result.errors)[0] as Error
+      const [failure] = Object.values(result.errors)
+      if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure))
       return result.counts
     }
   }

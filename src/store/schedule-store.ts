@@ -181,9 +181,9 @@ export function createScheduleStore (database: Database): ScheduleStore {
     },
 
     async syncFile (writes) {
-      const names = pgArray(writes.map(w => w.name))
-      await guard(() => database.rows(sql`
-        delete from ${schedules} s where ${s.source} = 'file' and not (${s.name} = any(${names}::text[]))`))
+      // No empty array parameter is ever sent: with no schedules declared every file schedule goes.
+      const kept = writes.length === 0 ? sql`` : sql`and not (${s.name} = any(${pgArray(writes.map(w => w.name))}::text[]))`
+      await guard(() => database.rows(sql`delete from ${schedules} s where ${s.source} = 'file' ${kept}`))
       for (const w of writes) await put(w, 'file')
     },
 

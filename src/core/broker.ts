@@ -159,7 +159,8 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     metrics,
     log: log.child({ component: 'schedules' }),
     now,
-    settings: { ...config.schedules, limit: config.upkeep.batchLimit }
+    settings: { ...config.schedules, limit: config.upkeep.batchLimit },
+    parametersMaxBytes: config.limits.parametersMaxBytes
   })
   // The file's schedules are in the table before the API answers; upkeep retries a failure.
   await schedules.syncFile().catch((error: unknown) => { log.warn({ err: error }, 'schedules: syncing the runtime config file failed') })

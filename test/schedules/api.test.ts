@@ -74,6 +74,8 @@ eachBackend(t, 'schedules API', async (t, backend) => {
     assertError(t, await putSchedule(app, 'x', { every_sec: 0, task: TASK }), 400, 'TASKBROKER_INVALID_REQUEST', 'every_sec')
     assertError(t, await putSchedule(app, 'x', { every_sec: 5, task: { ...TASK, bogus: 1 } }), 400, 'TASKBROKER_INVALID_REQUEST')
     assertError(t, await putSchedule(app, 'x', { every_sec: 5, task: TASK, overlap: 'sometimes' }), 400, 'TASKBROKER_INVALID_REQUEST', 'overlap')
+    const big = { ...TASK, parameters: 'x'.repeat(1024 * 1024 + 1) }
+    assertError(t, await putSchedule(app, 'x', { every_sec: 5, task: big }), 400, 'TASKBROKER_INVALID_REQUEST', 'body/task/parameters is')
     assertError(t, await putSchedule(app, 'bad%20name', { every_sec: 5, task: TASK }), 400, 'TASKBROKER_INVALID_REQUEST', 'name')
     assertError(t, await app.inject('/v1/schedules/missing'), 404, 'TASKBROKER_SCHEDULE_NOT_FOUND', 'missing')
     assertError(t, await app.inject({ method: 'DELETE', url: '/v1/schedules/missing' }), 404, 'TASKBROKER_SCHEDULE_NOT_FOUND')

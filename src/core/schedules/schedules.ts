@@ -4,9 +4,10 @@
  * in the runtime config file in the table (source `file`: the API cannot change those).
  */
 import type { Logger } from 'pino'
-import { ScheduleFromFileError, ScheduleNotFoundError } from '../../domain/errors.js'
+import { InvalidRequestError, ScheduleFromFileError, ScheduleNotFoundError } from '../../domain/errors.js'
 import type { ScheduleCounts, ScheduleRecord, ScheduleSource, ScheduleStore, ScheduleWrite } from '../../store/index.js'
 import type { Metrics } from '../metrics.js'
+import { parametersTooLarge } from '../produce/parameters.js'
 import type { Produce, ProduceOutcome } from '../produce/produce.js'
 import type { RuntimeConfigSource } from '../runtime-config.js'
 import type { UpkeepJob } from '../upkeep/jobs.js'
@@ -80,6 +81,8 @@ export function createSchedules (deps: {
   log: Logger
   now: () => Date
   settings: FiringSettings
+  /** TASKBROKER_PARAMETERS_MAX_BYTES: a schedule whose task could never be produced is refused at PUT. */
+  parametersMaxBytes: number
 }): Schedules {
   const { store, log, now } = deps
   const firing = createFiring({ store, produce: deps.produce, metrics: deps.metrics, log, settings: deps.settings })
@@ -107,6 +110,8 @@ export function createSchedules (deps: {
   return {
     async put (name, spec) {
       const write = toWrite(name, spec, now(), 'body')
+      const tooLarge = parametersTooLarge([spec.task], deps.parametersMaxBytes)
+      if (tooLarge !== null) throw new InvalidRequestError(tooLarge.replace('body/tasks/0/', 'body/task/'))
       const existed = await store.get(name)
       if (existed?.source === 'file') throw new ScheduleFromFileError(name)
       const stored = await store.put(write, 'api' satisfies ScheduleSource)

@@ -27,7 +27,8 @@ t.test('openapi/openapi.json matches the routes (run `npm run openapi` after cha
   t.equal(committed, JSON.stringify(spec, null, 2) + '\n', 'openapi/openapi.json is stale: run npm run openapi')
   t.same(Object.keys(spec.paths).sort(), [
     '/healthz', '/metrics', '/readyz',
-    '/v1/deadletters', '/v1/deadletters/{id}', '/v1/deadletters/{id}/requeue', '/v1/queues', '/v1/stats', '/v1/tasks', '/v1/tasks/cancel', '/v1/tasks/claim',
+    '/v1/deadletters', '/v1/deadletters/{id}', '/v1/deadletters/{id}/requeue', '/v1/queues',
+    '/v1/schedules', '/v1/schedules/{name}', '/v1/schedules/{name}/trigger', '/v1/stats', '/v1/tasks', '/v1/tasks/cancel', '/v1/tasks/claim',
     '/v1/tasks/heartbeat', '/v1/tasks/status', '/v1/tasks/{id}', '/v1/tasks/{id}/cancel', '/v1/tasks/{id}/heartbeat', '/v1/tasks/{id}/release',
     '/v1/tasks/{id}/status'
   ])

@@ -50,7 +50,7 @@ const yamlList = (...names: string[]) => `drop_task_killswitch:\n${names.map(n =
 t.test('no path: empty, never changes', async (t) => {
   const { log, lines } = capture()
   const source = await load(t, undefined, log)
-  t.same(source.current(), { dropTaskKillswitch: [] })
+  t.same(source.current(), { dropTaskKillswitch: [], schedules: [] })
   t.equal(source.isKillswitched('shop.send_spam'), false)
   t.equal(await source.reload(), false)
   t.same(lines, [], 'nothing to say')

@@ -112,6 +112,12 @@ export const SETTINGS = {
     deadlineResetSkipAfterStartupSec: int('TASKBROKER_DEADLINE_RESET_SKIP_AFTER_STARTUP_SEC', 60, 0, 86_400,
       'after start, wait this long before resetting missed deadlines (workers can report after a restart)')
   }),
+  schedules: group('Schedules', {
+    catchUpMax: int('TASKBROKER_SCHEDULE_CATCH_UP_MAX', 100, 1, 1_000,
+      'catch_up: all fires at most this many missed windows of one schedule (the latest ones); older ones are skipped'),
+    misfireGraceSec: int('TASKBROKER_SCHEDULE_MISFIRE_GRACE_SEC', 60, 0, 86_400,
+      'catch_up: none fires a window up to this late (e.g. after a restart); a window later than that counts as missed')
+  }),
   backpressure: group('Backpressure', {
     maxPending: int('TASKBROKER_MAX_PENDING_COUNT', 0, 0, 1_000_000_000, 'produce gets 503 when pending tasks would pass this (0 = no limit)'),
     maxDelay: int('TASKBROKER_MAX_DELAY_COUNT', 0, 0, 1_000_000_000, 'produce gets 503 when delayed tasks would pass this (0 = no limit)'),

@@ -25,6 +25,7 @@ import type { PushDelivery } from './push/push-delivery.js'
 import { createQueues, type Queues } from './queues.js'
 import { createReads, type BrokerStats } from './reads.js'
 import { loadRuntimeConfig, type RuntimeConfigSource } from './runtime-config.js'
+import { createSchedules, type Schedules } from './schedules/schedules.js'
 import { createStatusWriter, type ReportOutcome } from './status/status-writer.js'
 import { createUpkeepJobs } from './upkeep/jobs.js'
 import { createUpkeep, type Upkeep } from './upkeep/upkeep.js'
@@ -67,6 +68,8 @@ export interface Broker {
   readonly leases: Leases
   /** Queue listing and settings (pause, max_processing, rate_limit). */
   readonly queues: Queues
+  /** Schedules (/v1/schedules); upkeep fires them. */
+  readonly schedules: Schedules
   /** Why the broker should get no work now (shutting down, upkeep late, store unreachable), or null. */
   notReadyReason (): Promise<string | null>
 
@@ -93,7 +96,11 @@ export async function createBroker (config: Config, deps: BrokerDeps = {}): Prom
   const log = deps.logger ?? pino({ level: config.broker.logLevel })
   const now = deps.now ?? (() => new Date())
   // First: a broken file stops the broker before anything else is opened.
-  const runtimeConfig = await loadRuntimeConfig({ path: config.broker.runtimeConfigPath, log: log.child({ component: 'runtime-config' }) })
+  const runtimeConfig = await loadRuntimeConfig({
+    path: config.broker.runtimeConfigPath,
+    log: log.child({ component: 'runtime-config' }),
+    limits: config.limits
+  })
   let opened: Store | undefined
   try {
     // Migrates if configured, then refuses a database whose schema is behind or ahead of this broker.
@@ -150,15 +157,37 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     log: log.child({ component: 'leases' }),
     wake: queues => { wake(queues.map(q => ({ ...q, count: 1 }))) }
   })
+  const produce = createProduce({
+    store: store.tasks,
+    backpressure: createBackpressure(store.tasks, config.backpressure),
+    isKillswitched: (taskname) => runtimeConfig.isKillswitched(taskname),
+    metrics,
+    wake,
+    now,
+    parametersMaxBytes: config.limits.parametersMaxBytes,
+    maxDelaySec: config.tasks.maxDelaySec
+  })
+  const schedules = createSchedules({
+    store: store.schedules,
+    produce,
+    runtimeConfig,
+    metrics,
+    log: log.child({ component: 'schedules' }),
+    now,
+    settings: { ...config.schedules, limit: config.upkeep.batchLimit },
+    parametersMaxBytes: config.limits.parametersMaxBytes
+  })
+  // The file's schedules are in the table before the API answers; upkeep retries a failure.
+  await schedules.syncFile().catch((error: unknown) => { log.warn({ err: error }, 'schedules: syncing the runtime config file failed') })
   const upkeep = createUpkeep({
-    jobs: createUpkeepJobs(store.upkeep, {
+    jobs: [...createUpkeepJobs(store.upkeep, {
       limit: config.upkeep.batchLimit,
       maxProcessingAttempts: config.tasks.maxProcessingAttempts,
       maxDelaySec: config.tasks.maxDelaySec,
       startedAt: now(),
       deadlineResetSkipAfterStartupSec: config.upkeep.deadlineResetSkipAfterStartupSec,
       killswitched: () => runtimeConfig.current().dropTaskKillswitch
-    }),
+    }), schedules.job],
     intervalMs: config.upkeep.intervalMs,
     lock: store.leaderLock(UPKEEP_LOCK_KEY),
     log: log.child({ component: 'upkeep' }),
@@ -208,7 +237,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
   }
 
   const workerApi = createWorkerApi({ deliveryMode: config.broker.deliveryMode, claims, statusWriter })
-  const reads = createReads({ tasks: store.tasks, deadletters: store.deadletters, statusQueueDepth: () => statusWriter.depth, now })
+  const reads = createReads({ tasks: store.tasks, deadletters: store.deadletters, schedules: store.schedules, statusQueueDepth: () => statusWriter.depth, now })
 
   return {
     config,
@@ -217,16 +246,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     runtimeConfig,
     get shuttingDown () { return lifecycle.stopping },
 
-    produce: createProduce({
-      store: store.tasks,
-      backpressure: createBackpressure(store.tasks, config.backpressure),
-      isKillswitched: (taskname) => runtimeConfig.isKillswitched(taskname),
-      metrics,
-      wake,
-      now,
-      parametersMaxBytes: config.limits.parametersMaxBytes,
-      maxDelaySec: config.tasks.maxDelaySec
-    }),
+    produce,
     claim: workerApi.claim,
     report: workerApi.report,
     reportAndClaimNext: workerApi.reportAndClaimNext,
@@ -235,6 +255,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     deadletters: createDeadletters({ store: store.deadletters, wake, now }),
     leases,
     queues: createQueues({ store: store.queues, wake, metrics, now }),
+    schedules,
 
     async notReadyReason () {
       const reason = lifecycle.stopping ? 'shutting down' : upkeep.lateReason()

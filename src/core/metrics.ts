@@ -163,6 +163,24 @@ export function createMetrics () {
       labelNames: ['job', 'transition'] as const,
       registers
     }),
+    scheduleFires: new Counter({
+      name: 'taskbroker_schedule_fires_total',
+      help: 'Schedule windows produced as tasks, by how (upkeep: due; trigger: POST .../trigger)',
+      labelNames: ['how'] as const,
+      registers
+    }),
+    scheduleSkips: new Counter({
+      name: 'taskbroker_schedule_skips_total',
+      help: 'Schedule windows not produced, by reason (overlap: the last task still live; missed: catch_up left it out; killswitch)',
+      labelNames: ['reason'] as const,
+      registers
+    }),
+    scheduleLag: new Histogram({
+      name: 'taskbroker_schedule_lag_seconds',
+      help: 'From a window\'s due time to its task being produced',
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
+      registers
+    }),
     upkeepFailures: new Counter({
       name: 'taskbroker_upkeep_job_failures_total',
       help: 'Upkeep jobs that failed (the pass went on with the others)',

@@ -2,6 +2,7 @@
 import { TaskNotFoundError, TaskUndecodableError } from '../domain/errors.js'
 import type { StoreStats, StoredTask } from '../domain/types.js'
 import type { DeadletterStore } from '../store/deadletter-store.js'
+import type { ScheduleCounts, ScheduleStore } from '../store/schedule-store.js'
 import type { TaskStore } from '../store/task-store.js'
 import { undecodableReason } from '../domain/undecodable.js'
 
@@ -10,6 +11,8 @@ export interface BrokerStats extends StoreStats {
   deadletters: number
   /** Status reports queued in this broker, not yet written. */
   statusQueueDepth: number
+  /** Schedules: in all, paused, declared in the runtime config file. */
+  schedules: ScheduleCounts
 }
 
 export interface Reads {
@@ -21,6 +24,7 @@ export interface Reads {
 export function createReads (deps: {
   tasks: Pick<TaskStore, 'getById' | 'stats'>
   deadletters: Pick<DeadletterStore, 'count'>
+  schedules: Pick<ScheduleStore, 'counts'>
   statusQueueDepth: () => number
   now: () => Date
 }): Reads {
@@ -34,8 +38,8 @@ export function createReads (deps: {
     },
 
     async stats () {
-      const [stats, deadletters] = await Promise.all([deps.tasks.stats(deps.now()), deps.deadletters.count()])
-      return { ...stats, deadletters, statusQueueDepth: deps.statusQueueDepth() }
+      const [stats, deadletters, schedules] = await Promise.all([deps.tasks.stats(deps.now()), deps.deadletters.count(), deps.schedules.counts()])
+      return { ...stats, deadletters, statusQueueDepth: deps.statusQueueDepth(), schedules }
     }
   }
 }

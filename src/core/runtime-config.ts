@@ -1,6 +1,6 @@
 /**
  * Runtime configuration: settings an operator must be able to change while the broker runs,
- * without a restart (today only the task killswitch).
+ * without a restart: the task killswitch, and schedules kept in git (`schedules:`, see src/core/schedules/).
  *
  * The file named by `TASKBROKER_RUNTIME_CONFIG` (YAML, or JSON for `.json`) is re-read when it
  * changes (polled with `fs.watchFile`, which works on every filesystem and survives editors that
@@ -17,11 +17,18 @@ import { unwatchFile, watchFile } from 'node:fs'
 import { extname } from 'node:path'
 import type { Logger } from 'pino'
 import { parse as parseYaml } from 'yaml'
+import { checkSpec, createScheduleSpecSchema, nameProblem, toDefinition, type ScheduleSpec } from './schedules/spec.js'
 
 export interface RuntimeConfig {
   /** Task names whose tasks are dropped at produce and removed by upkeep, whatever their status. */
   readonly dropTaskKillswitch: readonly string[]
+  /** Schedules declared in the file (`schedules:` name → schedule, as PUT /v1/schedules/{name} takes it). */
+  readonly schedules: ReadonlyArray<{ readonly name: string, readonly spec: ScheduleSpec }>
 }
+
+/** Bounds the file's schedules are checked against (the broker's settings). */
+export interface RuntimeConfigLimits { nameMaxChars: number, idMaxChars: number }
+const DEFAULT_LIMITS: RuntimeConfigLimits = { nameMaxChars: 200, idMaxChars: 255 }
 
 export interface RuntimeConfigSource {
   /** The last good config (frozen). */
@@ -39,20 +46,20 @@ export interface RuntimeConfigSource {
   close (): void
 }
 
-const KNOWN_KEYS = ['drop_task_killswitch'] as const
+const KNOWN_KEYS = ['drop_task_killswitch', 'schedules'] as const
 const MAX_TASKNAME_LENGTH = 255
 
-const EMPTY: RuntimeConfig = freeze([])
+const EMPTY: RuntimeConfig = freeze([], [])
 
 /** What reading the file gave: a config, or the file is absent. Problems throw. */
 type ReadResult = { kind: 'config', config: RuntimeConfig } | { kind: 'missing' }
 
-function freeze (killswitch: readonly string[]): RuntimeConfig {
-  return Object.freeze({ dropTaskKillswitch: Object.freeze([...killswitch]) })
+function freeze (killswitch: readonly string[], schedules: RuntimeConfig['schedules']): RuntimeConfig {
+  return Object.freeze({ dropTaskKillswitch: Object.freeze([...killswitch]), schedules: Object.freeze([...schedules]) })
 }
 
 /** Parses and validates the file's text. Throws an Error whose message is the problem. */
-function parseRuntimeConfig (text: string, format: 'json' | 'yaml'): RuntimeConfig {
+function parseRuntimeConfig (text: string, format: 'json' | 'yaml', limits: RuntimeConfigLimits): RuntimeConfig {
   let parsed: unknown
   try {
     parsed = format === 'json' ? JSON.parse(text) : parseYaml(text)
@@ -66,7 +73,21 @@ function parseRuntimeConfig (text: string, format: 'json' | 'yaml'): RuntimeConf
   if (unknown.length > 0) {
     throw new Error(`has unknown key(s) ${unknown.map(k => JSON.stringify(k)).join(', ')} (known: ${KNOWN_KEYS.join(', ')})`)
   }
-  return freeze(parseKillswitch(map.drop_task_killswitch))
+  return freeze(parseKillswitch(map.drop_task_killswitch), parseSchedules(map.schedules, limits))
+}
+
+/** A map of schedule name → schedule, each checked as the API checks a PUT (timing included). */
+function parseSchedules (value: unknown, limits: RuntimeConfigLimits): RuntimeConfig['schedules'] {
+  if (value === undefined || value === null) return []
+  if (typeof value !== 'object' || Array.isArray(value)) throw new Error('schedules must be a map of schedule name to schedule')
+  const schema = createScheduleSpecSchema(limits)
+  return Object.entries(value as Record<string, unknown>).map(([name, raw]) => {
+    const badName = nameProblem(name, limits.idMaxChars)
+    if (badName !== null) throw new Error(`schedules: the name ${badName}`)
+    const spec = checkSpec(schema, raw, `schedules/${name}`)
+    toDefinition(spec, `schedules/${name}`)
+    return Object.freeze({ name, spec })
+  })
 }
 
 /** A list of task names, duplicates removed (first occurrence kept). `null` (an empty YAML key) is []. */
@@ -85,7 +106,7 @@ function formatOf (path: string): 'json' | 'yaml' {
   return extname(path).toLowerCase() === '.json' ? 'json' : 'yaml'
 }
 
-async function readRuntimeConfig (path: string): Promise<ReadResult> {
+async function readRuntimeConfig (path: string, limits: RuntimeConfigLimits): Promise<ReadResult> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
@@ -93,13 +114,13 @@ async function readRuntimeConfig (path: string): Promise<ReadResult> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' }
     throw new Error(`cannot be read (${(err as Error).message})`)
   }
-  return { kind: 'config', config: parseRuntimeConfig(text, formatOf(path)) }
+  return { kind: 'config', config: parseRuntimeConfig(text, formatOf(path), limits) }
 }
 
 function sameConfig (a: RuntimeConfig, b: RuntimeConfig): boolean {
   const x = a.dropTaskKillswitch
   const y = b.dropTaskKillswitch
-  return x.length === y.length && x.every((name, i) => name === y[i])
+  return x.length === y.length && x.every((name, i) => name === y[i]) && JSON.stringify(a.schedules) === JSON.stringify(b.schedules)
 }
 
 /** The source for "no runtime config file": always empty, never watches. */
@@ -117,8 +138,14 @@ function emptySource (): RuntimeConfigSource {
  * Loads the runtime config and keeps it current. Throws if the file is broken at start
  * (the message names the file and the problem).
  */
-export async function loadRuntimeConfig (opts: { path: string | undefined, log: Logger, watchIntervalMs?: number }): Promise<RuntimeConfigSource> {
+export async function loadRuntimeConfig (opts: {
+  path: string | undefined
+  log: Logger
+  watchIntervalMs?: number
+  limits?: RuntimeConfigLimits
+}): Promise<RuntimeConfigSource> {
   const { log } = opts
+  const limits = opts.limits ?? DEFAULT_LIMITS
   if (opts.path === undefined) return emptySource()
   const path = opts.path
 
@@ -159,14 +186,14 @@ export async function loadRuntimeConfig (opts: { path: string | undefined, log: 
   async function reloadNow (): Promise<boolean> {
     let next: RuntimeConfig
     try {
-      next = resolve(await readRuntimeConfig(path))
+      next = resolve(await readRuntimeConfig(path, limits))
     } catch (err) {
       log.error({ path, reason: (err as Error).message }, 'runtime config reload failed; keeping the last good config')
       return false
     }
     if (sameConfig(config, next)) return false
     apply(next)
-    log.info({ path, dropTaskKillswitch: next.dropTaskKillswitch }, 'runtime config changed')
+    log.info({ path, dropTaskKillswitch: next.dropTaskKillswitch, schedules: next.schedules.map(s => s.name) }, 'runtime config changed')
     notify(next)
     return true
   }
@@ -185,12 +212,12 @@ export async function loadRuntimeConfig (opts: { path: string | undefined, log: 
   // Watch before the first read, so a change made while it is under way is not missed.
   watchFile(path, { interval: opts.watchIntervalMs ?? 1000, persistent: false }, onFileChange)
   try {
-    apply(resolve(await readRuntimeConfig(path)))
+    apply(resolve(await readRuntimeConfig(path, limits)))
   } catch (err) {
     unwatchFile(path, onFileChange)
     throw new Error(`Invalid runtime config ${path}: ${(err as Error).message}`, { cause: err })
   }
-  log.info({ path, dropTaskKillswitch: config.dropTaskKillswitch }, 'runtime config loaded')
+  log.info({ path, dropTaskKillswitch: config.dropTaskKillswitch, schedules: config.schedules.map(s => s.name) }, 'runtime config loaded')
 
   return {
     current: () => config,

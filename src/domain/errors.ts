@@ -90,6 +90,14 @@ export const DeadletterUndecodableError = createError(
   409
 )
 
+// Schedules (/v1/schedules)
+export const ScheduleNotFoundError = createError('TASKBROKER_SCHEDULE_NOT_FOUND', 'Schedule %s not found', 404)
+export const ScheduleFromFileError = createError(
+  'TASKBROKER_SCHEDULE_FROM_FILE',
+  'Schedule %s is declared in the runtime config file; change it there',
+  409
+)
+
 // Poison rows (src/store/undecodable.ts)
 export const TaskUndecodableError = createError(
   'TASKBROKER_TASK_UNDECODABLE',

@@ -9,11 +9,13 @@ import { createDeadletterStore, type DeadletterStore } from './deadletter-store.
 import { createLeaseStore, type LeaseStore } from './lease-store.js'
 import { createPushStore, type PushStore } from './push-store.js'
 import { createQueueStore, type QueueStore } from './queue-store.js'
+import { createScheduleStore, type ScheduleStore } from './schedule-store.js'
 import { createTaskStore, type TaskStore } from './task-store.js'
 import { createUpkeepStore, type UpkeepStore } from './upkeep-store.js'
 
 export type { LeaderLock } from '../db/database.js'
 export type * from './interfaces.js'
+export type { ScheduleCounts, ScheduleRecord, ScheduleSource, ScheduleStore, ScheduleWrite } from './schedule-store.js'
 // What the core may ask of store failures and dead-letter cursors.
 export { isStoreUnavailable, outcomeUnknown } from './errors.js'
 export { decodeCursor } from './deadletter-store.js'
@@ -26,6 +28,7 @@ export interface Store {
   readonly push: PushStore
   readonly leases: LeaseStore
   readonly queues: QueueStore
+  readonly schedules: ScheduleStore
   /** Messages between brokers sharing one PostgreSQL database (LISTEN/NOTIFY); PGlite has none. */
   readonly messages: {
     listen (channel: string, onPayload: (payload: string) => void): Promise<{ unlisten: () => Promise<void> }>
@@ -67,6 +70,7 @@ export function createStore (database: Database, rules: StoreRules, owned = fals
     push: createPushStore(database, rules),
     leases: createLeaseStore(database, rules),
     queues: createQueueStore(database),
+    schedules: createScheduleStore(database),
     messages: {
       listen: async (channel, onPayload) => await database.listen(channel, onPayload),
       notify: async (channel, payload) => { await database.notify(channel, payload) }

@@ -83,6 +83,7 @@ export async function registerDocs (app: FastifyInstance): Promise<void> {
         { name: 'workers', description: 'claiming tasks and reporting outcomes' },
         { name: 'deadletters', description: 'tasks that failed for good: list, requeue, purge' },
         { name: 'queues', description: 'queues and their controls: pause, max processing, rate limit' },
+        { name: 'schedules', description: 'periodic tasks: cron or interval schedules fired by upkeep' },
         { name: 'operations', description: 'state of the broker' }
       ]
     },

@@ -5,6 +5,7 @@ import { claimRoutes } from './claims.js'
 import { deadletterRoutes } from './deadletters.js'
 import { leaseRoutes } from './leases.js'
 import { queueRoutes } from './queues.js'
+import { scheduleRoutes } from './schedules.js'
 import { statsRoutes } from './stats.js'
 import { statusRoutes } from './status.js'
 import { taskRoutes } from './tasks.js'
@@ -17,4 +18,5 @@ export const v1Routes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (ap
   await app.register(deadletterRoutes, { broker })
   await app.register(leaseRoutes, { broker })
   await app.register(queueRoutes, { broker })
+  await app.register(scheduleRoutes, { broker })
 }

@@ -215,5 +215,10 @@ export const StatsResponseSchema = Type.Object({
   })),
   deadletters: Type.Integer({ description: 'tasks in the dead-letter table' }),
   oldest_pending_age_sec: Type.Number({ description: 'how long the oldest claimable task has waited' }),
-  status_queue_depth: Type.Integer({ description: 'status reports queued in this broker, not yet written' })
+  status_queue_depth: Type.Integer({ description: 'status reports queued in this broker, not yet written' }),
+  schedules: Type.Object({
+    total: Type.Integer({ description: 'schedules in all' }),
+    paused: Type.Integer({ description: 'paused schedules' }),
+    from_file: Type.Integer({ description: 'schedules declared in the runtime config file' })
+  })
 }, { description: 'Task counts and queue ages' })

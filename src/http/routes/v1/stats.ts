@@ -17,7 +17,8 @@ export const statsRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async 
       queues: stats.byQueue,
       deadletters: stats.deadletters,
       oldest_pending_age_sec: stats.oldestPendingAgeSec,
-      status_queue_depth: stats.statusQueueDepth
+      status_queue_depth: stats.statusQueueDepth,
+      schedules: { total: stats.schedules.total, paused: stats.schedules.paused, from_file: stats.schedules.fromFile }
     }
   })
 }

@@ -137,6 +137,10 @@ t.test('PostgreSQL, 2 processes: they share the port, tasks go through, SIGTERM 
   t.same(readyLines.map(l => l.pid).sort(), [...children].sort(), 'each process logged its ready line')
   t.ok(readyLines.every(l => l.processes === 2), 'and says how many there are')
 
+  const ready = await fetch(`${run.url}/readyz`, { headers: { connection: 'close' } })
+  t.equal(ready.status, 200, 'ready once every process listens')
+  await ready.arrayBuffer()
+
   const produced = await post(`${run.url}/v1/tasks`, { tasks: Array.from({ length: 20 }, (_, i) => ({ id: `c-${i}`, application: 'app', namespace: 'ns', taskname: 'x' })) })
   t.equal(produced.status, 201)
   const claimed: string[] = []

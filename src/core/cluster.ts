@@ -17,6 +17,18 @@ import type { Config } from '../config/config.js'
 
 /** The message a broker process gets from the primary when it should shut down. */
 export const SHUTDOWN_MESSAGE = 'taskbroker:shutdown'
+/** The message every broker process gets once all of them listen. */
+export const READY_MESSAGE = 'taskbroker:ready'
+
+// Readiness is the whole broker's: until every process listens, the ones that do answer /readyz
+// 503, so nothing (a load balancer, a benchmark) takes one started process for all of them.
+let allListening = !cluster.isWorker
+if (cluster.isWorker) process.on('message', (message) => { if (message === READY_MESSAGE) allListening = true })
+
+/** Why this process should get no work yet as one of several (the others are starting), or null. */
+export function clusterNotReadyReason (): string | null {
+  return allListening ? null : 'broker processes starting'
+}
 
 /** True in the primary of a multi-process broker: it runs `runPrimary`, never a broker. */
 export function isClusterPrimary (config: Config): boolean {
@@ -42,9 +54,14 @@ export async function runPrimary (config: Config, log: Logger): Promise<number> 
   let allGone: () => void = () => {}
   const gone = new Promise<void>(resolve => { allGone = resolve })
 
+  const listening = new Set<Worker>()
   const stopAll = (): void => {
     stopping = true
-    for (const worker of live) if (worker.isConnected()) worker.send(SHUTDOWN_MESSAGE)
+    for (const worker of live) {
+      // One still starting has nothing to drain and may not listen for the message yet.
+      if (!listening.has(worker)) worker.process.kill('SIGTERM')
+      else if (worker.isConnected()) worker.send(SHUTDOWN_MESSAGE)
+    }
   }
   let signals = 0
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -76,7 +93,7 @@ export async function runPrimary (config: Config, log: Logger): Promise<number> 
   const start = (): Promise<boolean> => new Promise(resolve => {
     const worker = cluster.fork()
     live.add(worker)
-    worker.once('listening', () => resolve(true))
+    worker.once('listening', () => { listening.add(worker); resolve(true) })
     worker.once('exit', () => resolve(false))
   })
 
@@ -85,7 +102,10 @@ export async function runPrimary (config: Config, log: Logger): Promise<number> 
     for (let started = 1; started < count; started++) {
       if (stopping || !await start()) break
     }
-    if (!stopping) log.info({ processes: count }, 'taskbroker processes ready')
+    if (!stopping) {
+      for (const worker of live) if (worker.isConnected()) worker.send(READY_MESSAGE)
+      log.info({ processes: count }, 'taskbroker processes ready')
+    }
   }
   if (live.size > 0) await gone
   return exitCode

@@ -5,8 +5,8 @@
  * the scenarios and flags.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
-import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import postgres from 'postgres'
@@ -100,8 +100,8 @@ flags (default):
   --latency-filter F (application)  filter of latency, sustained, the ceiling's fetch_next, the extra processes and the baseline runs
   --processes LIST (1,2)     TASKBROKER_PROCESSES of the runs; N > 1: single and batch with the latency filter
   --noisy-tasks N (100000)   noisy neighbour: older pending tasks of another application (0 = no noisy run)
-  --checkout DIR             run the broker of another checkout (built there when stale), e.g. a commit: git worktree add DIR <commit>
-  --baseline DIR             also run the broker of checkout DIR, rep by rep (single and batch, latency filter): ratios to it
+  --checkout DIR|COMMIT      run the broker of another checkout (built there when stale); a commit gets a worktree in the temp directory
+  --baseline DIR|COMMIT      also run that broker, rep by rep (single and batch, latency filter): ratios to it (the cost of a change)
   --reps R (3)               repetitions of throughput runs; medians reported
   --max-run-seconds S (15)   single/batch: stop a run after S s and report tasks/s over that time (0 = drain all)
   --ceiling-seconds S (5)    single: measure the HTTP ceiling (same workers, trivial route, no database) for S s first (0 = skip)
@@ -155,12 +155,32 @@ function list<T extends string> (name: string, value: string, allowed: readonly 
 /** TASKBROKER_PROCESSES values the bench accepts. */
 const PROCESS_COUNTS = ['1', '2', '3', '4', '6', '8'] as const
 
-/** A checkout given by path: it must hold a broker (src/server.ts). */
+/**
+ * A checkout given by path (it must hold a broker: src/server.ts), or a commit of this repository:
+ * then a worktree of it is made (once) under the system's temporary directory, with this
+ * checkout's node_modules linked into it, and left there for the next run (`git worktree remove`
+ * it when done).
+ */
 function checkoutDir (name: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined
-  const dir = resolve(value)
+  let dir = resolve(value)
+  if (!existsSync(dir)) {
+    let commit: string
+    try {
+      commit = execFileSync('git', ['rev-parse', '--verify', '--quiet', `${value}^{commit}`], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    } catch {
+      process.stderr.write(`--${name} ${value} is neither a directory nor a commit of this repository\n`)
+      process.exit(2)
+    }
+    dir = join(tmpdir(), `taskbroker-bench-${commit.slice(0, 12)}`)
+    if (!existsSync(join(dir, 'src', 'server.ts'))) {
+      log(`--${name} ${value}: git worktree add --detach ${dir} ${commit.slice(0, 12)}`)
+      execFileSync('git', ['worktree', 'add', '--detach', dir, commit], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
+    }
+    if (!existsSync(join(dir, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
+  }
   if (!existsSync(join(dir, 'src', 'server.ts'))) {
-    process.stderr.write(`--${name} ${dir} is not a checkout of the broker (no src/server.ts there); make one with git worktree add ${dir} <commit> and link node_modules into it\n`)
+    process.stderr.write(`--${name} ${dir} is not a checkout of the broker (no src/server.ts there); give a commit, or make one with git worktree add ${dir} <commit> and link node_modules into it\n`)
     process.exit(2)
   }
   return dir

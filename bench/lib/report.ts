@@ -197,7 +197,7 @@ function goals (r: Results, s: Summary): Goal[] {
     out.push({
       goal: `${scenario} loop: cost of features not used (this checkout vs the baseline)`,
       target: '≥ 0.9 × baseline',
-      measured: base === undefined ? 'no baseline in this run (--baseline DIR)' : `${fmt(now.median_tasks_per_sec)} vs ${fmt(base.median_tasks_per_sec)} tasks/s`,
+      measured: base === undefined ? 'no baseline in this run (--baseline COMMIT|DIR)' : `${fmt(now.median_tasks_per_sec)} vs ${fmt(base.median_tasks_per_sec)} tasks/s`,
       ...(ratio === undefined ? {} : { ratio }),
       met: ratio === undefined ? undefined : ratio >= 0.9,
       config: `${scenario === 'single' ? singleConfig.split(';')[0] ?? '' : batchConfig}, filter ${FILTER_TEXT[String(o.latencyFilter)] ?? ''}; ${current?.commit ?? '?'} vs ${baseline?.commit ?? '–'}`

@@ -1,5 +1,7 @@
 /**
  * TASKBROKER_PROCESSES=N with real processes (`node --import tsx src/server.ts`):
+ * - a broker process answers not ready until the primary's ready message, and the primary's
+ *   shutdown message shuts it down (a stand-in process, test/fixtures/cluster-worker.ts);
  * - with the embedded store, N > 1 is refused: exit 78, one line naming the variable;
  * - on PostgreSQL, N processes share the port: the primary plus N broker processes, tasks go
  *   through the port from end to end, SIGTERM stops them all (exit 0);
@@ -8,11 +10,13 @@
  * PostgreSQL cases run when TASKBROKER_TEST_DATABASE_URL is set.
  */
 import { spawn } from 'node:child_process'
+import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import t, { type Test } from 'tap'
+import { READY_MESSAGE, SHUTDOWN_MESSAGE } from '../src/core/cluster.js'
 import { freePort, ROOT } from './helpers/broker-process.js'
 import { TEST_DATABASE_URL } from './helpers/database.js'
 
@@ -115,6 +119,27 @@ async function post (url: string, body: unknown): Promise<{ status: number, body
   const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', connection: 'close' }, body: JSON.stringify(body) })
   return { status: response.status, body: await response.json() }
 }
+
+t.test('a broker process is not ready until the primary says all listen, and shuts down when the primary asks', { timeout: 120_000 }, async (t) => {
+  cluster.setupPrimary({ exec: join(ROOT, 'test', 'fixtures', 'cluster-worker.ts'), execArgv: ['--import', 'tsx'], silent: false })
+  const worker = cluster.fork()
+  t.teardown(() => { if (!worker.isDead()) worker.kill('SIGKILL') })
+  const messages: unknown[] = []
+  worker.on('message', (message: unknown) => messages.push(message))
+  const next = async (): Promise<unknown> => {
+    await waitFor('a message from the broker process', () => messages.length > 0)
+    return messages.shift()
+  }
+  t.same(await next(), { before: 'broker processes starting' }, '/readyz would say why: the others are starting')
+  worker.send(READY_MESSAGE)
+  worker.send('report')
+  t.same(await next(), { after: null }, 'ready once the primary says every process listens')
+  worker.send(SHUTDOWN_MESSAGE)
+  t.same(await next(), { shutdown: true }, 'the primary\'s shutdown message starts its shutdown')
+  const exited = new Promise(resolve => worker.once('exit', resolve))
+  worker.send('exit')
+  await exited
+})
 
 t.test('the embedded store with TASKBROKER_PROCESSES=2: exit 78, one line naming the variable', { timeout: 120_000 }, async (t) => {
   const run = await runBroker(t, { TASKBROKER_PROCESSES: '2' })

@@ -22,7 +22,7 @@ const log = createLogger(config)
 for (const warning of configWarnings(process.env)) log.warn(warning)
 const exposed = exposureWarning(config)
 if (exposed !== undefined) log.warn(exposed)
-const { followPrimary, isClusterPrimary, runPrimary } = await import('./core/cluster.js')
+const { followPrimary, isClusterPrimary, runPrimary, shareMetrics } = await import('./core/cluster.js')
 // TASKBROKER_PROCESSES > 1: this process only starts and stops the broker processes.
 if (isClusterPrimary(config)) process.exit(await runPrimary(config, log))
 let app: FastifyInstance
@@ -56,6 +56,7 @@ const grace = closeWithGrace({ delay: config.broker.shutdownTimeoutMs + 2_000, l
 })
 // One of several broker processes: the primary's shutdown is this process's (once: a terminal's
 // Ctrl-C reaches every process of the group as well).
+shareMetrics(app.broker.metrics.registry)
 followPrimary(() => {
   if (closing) return
   closing = true

@@ -4,7 +4,8 @@
  *   shutdown message shuts it down (a stand-in process, test/fixtures/cluster-worker.ts);
  * - with the embedded store, N > 1 is refused: exit 78, one line naming the variable;
  * - on PostgreSQL, N processes share the port: the primary plus N broker processes, tasks go
- *   through the port from end to end, SIGTERM stops them all (exit 0);
+ *   through the port from end to end, /metrics sums every process's metrics, SIGTERM stops them
+ *   all (exit 0);
  * - a broker process that dies stops the others and the primary exits non-zero;
  * - a refusal of the first process (an unmigrated database) is the whole broker's: exit 78, its line.
  * PostgreSQL cases run when TASKBROKER_TEST_DATABASE_URL is set.
@@ -178,6 +179,14 @@ t.test('PostgreSQL, 2 processes: they share the port, tasks go through, SIGTERM 
   const reported = await post(`${run.url}/v1/tasks/status`, { updates: claimed.map(id => ({ id, status: 'complete' })) })
   t.equal(reported.status, 200)
   t.equal(reported.body.applied + reported.body.queued, 20, 'and reported')
+
+  // Whichever process answers /metrics, it counts the whole broker's tasks (summed by the primary).
+  for (let i = 0; i < 6; i++) {
+    const response = await fetch(`${run.url}/metrics`, { headers: { connection: 'close' } })
+    t.equal(response.status, 200)
+    const produced = /^taskbroker_tasks_produced_total (\d+)$/m.exec(await response.text())?.[1]
+    t.equal(produced, '20', `metrics request ${i + 1}: 20 tasks produced in all`)
+  }
 
   run.kill('SIGTERM')
   const exit = await run.exited

@@ -13,6 +13,7 @@
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
+import { AggregatorRegistry, type PrometheusContentType, type Registry } from 'prom-client'
 import type { Config } from '../config/config.js'
 
 /** The message a broker process gets from the primary when it should shut down. */
@@ -24,6 +25,49 @@ export const READY_MESSAGE = 'taskbroker:ready'
 // 503, so nothing (a load balancer, a benchmark) takes one started process for all of them.
 let allListening = !cluster.isWorker
 if (cluster.isWorker) process.on('message', (message) => { if (message === READY_MESSAGE) allListening = true })
+
+// /metrics: whichever process takes the request asks the primary, which sums every process's
+// metrics (prom-client's cluster aggregation), so a scrape sees the whole broker.
+const METRICS_REQUEST = 'taskbroker:metrics'
+const METRICS_REPLY = 'taskbroker:metrics-reply'
+interface MetricsReply { type: typeof METRICS_REPLY, id: number, text?: string, error?: string }
+const pendingMetrics = new Map<number, (reply: MetricsReply) => void>()
+let metricsRequests = 0
+let workerAggregator: AggregatorRegistry<PrometheusContentType> | undefined
+
+/** In a broker process of a cluster: answer the primary's metrics requests from `registry`. */
+export function shareMetrics (registry: Registry): void {
+  if (!cluster.isWorker) return
+  AggregatorRegistry.setRegistries([registry])
+  // Constructing one adds prom-client's listener that answers the primary.
+  workerAggregator ??= new AggregatorRegistry()
+  process.on('message', (message: Partial<MetricsReply>) => {
+    if (message?.type === METRICS_REPLY && typeof message.id === 'number') pendingMetrics.get(message.id)?.(message as MetricsReply)
+  })
+}
+
+/**
+ * The metrics of every broker process, summed, in the Prometheus text format; undefined outside a
+ * cluster (the process's own registry is the broker's then).
+ */
+export async function clusterMetrics (): Promise<string | undefined> {
+  if (!cluster.isWorker) return undefined
+  const id = ++metricsRequests
+  const reply = await new Promise<MetricsReply>((resolve) => {
+    const timer = setTimeout(() => {
+      pendingMetrics.delete(id)
+      resolve({ type: METRICS_REPLY, id, error: 'the primary did not answer within 10 s' })
+    }, 10_000)
+    pendingMetrics.set(id, (r) => {
+      clearTimeout(timer)
+      pendingMetrics.delete(id)
+      resolve(r)
+    })
+    process.send?.({ type: METRICS_REQUEST, id })
+  })
+  if (reply.error !== undefined || reply.text === undefined) throw new Error(`metrics of the broker processes: ${reply.error ?? 'no answer'}`)
+  return reply.text
+}
 
 /** Why this process should get no work yet as one of several (the others are starting), or null. */
 export function clusterNotReadyReason (): string | null {
@@ -75,6 +119,13 @@ export async function runPrimary (config: Config, log: Logger): Promise<number> 
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+
+  const aggregator = new AggregatorRegistry()
+  cluster.on('message', (worker, message: { type?: string, id?: number }) => {
+    if (message?.type !== METRICS_REQUEST) return
+    const answer = (reply: Omit<MetricsReply, 'type' | 'id'>) => { if (worker.isConnected()) worker.send({ type: METRICS_REPLY, id: message.id, ...reply }) }
+    aggregator.clusterMetrics().then(text => answer({ text }), (error: unknown) => answer({ error: String((error as Error).message ?? error) }))
+  })
 
   cluster.on('exit', (worker, code, signal) => {
     live.delete(worker)

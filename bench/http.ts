@@ -6,7 +6,7 @@
 import postgres from 'postgres'
 import { NO_BACKPRESSURE, startBroker, startCeilingServer, type Broker } from './lib/broker.js'
 import { cpuPerTask, cpuSnapshot, type CpuPerTask } from './lib/cpu.js'
-import { Api, benchTask, type ProduceReply } from './lib/http.js'
+import { Api, benchTask, BENCH_APPLICATION, filterOf, NOISY_APPLICATION, type FilterShape, type ProduceReply } from './lib/http.js'
 import { PEER_CONFIGS, ensurePeersInstalled, runPeer, type PeerRun } from './lib/peers.js'
 import type { WorkerMode } from './lib/protocol.js'
 import { fmt, median, sleep, slope, summarize, wallMs, type LatencySummary } from './lib/stats.js'
@@ -47,11 +47,44 @@ export interface HttpOptions {
   maxRunSeconds: number
   /** length of the HTTP ceiling measurement before each rep's single runs (0 = none) */
   ceilingSeconds: number
+  /** claim filter shapes of the single and batch runs */
+  filters: FilterShape[]
+  /** the filter of the latency and sustained workers */
+  latencyFilter: FilterShape
+  /** broker processes (TASKBROKER_PROCESSES) of the runs; beyond the first, single and batch with the latency filter only */
+  processes: number[]
+  /** noisy neighbour: pending tasks of another application produced ahead of the measured ones (0 = no noisy run) */
+  noisyTasks: number
+  /** the checkout whose broker runs (default: this one) */
+  brokerRoot: string
+  /** another checkout run side by side, rep by rep (single and batch with the latency filter): the before of a change */
+  baselineRoot: string | undefined
 }
 
-export interface ThroughputRun {
-  scenario: 'single' | 'batch'
+/** One single/batch/noisy run's configuration. */
+export interface ThroughputVariant {
+  scenario: 'single' | 'batch' | 'noisy'
   batching: Batching
+  filter: FilterShape
+  processes: number
+  build: BrokerBuild
+}
+
+export function variantLabel (v: ThroughputVariant): string {
+  return `${v.scenario} filter ${v.filter}${v.batching === 'off' ? ' batching off' : ''}${v.processes > 1 ? ` ${v.processes} processes` : ''}${v.build === 'baseline' ? ' (baseline)' : ''}`
+}
+
+/** Which checkout's broker ran: the one under test, or the baseline given with --baseline. */
+export type BrokerBuild = 'current' | 'baseline'
+
+export interface ThroughputRun {
+  /** noisy = single with `noisy_tasks` older pending tasks of another application ahead */
+  scenario: 'single' | 'batch' | 'noisy'
+  batching: Batching
+  filter: FilterShape
+  processes: number
+  build: BrokerBuild
+  noisy_tasks?: number
   rep: number
   tasks: number
   workers: number
@@ -100,6 +133,7 @@ export interface ProduceRun {
 
 export interface LatencyRun {
   ack: Ack
+  filter: FilterShape
   offered_per_sec: number
   duration_sec: number
   warmup_sec: number
@@ -205,8 +239,9 @@ export class HttpBench {
     if (tables[0]?.n === 2) await this.sql`truncate inflight_tasks, deadletter_tasks`
   }
 
+  /** Rows of the measured application left (the noisy neighbour's stay). */
   private async count (): Promise<number> {
-    const rows = await this.sql`select count(*)::int as n from inflight_tasks`
+    const rows = await this.sql`select count(*)::int as n from inflight_tasks where application = ${BENCH_APPLICATION}`
     return rows[0]?.n as number
   }
 
@@ -221,9 +256,10 @@ export class HttpBench {
   }
 
   /** A fresh broker and worker process around `fn`: emptied tables before, SIGTERM and wait after. */
-  private async session<T> (variant: Record<string, string>, fn: (s: Session) => Promise<T>): Promise<T & { rss_start_mb: number | undefined, rss_end_mb: number | undefined, broker_exit: string }> {
+  private async session<T> (variant: Record<string, string>, fn: (s: Session) => Promise<T>, build: BrokerBuild = 'current'): Promise<T & { rss_start_mb: number | undefined, rss_end_mb: number | undefined, broker_exit: string }> {
     await this.truncate()
-    const [b, w] = await Promise.allSettled([startBroker(this.brokerEnv(variant), log, this.options.fromSource, this.options.brokerNodeArgs), WorkerProcess.start()])
+    const root = build === 'baseline' ? this.options.baselineRoot ?? this.options.brokerRoot : this.options.brokerRoot
+    const [b, w] = await Promise.allSettled([startBroker(this.brokerEnv(variant), log, this.options.fromSource, this.options.brokerNodeArgs, root), WorkerProcess.start()])
     if (b.status === 'rejected' || w.status === 'rejected') {
       if (b.status === 'fulfilled') await b.value.stop()
       if (w.status === 'fulfilled') await w.value.close()
@@ -256,11 +292,11 @@ export class HttpBench {
   }
 
   /** POST /v1/tasks in batches of 1000 on `concurrency` connections; the bodies are serialised before the clock starts. */
-  private async produce (api: Api, n: number, signal: AbortSignal, onProgress?: (done: number, errors: number) => void): Promise<{ seconds: number, errors: number, errorSamples: string[] }> {
+  private async produce (api: Api, n: number, signal: AbortSignal, onProgress?: (done: number, errors: number) => void, application = BENCH_APPLICATION): Promise<{ seconds: number, errors: number, errorSamples: string[] }> {
     const bodies: Array<{ body: string, count: number }> = []
     for (let i = 0; i < n; i += 1000) {
       const count = Math.min(1000, n - i)
-      bodies.push({ body: JSON.stringify({ tasks: Array.from({ length: count }, () => benchTask(this.pad)) }), count })
+      bodies.push({ body: JSON.stringify({ tasks: Array.from({ length: count }, () => benchTask(this.pad, undefined, application)) }), count })
     }
     let next = 0
     let inserted = 0
@@ -297,40 +333,58 @@ export class HttpBench {
   }
 
   /** Untimed: the first few thousand requests of a fresh process run before the JIT has warmed up. */
-  private async warmUp ({ broker, workers, api, signal }: Session, mode: WorkerMode): Promise<void> {
+  private async warmUp ({ broker, workers, api, signal }: Session, mode: WorkerMode, filter: FilterShape): Promise<void> {
     if (this.options.warmupTasks <= 0) return
     await this.produce(api, this.options.warmupTasks, signal)
     const drainMode = mode === 'stream' ? 'single' : mode
-    await workers.run({ mode: drainMode, baseUrl: broker.url, workers: drainMode === 'batch' ? this.options.batchWorkers : this.options.workers, limit: this.options.limit, waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0 })
+    await workers.run({ mode: drainMode, baseUrl: broker.url, workers: drainMode === 'batch' ? this.options.batchWorkers : this.options.workers, limit: this.options.limit, filter: filterOf(filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0 })
   }
 
-  /** Pre-produce N (timed: the produce figure), then K workers drain them (timed: tasks/s). */
-  async throughput (scenario: 'single' | 'batch', batching: Batching, rep: number): Promise<ThroughputRun> {
+  /**
+   * Pre-produce N (timed: the produce figure), then K workers drain them (timed: tasks/s). `noisy`:
+   * `noisyTasks` pending tasks of another application are produced first (untimed), so the
+   * measured application's tasks are all younger than the neighbour's.
+   */
+  async throughput (v: ThroughputVariant, rep: number): Promise<ThroughputRun> {
     const o = this.options
-    const label = `${scenario} batching ${batching} rep ${rep}/${o.reps}`
-    const workerCount = scenario === 'batch' ? o.batchWorkers : o.workers
-    return await this.session({ TASKBROKER_STATUS_BATCHING: batching === 'on' ? 'true' : 'false' }, async (session) => {
-      await this.warmUp(session, scenario)
+    const mode = v.scenario === 'batch' ? 'batch' : 'single'
+    const noisyTasks = v.scenario === 'noisy' ? o.noisyTasks : 0
+    const label = `${variantLabel(v)} rep ${rep}/${o.reps}`
+    const workerCount = mode === 'batch' ? o.batchWorkers : o.workers
+    const env: Record<string, string> = { TASKBROKER_STATUS_BATCHING: v.batching === 'on' ? 'true' : 'false' }
+    if (v.processes > 1) env.TASKBROKER_PROCESSES = String(v.processes)
+    return await this.session(env, async (session) => {
+      await this.warmUp(session, mode, v.filter)
+      if (noisyTasks > 0) {
+        const p0 = new Progress(`${label} noisy neighbour (${NOISY_APPLICATION}) produce`, noisyTasks)
+        try { await this.produce(session.api, noisyTasks, session.signal, (d, e) => p0.update(d, e), NOISY_APPLICATION) } finally { p0.stop() }
+        // As autovacuum would by now: the planner sees the neighbour's rows.
+        await this.sql`analyze inflight_tasks`
+      }
       const p1 = new Progress(`${label} produce`, o.tasks)
       let produced: { seconds: number, errors: number, errorSamples: string[] }
       try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p1.update(d, e)) } finally { p1.stop() }
-      const p2 = new Progress(`${label} ${scenario === 'single' ? 'claim + status/fetch_next' : `claim ${o.limit} + batch status`}`, o.tasks)
+      const p2 = new Progress(`${label} ${mode === 'single' ? 'claim + status/fetch_next' : `claim ${o.limit} + batch status`}`, o.tasks)
       let result
       const cpuBefore = cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid })
       try {
-        result = await session.workers.run({ mode: scenario, baseUrl: session.broker.url, workers: workerCount, limit: o.limit, waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: o.maxRunSeconds * 1000 }, (d, e) => p2.update(d, e))
+        result = await session.workers.run({ mode, baseUrl: session.broker.url, workers: workerCount, limit: o.limit, filter: filterOf(v.filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: o.maxRunSeconds * 1000 }, (d, e) => p2.update(d, e))
       } finally { p2.stop() }
       const cpu = cpuPerTask(cpuBefore, cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid }), result.done)
       const remaining = result.capped ? await this.count() : await this.remaining()
       if (result.capped) log(`  capped at --max-run-seconds ${o.maxRunSeconds}: ${fmt(result.done)} of ${fmt(o.tasks)} completed`)
       else if (result.done !== o.tasks || remaining !== 0) log(`  WARNING: completed ${result.done} of ${o.tasks}, ${remaining} rows left in inflight_tasks`)
       return {
-        scenario,
-        batching,
+        scenario: v.scenario,
+        batching: v.batching,
+        filter: v.filter,
+        processes: v.processes,
+        build: v.build,
+        ...(noisyTasks > 0 ? { noisy_tasks: noisyTasks } : {}),
         rep,
         tasks: o.tasks,
         workers: workerCount,
-        limit: scenario === 'batch' ? o.limit : 1,
+        limit: mode === 'batch' ? o.limit : 1,
         seconds: result.wallMs / 1000,
         tasks_per_sec: result.done / (result.wallMs / 1000),
         produce_seconds: produced.seconds,
@@ -343,7 +397,7 @@ export class HttpBench {
         error_samples: [...produced.errorSamples, ...result.errorSamples],
         ...(cpu === undefined ? {} : { cpu_us_per_task: cpu })
       }
-    })
+    }, v.build)
   }
 
   /**
@@ -358,7 +412,7 @@ export class HttpBench {
       if (s.status === 'rejected' || w.status === 'rejected') throw s.status === 'rejected' ? s.reason : (w as PromiseRejectedResult).reason
       const server = s.value
       const workers = w.value
-      const command = { mode: 'ceiling' as const, baseUrl: server.url, workers: o.workers, limit: 1, waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0 }
+      const command = { mode: 'ceiling' as const, baseUrl: server.url, workers: o.workers, limit: 1, filter: filterOf(o.latencyFilter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0 }
       await workers.run({ ...command, capMs: 1000 })
       const progress = new Progress(`ceiling rep ${rep}/${o.reps} trivial route`)
       const before = cpuSnapshot({ broker: server.pid, workers: workers.pid })
@@ -383,7 +437,7 @@ export class HttpBench {
   async produceOnly (rep: number): Promise<ProduceRun> {
     const o = this.options
     return await this.session({}, async (session) => {
-      await this.warmUp(session, 'batch')
+      await this.warmUp(session, 'batch', 'none')
       const p = new Progress(`produce rep ${rep}/${o.reps}`, o.tasks)
       let produced: { seconds: number, errors: number, errorSamples: string[] }
       try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p.update(d, e)) } finally { p.stop() }
@@ -398,12 +452,12 @@ export class HttpBench {
   async latency (ack: Ack, rate: number): Promise<LatencyRun> {
     const o = this.options
     return await this.session({ TASKBROKER_STATUS_ACK: ack }, async (session) => {
-      await this.warmUp(session, 'stream')
+      await this.warmUp(session, 'stream', o.latencyFilter)
       const measureFrom = wallMs() + o.warmup * 1000
       const measureUntil = measureFrom + o.duration * 1000
       let done = 0
       const p = new Progress(`latency ack=${ack} at ${fmt(rate)}/s offered`, undefined)
-      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.latencyWorkers, limit: 1, waitMs: o.waitMs, fetchNext: o.fetchNext, measureFrom, measureUntil, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
+      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.latencyWorkers, limit: 1, filter: filterOf(o.latencyFilter), waitMs: o.waitMs, fetchNext: o.fetchNext, measureFrom, measureUntil, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
       let produced
       try {
         produced = await this.openLoop(session.broker.url, rate, (o.warmup + o.duration) * 1000, measureFrom, measureUntil, session.signal)
@@ -419,6 +473,7 @@ export class HttpBench {
       const remaining = await this.remaining()
       return {
         ack,
+        filter: o.latencyFilter,
         offered_per_sec: Math.round(rate),
         duration_sec: o.duration,
         warmup_sec: o.warmup,
@@ -491,11 +546,11 @@ export class HttpBench {
   async sustained (seconds: number): Promise<SustainedRun> {
     const o = this.options
     return await this.session({}, async (session) => {
-      await this.warmUp(session, 'stream')
+      await this.warmUp(session, 'stream', o.latencyFilter)
       let done = 0
       const samples: SustainedRun['samples'] = []
       const p = new Progress(`sustained ${seconds} s`, undefined, () => `, broker RSS ${session.broker.rss() ?? '?'} MB`)
-      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.workers, limit: 1, waitMs: o.waitMs, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
+      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.workers, limit: 1, filter: filterOf(o.latencyFilter), waitMs: o.waitMs, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
       const started = performance.now()
       const sampler = setInterval(() => samples.push({ t: Math.round((performance.now() - started) / 100) / 10, rss_mb: session.broker.rss(), done }), 1000)
       samples.push({ t: 0, rss_mb: session.broker.rss(), done: 0 })

@@ -5,14 +5,15 @@
  * the scenarios and flags.
  */
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import postgres from 'postgres'
 import { completeMode } from './complete-mode.js'
 import { roundtrip } from './roundtrip.js'
-import { HttpBench, log, type Ack, type Batching, type HttpOptions } from './http.js'
+import { HttpBench, log, variantLabel, type Ack, type Batching, type HttpOptions, type ThroughputVariant } from './http.js'
+import { FILTER_SHAPES, type FilterShape } from './lib/http.js'
 import { ROOT, ensureBuilt, killBrokers, prepareDatabase } from './lib/broker.js'
 import { peerVersion } from './lib/peers.js'
 import { markdown, summarize, type Results } from './lib/report.js'
@@ -20,10 +21,11 @@ import { median, sleep } from './lib/stats.js'
 
 const SCENARIOS: Record<string, string> = {
   all: 'the HTTP suite (default): throughput (single, batch × status batching on/off), latency at half of peak (ack flushed, queued), sustained (with --sustained S), peers (unless --no-peers)',
-  throughput: 'single and batch, status batching on and off, interleaved rep by rep (+ the produce figure; each rep starts with the HTTP ceiling: the same workers against a trivial Fastify route, no database)',
+  throughput: 'single and batch for every claim filter shape, with 1 and 2 broker processes, the noisy neighbour, the baseline checkout when given: interleaved rep by rep (+ the produce figure; each rep starts with the HTTP ceiling: the same workers against a trivial Fastify route, no database)',
   produce: 'POST /v1/tasks in batches of 1000: tasks/s',
-  single: 'claim one, then status complete + fetch_next until none comes back: tasks/s, status batching on/off',
-  batch: 'claim --limit, one POST /v1/tasks/status for them: tasks/s, status batching on/off',
+  single: 'claim one, then status complete + fetch_next until none comes back: tasks/s, every filter shape',
+  batch: 'claim --limit, one POST /v1/tasks/status for them: tasks/s, every filter shape',
+  noisy: 'noisy neighbour: single with the application filter behind --noisy-tasks older pending tasks of another application, and without them (same rep)',
   latency: 'open-loop load at --rate (default half the single peak, measured first): produce→claim and status ack latency, ack flushed and queued',
   sustained: 'single for --sustained S seconds (default 60) with a closed-loop producer: broker RSS over time',
   peers: 'graphile-worker 0.17.3 and pg-boss 10.4.2 on the same PostgreSQL (bench/peers, installed on first use)',
@@ -39,10 +41,16 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     tasks: { type: 'string', default: '20000' },
-    workers: { type: 'string', default: '32' },
-    'batch-workers': { type: 'string' },
+    workers: { type: 'string', default: '128' },
+    'batch-workers': { type: 'string', default: '16' },
     'latency-workers': { type: 'string' },
-    limit: { type: 'string', default: '64' },
+    limit: { type: 'string', default: '100' },
+    filters: { type: 'string', default: FILTER_SHAPES.join(',') },
+    'latency-filter': { type: 'string', default: 'application' },
+    processes: { type: 'string', default: '1,2' },
+    'noisy-tasks': { type: 'string', default: '100000' },
+    checkout: { type: 'string' },
+    baseline: { type: 'string' },
     reps: { type: 'string', default: '3' },
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '1' },
@@ -54,7 +62,7 @@ const { values, positionals } = parseArgs({
     payload: { type: 'string', default: '100' },
     'wait-ms': { type: 'string', default: '1000' },
     'tick-ms': { type: 'string', default: '5' },
-    batching: { type: 'string', default: 'on,off' },
+    batching: { type: 'string', default: 'on' },
     ack: { type: 'string', default: 'flushed,queued' },
     'no-fetch-next': { type: 'boolean', default: false },
     'broker-env': { type: 'string', multiple: true, default: [] },
@@ -84,10 +92,16 @@ ${Object.entries(SCENARIOS).map(([k, v]) => `  ${k.padEnd(14)} ${v}`).join('\n')
 
 flags (default):
   --tasks N (20000)          tasks per throughput run (and peer jobs unless --peer-jobs)
-  --workers K (32)           concurrent workers for single, sustained (and latency, batch unless set)
-  --batch-workers K          workers for batch (default --workers)
+  --workers K (128)          concurrent workers for single, the HTTP ceiling, sustained (and latency unless set)
+  --batch-workers K (16)     workers for batch
   --latency-workers K        workers for latency (default --workers)
-  --limit L (64)             tasks per claim in batch
+  --limit L (100)            tasks per claim in batch
+  --filters LIST (none,application,application+namespace)  claim filter shapes of single and batch
+  --latency-filter F (application)  filter of latency, sustained, the ceiling's fetch_next, the extra processes and the baseline runs
+  --processes LIST (1,2)     TASKBROKER_PROCESSES of the runs; N > 1: single and batch with the latency filter
+  --noisy-tasks N (100000)   noisy neighbour: older pending tasks of another application (0 = no noisy run)
+  --checkout DIR|COMMIT      run the broker of another checkout (built there when stale); a commit gets a worktree in the temp directory
+  --baseline DIR|COMMIT      also run that broker, rep by rep (single and batch, latency filter): ratios to it (the cost of a change)
   --reps R (3)               repetitions of throughput runs; medians reported
   --max-run-seconds S (15)   single/batch: stop a run after S s and report tasks/s over that time (0 = drain all)
   --ceiling-seconds S (5)    single: measure the HTTP ceiling (same workers, trivial route, no database) for S s first (0 = skip)
@@ -99,7 +113,7 @@ flags (default):
   --produce-concurrency P (4) concurrent produce requests      --payload B (100) bytes of padding per task
   --wait-ms W (1000)         long-poll wait_ms for latency and sustained claims
   --tick-ms T (5)            latency: the producer sends what is due every T ms
-  --batching on,off          status batching variants         --ack flushed,queued  latency ack modes
+  --batching on[,off] (on)   status batching variants (off: with the first filter only)   --ack flushed,queued  latency ack modes
   --no-fetch-next            latency: report without fetch_next (claim every task by long-poll)
   --broker-env KEY=VALUE     extra broker setting (repeatable), e.g. TASKBROKER_DB_POOL_SIZE=20
   --build / --no-build       always / never run npm run build (default: when dist is older than src)
@@ -138,6 +152,40 @@ function list<T extends string> (name: string, value: string, allowed: readonly 
   return items as T[]
 }
 
+/** TASKBROKER_PROCESSES values the bench accepts. */
+const PROCESS_COUNTS = ['1', '2', '3', '4', '6', '8'] as const
+
+/**
+ * A checkout given by path (it must hold a broker: src/server.ts), or a commit of this repository:
+ * then a worktree of it is made (once) under the system's temporary directory, with this
+ * checkout's node_modules linked into it, and left there for the next run (`git worktree remove`
+ * it when done).
+ */
+function checkoutDir (name: string, value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  let dir = resolve(value)
+  if (!existsSync(dir)) {
+    let commit: string
+    try {
+      commit = execFileSync('git', ['rev-parse', '--verify', '--quiet', `${value}^{commit}`], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    } catch {
+      process.stderr.write(`--${name} ${value} is neither a directory nor a commit of this repository\n`)
+      process.exit(2)
+    }
+    dir = join(tmpdir(), `taskbroker-bench-${commit.slice(0, 12)}`)
+    if (!existsSync(join(dir, 'src', 'server.ts'))) {
+      log(`--${name} ${value}: git worktree add --detach ${dir} ${commit.slice(0, 12)}`)
+      execFileSync('git', ['worktree', 'add', '--detach', dir, commit], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
+    }
+    if (!existsSync(join(dir, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'))
+  }
+  if (!existsSync(join(dir, 'src', 'server.ts'))) {
+    process.stderr.write(`--${name} ${dir} is not a checkout of the broker (no src/server.ts there); give a commit, or make one with git worktree add ${dir} <commit> and link node_modules into it\n`)
+    process.exit(2)
+  }
+  return dir
+}
+
 const adminUrl = values['db-url'] ?? process.env.TASKBROKER_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const mask = (url: string) => url.replace(/:[^:@/]*@/, ':***@')
 const brokerEnv: Record<string, string> = {}
@@ -158,7 +206,7 @@ let url = ''
 const options: Omit<HttpOptions, 'url'> = {
   tasks,
   workers,
-  batchWorkers: int('batch-workers', values['batch-workers'] ?? String(workers), 1),
+  batchWorkers: int('batch-workers', values['batch-workers'], 1),
   latencyWorkers: int('latency-workers', values['latency-workers'] ?? String(workers), 1),
   limit: int('limit', values.limit, 1),
   reps: int('reps', values.reps, 1),
@@ -181,7 +229,17 @@ const options: Omit<HttpOptions, 'url'> = {
   peerJobs: int('peer-jobs', values['peer-jobs'] ?? String(tasks), 1),
   peerReps: int('peer-reps', values['peer-reps'], 1),
   maxRunSeconds: int('max-run-seconds', values['max-run-seconds']),
-  ceilingSeconds: int('ceiling-seconds', values['ceiling-seconds'])
+  ceilingSeconds: int('ceiling-seconds', values['ceiling-seconds']),
+  filters: list<FilterShape>('filters', values.filters, FILTER_SHAPES),
+  latencyFilter: list<FilterShape>('latency-filter', values['latency-filter'], FILTER_SHAPES)[0] ?? 'application',
+  processes: list('processes', values.processes, PROCESS_COUNTS).map(Number),
+  noisyTasks: int('noisy-tasks', values['noisy-tasks']),
+  brokerRoot: checkoutDir('checkout', values.checkout) ?? ROOT,
+  baselineRoot: checkoutDir('baseline', values.baseline)
+}
+if (options.filters.length === 0 || options.processes.length === 0) {
+  process.stderr.write('--filters and --processes need at least one value\n')
+  process.exit(2)
 }
 
 // Never leave a broker behind: on a signal, stop the brokers we started (worker processes exit when their IPC channel closes).
@@ -193,9 +251,16 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 process.once('exit', () => { killBrokers('SIGKILL') })
 
-const git = (...args: string[]) => {
-  try { return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() } catch { return undefined }
+const gitIn = (cwd: string, ...args: string[]) => {
+  try { return execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() } catch { return undefined }
 }
+/** The commit a checkout is at, its subject, and whether its src/ has changes not committed. */
+const commitOf = (dir: string) => ({
+  dir,
+  commit: gitIn(dir, 'rev-parse', '--short', 'HEAD'),
+  subject: gitIn(dir, 'log', '-1', '--format=%s')?.slice(0, 120),
+  src_uncommitted_changes: (gitIn(dir, 'status', '--porcelain', '--', 'src') ?? '') !== ''
+})
 
 async function machine (databaseUrl: string): Promise<Record<string, unknown>> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
@@ -210,8 +275,11 @@ async function machine (databaseUrl: string): Promise<Record<string, unknown>> {
       node: process.version,
       postgres: v?.version,
       postgres_settings: { shared_buffers: v?.shared_buffers, synchronous_commit: v?.synchronous_commit, max_connections: v?.max_connections },
-      git_commit: git('rev-parse', '--short', 'HEAD'),
-      src_uncommitted_changes: (git('status', '--porcelain', '--', 'src') ?? '') !== '',
+      git_commit: gitIn(ROOT, 'rev-parse', '--short', 'HEAD'),
+      src_uncommitted_changes: (gitIn(ROOT, 'status', '--porcelain', '--', 'src') ?? '') !== '',
+      // The broker measured (another checkout with --checkout), and the baseline's.
+      broker_checkout: commitOf(options.brokerRoot),
+      ...(options.baselineRoot === undefined ? {} : { baseline_checkout: commitOf(options.baselineRoot) }),
       load_average_at_start: loadavg().map(l => Math.round(l * 100) / 100)
     }
   } finally {
@@ -231,6 +299,35 @@ async function attempt<T> (label: string, fn: () => Promise<T>): Promise<T> {
     await sleep(3000)
     return await fn()
   }
+}
+
+/**
+ * The single/batch/noisy runs of one rep, in order: every filter shape (status batching off with
+ * the first only), the other process counts and the baseline with the latency filter, then the
+ * noisy neighbour (its quiet twin is the single run with the application filter).
+ */
+function throughputVariants (scenario: string): ThroughputVariant[] {
+  const modes = ({ all: ['single', 'batch'], throughput: ['single', 'batch'], single: ['single'], batch: ['batch'], noisy: [] } as Record<string, Array<'single' | 'batch'>>)[scenario]
+  if (modes === undefined) return []
+  const o = options
+  const out: ThroughputVariant[] = []
+  for (const mode of modes) {
+    for (const filter of o.filters) {
+      for (const batching of o.batching) {
+        if (batching === 'off' && filter !== o.filters[0]) continue
+        if (o.processes.includes(1)) out.push({ scenario: mode, batching, filter, processes: 1, build: 'current' })
+      }
+    }
+    for (const processes of o.processes) {
+      if (processes !== 1) out.push({ scenario: mode, batching: 'on', filter: o.latencyFilter, processes, build: 'current' })
+    }
+    if (o.baselineRoot !== undefined) out.push({ scenario: mode, batching: 'on', filter: o.latencyFilter, processes: 1, build: 'baseline' })
+  }
+  if (o.noisyTasks > 0 && ['all', 'throughput', 'noisy'].includes(scenario)) {
+    if (scenario === 'noisy') out.push({ scenario: 'single', batching: 'on', filter: 'application', processes: 1, build: 'current' })
+    out.push({ scenario: 'noisy', batching: 'on', filter: 'application', processes: 1, build: 'current' })
+  }
+  return out
 }
 
 const started = new Date()
@@ -255,7 +352,11 @@ if (scenario === 'complete-mode') {
   results = { scenario, command, started_at: started.toISOString(), options: config, broker_env: {}, machine: m, roundtrip: await roundtrip({ ...config, url }) }
 } else {
   const needsBroker = scenario !== 'peers'
-  if (needsBroker && !options.fromSource) ensureBuilt(values['no-build'] ? 'never' : values.build ? 'always' : 'auto', log)
+  if (needsBroker && !options.fromSource) {
+    const mode = values['no-build'] ? 'never' : values.build ? 'always' : 'auto'
+    ensureBuilt(mode, log, options.brokerRoot)
+    if (options.baselineRoot !== undefined) ensureBuilt(mode, log, options.baselineRoot)
+  }
   url = await prepareDatabase(adminUrl, values.database)
   const fullOptions: HttpOptions = { ...options, url }
   const bench = new HttpBench(fullOptions)
@@ -275,14 +376,12 @@ if (scenario === 'complete-mode') {
   const load = results.machine.load_average_at_start as number[]
   if ((load[0] ?? 0) > 1) log(`note: load average ${load.join(' ')} at start — something else is using the CPU; numbers will be lower and noisier`)
   try {
-    const modes = { all: ['single', 'batch'], throughput: ['single', 'batch'], single: ['single'], batch: ['batch'] }[scenario as 'all'] as Array<'single' | 'batch'> | undefined
-    if (modes !== undefined) {
+    const variants = throughputVariants(scenario)
+    if (variants.length > 0) {
       results.throughput = []
       for (let rep = 1; rep <= options.reps; rep++) {
-        if (modes.includes('single') && options.ceilingSeconds > 0) (results.ceiling ??= []).push(await attempt(`ceiling rep ${rep}`, () => bench.ceiling(rep)))
-        for (const mode of modes) {
-          for (const batching of options.batching) results.throughput.push(await attempt(`${mode} batching ${batching} rep ${rep}`, () => bench.throughput(mode, batching, rep)))
-        }
+        if (variants.some(v => v.scenario !== 'batch') && options.ceilingSeconds > 0) (results.ceiling ??= []).push(await attempt(`ceiling rep ${rep}`, () => bench.ceiling(rep)))
+        for (const v of variants) results.throughput.push(await attempt(`${variantLabel(v)} rep ${rep}`, () => bench.throughput(v, rep)))
       }
     }
     if (scenario === 'produce') {
@@ -292,10 +391,11 @@ if (scenario === 'complete-mode') {
     if (scenario === 'all' || scenario === 'latency') {
       let rate = options.rate
       if (rate === undefined) {
-        let peaks = (results.throughput ?? []).filter(t => t.scenario === 'single' && t.batching === 'on').map(t => t.tasks_per_sec)
+        const peak: ThroughputVariant = { scenario: 'single', batching: 'on', filter: options.latencyFilter, processes: 1, build: 'current' }
+        let peaks = (results.throughput ?? []).filter(t => t.scenario === 'single' && t.batching === 'on' && t.filter === peak.filter && t.processes === 1 && t.build === 'current').map(t => t.tasks_per_sec)
         if (peaks.length === 0) {
-          log('latency: measuring the single peak first (status batching on, 1 run; --rate R skips this)')
-          const run = await attempt('single batching on (peak for latency)', () => bench.throughput('single', 'on', 1))
+          log(`latency: measuring the single peak first (filter ${peak.filter}, 1 run; --rate R skips this)`)
+          const run = await attempt(`${variantLabel(peak)} (peak for latency)`, () => bench.throughput(peak, 1))
           results.throughput = [...(results.throughput ?? []), run]
           peaks = [run.tasks_per_sec]
         }

@@ -47,10 +47,11 @@ async function run (command: RunCommand): Promise<RunResult> {
   const counters = new Counters()
   const claimSamples: number[] = []
   const ackSamples: number[] = []
+  const { filter } = command
   const claim = async (limit: number, waitMs: number) =>
-    ok(await api.post<ClaimReply>('/v1/tasks/claim', { limit, wait_ms: waitMs })).tasks
+    ok(await api.post<ClaimReply>('/v1/tasks/claim', { ...filter, limit, wait_ms: waitMs })).tasks
   const complete = async (id: string, fetchNext: boolean) =>
-    ok(await api.post<StatusReply>(`/v1/tasks/${encodeURIComponent(id)}/status`, fetchNext ? { status: 'complete', fetch_next: {} } : { status: 'complete' }))
+    ok(await api.post<StatusReply>(`/v1/tasks/${encodeURIComponent(id)}/status`, fetchNext ? { status: 'complete', fetch_next: filter } : { status: 'complete' }))
 
   const startedAt = performance.now()
   const capped = () => command.capMs > 0 && performance.now() - startedAt >= command.capMs
@@ -106,7 +107,7 @@ async function run (command: RunCommand): Promise<RunResult> {
 
   // Requests shaped like a single worker's report (a fresh id each), to a server that does nothing.
   const ceiling = async () => {
-    const body = JSON.stringify({ status: 'complete', fetch_next: {} })
+    const body = JSON.stringify({ status: 'complete', fetch_next: filter })
     while (!capped()) {
       await retrying(counters, async () => ok(await api.post<StatusReply>(`/v1/tasks/${randomUUID()}/status`, body)))
       counters.done++

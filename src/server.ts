@@ -22,6 +22,9 @@ const log = createLogger(config)
 for (const warning of configWarnings(process.env)) log.warn(warning)
 const exposed = exposureWarning(config)
 if (exposed !== undefined) log.warn(exposed)
+const { followPrimary, isClusterPrimary, runPrimary, shareMetrics } = await import('./core/cluster.js')
+// TASKBROKER_PROCESSES > 1: this process only starts and stops the broker processes.
+if (isClusterPrimary(config)) process.exit(await runPrimary(config, log))
 let app: FastifyInstance
 try {
   // The store opens (PGlite compiles its WebAssembly off the main thread) while the HTTP side's
@@ -43,11 +46,21 @@ try {
 }
 
 // A second signal, or the timeout, ends the process at once.
-closeWithGrace({ delay: config.broker.shutdownTimeoutMs + 2_000, logger: log }, async ({ signal, err }) => {
+let closing = false
+const grace = closeWithGrace({ delay: config.broker.shutdownTimeoutMs + 2_000, logger: log }, async ({ signal, err }) => {
+  closing = true
   if (err !== undefined) log.error({ err }, 'shutting down after an error')
   else log.info({ signal }, 'shutting down')
   await app.close()
   log.info('shutdown complete')
+})
+// One of several broker processes: the primary's shutdown is this process's (once: a terminal's
+// Ctrl-C reaches every process of the group as well).
+shareMetrics(app.broker.metrics.registry)
+followPrimary(() => {
+  if (closing) return
+  closing = true
+  grace.close()
 })
 
 // SIGHUP re-reads the runtime config file (it is also re-read when it changes).
@@ -62,6 +75,7 @@ try {
     deliveryMode: config.broker.deliveryMode,
     statusBatching: config.status.batching,
     statusAck: config.status.ack,
+    ...(config.broker.processes > 1 ? { processes: config.broker.processes } : {}),
     // From process start (node's time origin), so module loading and opening the store count.
     startupMs: Math.round(performance.now())
   }, 'taskbroker ready; API docs at /docs')

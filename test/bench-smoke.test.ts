@@ -5,7 +5,7 @@
  * src/, else from source through tsx (no build here). Asserts that it completes and reports its
  * fields, never on timing. Needs TASKBROKER_TEST_DATABASE_URL.
  */
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -34,7 +34,7 @@ t.test('the broker accepts every setting the bench gives it', async (t) => {
     TASKBROKER_STATUS_ACK: 'queued',
     ...NO_BACKPRESSURE
   })
-  t.match(config, { store: { runMigrations: true }, status: { batching: false, ack: 'queued' }, backpressure: { maxPending: 10_000_000, maxDelay: 10_000_000, maxProcessing: 10_000_000 } })
+  t.match(config, { store: { runMigrations: true }, status: { batching: false, ack: 'queued' }, backpressure: { maxPending: 0, maxDelay: 0, maxProcessing: 0 } })
 })
 
 const needsDatabase = url === undefined || url === '' ? 'needs TASKBROKER_TEST_DATABASE_URL' : false
@@ -60,13 +60,13 @@ async function runBench (t: Test, name: string, args: string[], timeoutMs: numbe
   })
 }
 
-t.test('npm run bench: a tiny run of the HTTP suite completes and reports every field', { skip: needsDatabase, timeout: 150_000 }, async (t) => {
+t.test('npm run bench: a tiny run of the HTTP suite completes and reports every field', { skip: needsDatabase, timeout: 400_000 }, async (t) => {
   const { code, stdout, stderr, out } = await runBench(t, 'smoke', [
     'all',
-    '--tasks', '200', '--workers', '4', '--limit', '16', '--reps', '1', '--warmup-tasks', '0',
+    '--tasks', '200', '--workers', '4', '--batch-workers', '2', '--limit', '16', '--reps', '1', '--warmup-tasks', '0',
     '--duration', '2', '--warmup', '0', '--rate', '100', '--ack', 'flushed', '--sustained', '2', '--window', '200',
-    '--batching', 'on', '--ceiling-seconds', '1', '--no-peers', brokerFlag()
-  ], 140_000)
+    '--processes', '1,2', '--noisy-tasks', '500', '--ceiling-seconds', '1', '--no-peers', brokerFlag()
+  ], 390_000)
   t.equal(code, 0, `npm run bench exits 0\n${stderr.slice(-3000)}`)
   t.match(stdout, /scenario all/, 'prints the scenario')
   t.match(stdout, /machine .*"cores"/, 'prints the machine')
@@ -74,14 +74,32 @@ t.test('npm run bench: a tiny run of the HTTP suite completes and reports every 
 
   const results = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8'))
   t.match(results.machine, { cores: Number, node: String, postgres: /PostgreSQL/ }, 'machine: cores, node, PostgreSQL version')
-  t.match(results.broker_env, { TASKBROKER_RUN_MIGRATIONS: 'true', TASKBROKER_MAX_PENDING_COUNT: '10000000' })
+  t.match(results.broker_env, { TASKBROKER_RUN_MIGRATIONS: 'true', TASKBROKER_MAX_PENDING_COUNT: '0' })
 
   const runs = results.throughput as Array<Record<string, unknown>>
-  t.same(runs.map(r => `${String(r.scenario)}/${String(r.batching)}`).sort(), ['batch/on', 'single/on'])
+  // Every filter shape for both loops, 2 processes with the latency filter, the noisy neighbour.
+  t.same(runs.map(r => `${String(r.scenario)} ${String(r.filter)} ×${String(r.processes)} ${String(r.batching)}`).sort(), [
+    'batch application ×1 on', 'batch application ×2 on', 'batch application+namespace ×1 on', 'batch none ×1 on',
+    'noisy application ×1 on',
+    'single application ×1 on', 'single application ×2 on', 'single application+namespace ×1 on', 'single none ×1 on'
+  ])
   for (const run of runs) {
-    t.match(run, { tasks: 200, completed: 200, remaining: 0, tasks_per_sec: Number, produce_per_sec: Number, rss_start_mb: Number, rss_end_mb: Number, broker_exit: '0' }, `${String(run.scenario)} batching ${String(run.batching)}`)
+    t.match(run, { tasks: 200, completed: 200, remaining: 0, tasks_per_sec: Number, produce_per_sec: Number, rss_start_mb: Number, rss_end_mb: Number, broker_exit: '0', build: 'current' }, `${String(run.scenario)} filter ${String(run.filter)} ×${String(run.processes)}`)
   }
-  t.match(results.summary, { produce_median_tasks_per_sec: Number, throughput: [{ median_tasks_per_sec: Number }, { median_tasks_per_sec: Number }] })
+  t.equal(runs.find(r => r.scenario === 'noisy')?.noisy_tasks, 500, 'the noisy run had its neighbour')
+  t.match(results.summary, { produce_median_tasks_per_sec: Number })
+  t.equal(results.summary.throughput.length, 9, 'one summary per configuration')
+  t.match(results.machine.broker_checkout, { commit: String, src_uncommitted_changes: Boolean }, 'the commit measured')
+
+  // Issue 17's goals, with ratios from this run (none from the peers: --no-peers).
+  const goal = (prefix: string) => (results.summary.goals as Array<{ goal: string, ratio?: number, met?: boolean, config: string }>).filter(g => g.goal.startsWith(prefix))
+  t.equal(goal('single loop, filter').length, 3, 'single vs the ceiling for every filter shape')
+  for (const g of goal('single loop, filter')) t.match(g, { ratio: Number, met: Boolean, config: /4 workers/ }, g.goal)
+  for (const g of goal('batch loop, filter')) t.notOk('ratio' in g, `${g.goal}: no ratio without peers`)
+  t.match(goal('single loop: 2 broker processes vs 1'), [{ ratio: Number, met: Boolean }])
+  t.match(goal('batch loop: 2 broker processes vs 1'), [{ ratio: Number, met: Boolean }])
+  t.match(goal('noisy neighbour'), [{ ratio: Number }])
+  t.match(goal('produce→claim p50'), [{ met: Boolean, config: /filter \{application\}/ }])
   for (const run of runs) {
     t.match(run.cpu_us_per_task, { broker: Number, postgres: Number, workers: Number, total: Number }, `${String(run.scenario)}: CPU per task by process`)
     const cpu = run.cpu_us_per_task as { broker: number, postgres: number, workers: number }
@@ -113,7 +131,29 @@ t.test('npm run bench: a tiny run of the HTTP suite completes and reports every 
   t.match(results.sustained, { seconds: 2, rss_min_mb: Number, rss_max_mb: Number, flat: Boolean, broker_exit: '0' })
   t.ok(results.sustained.samples.length >= 2, 'sustained: RSS sampled over time')
   t.ok(results.summary.goals.length >= 5, 'the goals table is filled')
-  t.match(readFileSync(join(out, 'latest.md'), 'utf8'), /## Throughput[\s\S]*HTTP ceiling[\s\S]*Where the CPU goes[\s\S]*## Latency[\s\S]*## Sustained/, 'the Markdown has every section')
+  t.match(readFileSync(join(out, 'latest.md'), 'utf8'), /\| goal \| target \| measured \| ratio \| met \| configuration \|[\s\S]*## Throughput[\s\S]*HTTP ceiling[\s\S]*noisy neighbour[\s\S]*Where the CPU goes[\s\S]*## Latency[\s\S]*## Sustained/, 'the Markdown has every section')
+})
+
+t.test('npm run bench --baseline COMMIT: that commit\'s broker runs beside this one, rep by rep, and the cost of unused features is a ratio', { skip: needsDatabase, timeout: 300_000 }, async (t) => {
+  // HEAD as the baseline: the mechanics (a worktree of the commit, node_modules linked), not a
+  // comparison. From source: the worktree has no dist/.
+  const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim()
+  const worktree = join(tmpdir(), `taskbroker-bench-${head.slice(0, 12)}`)
+  const existed = existsSync(worktree)
+  t.teardown(() => {
+    if (!existed) execFileSync('git', ['worktree', 'remove', '--force', worktree], { cwd: root })
+  })
+  const { code, stderr, out } = await runBench(t, 'base', [
+    'single', '--tasks', '100', '--workers', '2', '--reps', '1', '--warmup-tasks', '0', '--filters', 'application', '--processes', '1',
+    '--ceiling-seconds', '0', '--no-peers', '--baseline', 'HEAD', '--from-source'
+  ], 290_000)
+  t.equal(code, 0, `exits 0\n${stderr.slice(-3000)}`)
+  const results = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8'))
+  t.same((results.throughput as Array<{ build: string }>).map(r => r.build), ['current', 'baseline'])
+  t.match(results.machine.baseline_checkout, { dir: worktree, commit: new RegExp(`^${head.slice(0, 7)}`) })
+  t.match(results.machine.broker_checkout, { dir: root.replace(/\/$/, '') })
+  const [cost] = (results.summary.goals as Array<{ goal: string }>).filter(g => g.goal.startsWith('single loop: cost of features not used'))
+  t.match(cost, { ratio: Number, met: Boolean })
 })
 
 t.test('npm run bench roundtrip: one client, one statement at a time, every statement timed', { skip: needsDatabase, timeout: 120_000 }, async (t) => {

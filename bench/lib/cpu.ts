@@ -5,6 +5,7 @@
  * time per task goes, which a throughput figure on 2 shared cores cannot.
  */
 import { readdirSync, readFileSync } from 'node:fs'
+import { childPids } from './process.js'
 
 export type CpuGroup = 'broker' | 'postgres' | 'workers'
 
@@ -53,6 +54,8 @@ export function cpuSnapshot (pids: { broker: number | undefined, workers: number
     if (stat !== undefined) snapshot.set(pid, { group, ms: stat.ms })
   }
   add(pids.broker, 'broker')
+  // A multi-process broker (TASKBROKER_PROCESSES): its processes are the broker's too.
+  if (pids.broker !== undefined) for (const child of childPids(pids.broker)) add(child, 'broker')
   add(pids.workers, 'workers')
   for (const pid of postgresPids()) add(pid, 'postgres')
   return snapshot

@@ -43,8 +43,23 @@ export interface ProduceReply { ids: string[], inserted: number, duplicates: str
  * A no-op task as a producer would send it; `t` is the send time (wall ms) for latency runs. The id
  * is made here, so a produce request retried after a lost answer cannot store a task twice.
  */
-export function benchTask (pad: string, t?: number): Record<string, unknown> {
-  return { id: randomUUID(), namespace: 'bench', taskname: 'bench.noop', parameters: t === undefined ? { pad } : { pad, t } }
+export function benchTask (pad: string, t?: number, application = BENCH_APPLICATION): Record<string, unknown> {
+  return { id: randomUUID(), application, namespace: BENCH_NAMESPACE, taskname: 'bench.noop', parameters: t === undefined ? { pad } : { pad, t } }
+}
+
+/** The queue of the measured tasks; the noisy neighbour's tasks are of another application. */
+export const BENCH_APPLICATION = 'bench'
+export const BENCH_NAMESPACE = 'bench'
+export const NOISY_APPLICATION = 'noisy'
+
+/** The claim filter shapes workers use (each has an index of its own that starts with it). */
+export type FilterShape = 'none' | 'application' | 'application+namespace'
+export const FILTER_SHAPES: readonly FilterShape[] = ['none', 'application', 'application+namespace']
+
+export function filterOf (shape: FilterShape): { application?: string, namespace?: string } {
+  if (shape === 'none') return {}
+  if (shape === 'application') return { application: BENCH_APPLICATION }
+  return { application: BENCH_APPLICATION, namespace: BENCH_NAMESPACE }
 }
 
 /** Thrown for an answer that is not 2xx; the benchmark counts these as errors. */

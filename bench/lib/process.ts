@@ -47,6 +47,30 @@ export function rssMb (pid: number | undefined): number | undefined {
   }
 }
 
+/** The live child processes of `pid` (a broker run with TASKBROKER_PROCESSES > 1 has its broker processes there). */
+export function childPids (pid: number): number[] {
+  const children: number[] = []
+  let entries: string[]
+  try { entries = readdirSync('/proc') } catch { return children }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      // After the command: the state, then the parent's pid.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      if (Number(fields[1]) === pid && fields[0] !== 'Z') children.push(Number(entry))
+    } catch {}
+  }
+  return children
+}
+
+/** RSS of a process and its children together (a multi-process broker is one broker), in MB. */
+export function treeRssMb (pid: number | undefined): number | undefined {
+  const own = rssMb(pid)
+  if (pid === undefined || own === undefined) return own
+  return Math.round((own + childPids(pid).reduce((sum, child) => sum + (rssMb(child) ?? 0), 0)) * 10) / 10
+}
+
 /**
  * Polls `<url>/readyz` every 100 ms until it answers 200. Throws, with the process's last output,
  * when it exits first (`exitOf` says how) or is not ready within 60 s (it is SIGKILLed then).

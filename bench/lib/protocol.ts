@@ -1,6 +1,9 @@
 /** Messages between the benchmark driver (bench/run.ts) and its worker process (bench/worker.ts), over IPC. */
 import type { LatencySummary } from './stats.js'
 
+/** A claim filter as workers send it. */
+export interface ClaimFilter { application?: string, namespace?: string }
+
 export type WorkerMode =
   /** claim one, then `status complete + fetch_next` until none comes back, then a final claim (wait_ms 0) */
   | 'single'
@@ -17,6 +20,8 @@ export interface RunCommand {
   baseUrl: string
   workers: number
   limit: number
+  /** the claim filter of every claim and fetch_next ({} = any task) */
+  filter: ClaimFilter
   waitMs: number
   fetchNext: boolean
   /** stream: latencies of tasks claimed in [measureFrom, measureUntil) (wall ms) are recorded */

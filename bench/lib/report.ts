@@ -33,9 +33,9 @@ export interface Results {
   summary?: Summary
 }
 
-export interface ThroughputSummary { scenario: string, batching: string, median_tasks_per_sec: number, runs: number[], capped: boolean[], rss_start_mb: Array<number | undefined>, rss_end_mb: Array<number | undefined>, errors: number, incomplete: number, cpu_us_per_task?: CpuPerTask }
+export interface ThroughputSummary { scenario: string, batching: string, filter: string, processes: number, build: string, noisy_tasks?: number, median_tasks_per_sec: number, runs: number[], capped: boolean[], rss_start_mb: Array<number | undefined>, rss_end_mb: Array<number | undefined>, errors: number, incomplete: number, cpu_us_per_task?: CpuPerTask }
 export interface PeerSummary { key: string, version: string, settings: string, median_jobs_per_sec: number, median_enqueue_per_sec: number, runs: number[], single_ratio?: number, batch_ratio?: number }
-export interface Goal { goal: string, target: string, measured: string, met: boolean | undefined }
+export interface Goal { goal: string, target: string, measured: string, ratio?: number, met: boolean | undefined, config: string }
 
 export interface Summary {
   throughput: ThroughputSummary[]
@@ -46,7 +46,7 @@ export interface Summary {
   ceiling_median_per_sec?: number
   ceiling_runs?: number[]
   ceiling_cpu_us_per_request?: CpuPerTask
-  /** single (batching on) as a fraction of the HTTP ceiling, same run */
+  /** single (batching on, unfiltered, one process) as a fraction of the HTTP ceiling, same run */
   single_of_ceiling?: number
   peers: PeerSummary[]
   goals: Goal[]
@@ -62,27 +62,37 @@ function medianCpu (runs: Array<CpuPerTask | undefined>): CpuPerTask | undefined
   return { broker: of('broker'), postgres: of('postgres'), workers: of('workers'), total: of('total') }
 }
 
+/** The runs of one configuration: scenario, filter, status batching, processes, checkout. */
+const keyOf = (t: { scenario: string, filter?: string, batching: string, processes?: number, build?: string }) =>
+  `${t.scenario}|${t.filter ?? 'none'}|${t.batching}|${t.processes ?? 1}|${t.build ?? 'current'}`
+
 export function summarize (r: Results): Summary {
   const throughput: ThroughputSummary[] = []
-  for (const scenario of ['single', 'batch'] as const) {
-    for (const batching of ['on', 'off'] as const) {
-      const runs = (r.throughput ?? []).filter(t => t.scenario === scenario && t.batching === batching)
-      if (runs.length === 0) continue
-      throughput.push({
-        scenario,
-        batching,
-        median_tasks_per_sec: Math.round(median(runs.map(t => t.tasks_per_sec))),
-        runs: runs.map(t => Math.round(t.tasks_per_sec)),
-        capped: runs.map(t => t.capped),
-        rss_start_mb: runs.map(t => t.rss_start_mb),
-        rss_end_mb: runs.map(t => t.rss_end_mb),
-        errors: runs.reduce((n, t) => n + t.errors, 0),
-        incomplete: runs.reduce((n, t) => n + (t.capped ? 0 : t.remaining + (t.tasks - t.completed)), 0),
-        cpu_us_per_task: medianCpu(runs.map(t => t.cpu_us_per_task))
-      })
-    }
+  const groups = new Map<string, ThroughputRun[]>()
+  for (const t of r.throughput ?? []) {
+    const key = keyOf(t)
+    groups.set(key, [...(groups.get(key) ?? []), t])
   }
-  const get = (scenario: string, batching: string) => throughput.find(t => t.scenario === scenario && t.batching === batching)?.median_tasks_per_sec
+  for (const runs of groups.values()) {
+    const first = runs[0] as ThroughputRun
+    throughput.push({
+      scenario: first.scenario,
+      batching: first.batching,
+      filter: first.filter ?? 'none',
+      processes: first.processes ?? 1,
+      build: first.build ?? 'current',
+      ...(first.noisy_tasks === undefined ? {} : { noisy_tasks: first.noisy_tasks }),
+      median_tasks_per_sec: Math.round(median(runs.map(t => t.tasks_per_sec))),
+      runs: runs.map(t => Math.round(t.tasks_per_sec)),
+      capped: runs.map(t => t.capped),
+      rss_start_mb: runs.map(t => t.rss_start_mb),
+      rss_end_mb: runs.map(t => t.rss_end_mb),
+      errors: runs.reduce((n, t) => n + t.errors, 0),
+      incomplete: runs.reduce((n, t) => n + (t.capped ? 0 : t.remaining + (t.tasks - t.completed)), 0),
+      cpu_us_per_task: medianCpu(runs.map(t => t.cpu_us_per_task))
+    })
+  }
+  const get = (scenario: string, batching: string, filter = 'none') => findRun(throughput, { scenario, batching, filter })?.median_tasks_per_sec
   const ratio = (a: number | undefined, b: number | undefined) => a === undefined || b === undefined ? undefined : round2(a / b)
   const produceRuns = [...(r.throughput ?? []).map(t => t.produce_per_sec), ...(r.produce ?? []).map(p => p.tasks_per_sec)].map(Math.round)
   const single = get('single', 'on')
@@ -122,26 +132,121 @@ export function summarize (r: Results): Summary {
   return summary
 }
 
+/** The summary of one configuration; unset fields mean batching on, one process, this checkout. */
+function findRun (throughput: ThroughputSummary[], want: { scenario: string, filter?: string, batching?: string, processes?: number, build?: string }): ThroughputSummary | undefined {
+  return throughput.find(t => t.scenario === want.scenario && t.filter === (want.filter ?? t.filter) && t.batching === (want.batching ?? 'on') &&
+    t.processes === (want.processes ?? 1) && t.build === (want.build ?? 'current'))
+}
+
+const FILTER_TEXT: Record<string, string> = { none: '{}', application: '{application}', 'application+namespace': '{application, namespace}' }
+
+/**
+ * The goals: issue 17's first (ratios measured in this run, default settings, the filters workers
+ * use), then the absolute figures of the earlier goals (unfiltered).
+ */
 function goals (r: Results, s: Summary): Goal[] {
   const out: Goal[] = []
-  const single = s.throughput.find(t => t.scenario === 'single' && t.batching === 'on')
-  const batch = s.throughput.find(t => t.scenario === 'batch' && t.batching === 'on')
-  if (single !== undefined) {
-    const ofCeiling = s.single_of_ceiling === undefined ? '' : ` (${Math.round(s.single_of_ceiling * 100)} % of this machine's HTTP ceiling, ${fmt(s.ceiling_median_per_sec ?? 0)} trivial requests/s)`
-    out.push({ goal: 'one task per request (claim, then status + fetch_next)', target: '≥ 15,000 tasks/s', measured: `${fmt(single.median_tasks_per_sec)} tasks/s${ofCeiling}`, met: single.median_tasks_per_sec >= 15_000 })
+  const o = r.options
+  const round = (n: number) => Math.round(n * 100) / 100
+  const ceiling = s.ceiling_median_per_sec
+  const singleConfig = `${String(o.workers)} workers: claim 1, then status complete + fetch_next; ceiling: the same worker process and client against a trivial route`
+  const batchConfig = `${String(o.batchWorkers)} workers: claim ${String(o.limit)} + one batch status`
+  for (const filter of ['application', 'application+namespace', 'none']) {
+    const single = findRun(s.throughput, { scenario: 'single', filter })
+    if (single === undefined) continue
+    const ratio = ceiling === undefined ? undefined : round(single.median_tasks_per_sec / ceiling)
+    out.push({
+      goal: `single loop, filter ${FILTER_TEXT[filter] ?? filter}, vs the HTTP ceiling`,
+      target: '≥ 0.5 × ceiling',
+      measured: `${fmt(single.median_tasks_per_sec)} tasks/s; ceiling ${ceiling === undefined ? 'not measured' : `${fmt(ceiling)} requests/s`}`,
+      ...(ratio === undefined ? {} : { ratio }),
+      met: ratio === undefined ? undefined : ratio >= 0.5,
+      config: singleConfig
+    })
   }
-  if (batch !== undefined) out.push({ goal: `batch APIs (claim ${String(r.options.limit)}, batch status)`, target: '≥ 40,000 tasks/s', measured: `${fmt(batch.median_tasks_per_sec)} tasks/s`, met: batch.median_tasks_per_sec >= 40_000 })
-  if (s.ratio_single_on_off !== undefined) out.push({ goal: 'status batching on vs off, same run (single)', target: '≥ 3×', measured: `${s.ratio_single_on_off}×`, met: s.ratio_single_on_off >= 3 })
+  const graphile = s.peers.find(p => p.key === 'graphile-worker batched')
+  for (const filter of ['application', 'application+namespace', 'none']) {
+    const batch = findRun(s.throughput, { scenario: 'batch', filter })
+    if (batch === undefined) continue
+    const ratio = graphile === undefined ? undefined : round(batch.median_tasks_per_sec / graphile.median_jobs_per_sec)
+    out.push({
+      goal: `batch loop, filter ${FILTER_TEXT[filter] ?? filter}, vs graphile-worker's best mode`,
+      target: '≥ 1.2 × graphile-worker batched',
+      measured: `${fmt(batch.median_tasks_per_sec)} tasks/s; graphile-worker ${graphile === undefined ? 'not run (--no-peers)' : `${graphile.version} ${fmt(graphile.median_jobs_per_sec)} jobs/s`}`,
+      ...(ratio === undefined ? {} : { ratio }),
+      met: ratio === undefined ? undefined : ratio >= 1.2,
+      config: `${batchConfig}; graphile-worker: ${graphile?.settings ?? PEER_CONFIGS.find(c => c.key === 'graphile-worker batched')?.settings ?? ''}`
+    })
+  }
   for (const l of r.latency ?? []) {
-    out.push({ goal: `status report p99 at half of peak (ack=${l.ack})`, target: '≤ 25 ms', measured: `${l.status_ack_ms.p99} ms`, met: l.status_ack_ms.p99 <= 25 })
-    out.push({ goal: `produce→claim p50 at half of peak, long-poll (ack=${l.ack})`, target: '≤ 5 ms', measured: `${l.produce_to_claim_ms.p50} ms`, met: l.produce_to_claim_ms.p50 <= 5 })
+    out.push({
+      goal: `produce→claim p50 at half of peak, long-poll (ack=${l.ack})`,
+      target: '≤ 5 ms',
+      measured: `${l.produce_to_claim_ms.p50} ms (p95 ${l.produce_to_claim_ms.p95}, p99 ${l.produce_to_claim_ms.p99})`,
+      met: l.produce_to_claim_ms.p50 <= 5,
+      config: `${fmt(l.offered_per_sec)} tasks/s offered for ${l.duration_sec} s; ${l.workers} workers long-poll filter ${FILTER_TEXT[l.filter ?? 'none'] ?? ''} wait_ms ${l.wait_ms}${l.fetch_next ? ', report with fetch_next' : ''}`
+    })
+  }
+  const baseline = r.machine.baseline_checkout as { commit?: string } | undefined
+  const current = r.machine.broker_checkout as { commit?: string } | undefined
+  for (const scenario of ['single', 'batch']) {
+    const base = findRun(s.throughput, { scenario, filter: String(o.latencyFilter), build: 'baseline' })
+    const now = findRun(s.throughput, { scenario, filter: String(o.latencyFilter) })
+    if (now === undefined) continue
+    const ratio = base === undefined ? undefined : round(now.median_tasks_per_sec / base.median_tasks_per_sec)
+    out.push({
+      goal: `${scenario} loop: cost of features not used (this checkout vs the baseline)`,
+      target: '≥ 0.9 × baseline',
+      measured: base === undefined ? 'no baseline in this run (--baseline COMMIT|DIR)' : `${fmt(now.median_tasks_per_sec)} vs ${fmt(base.median_tasks_per_sec)} tasks/s`,
+      ...(ratio === undefined ? {} : { ratio }),
+      met: ratio === undefined ? undefined : ratio >= 0.9,
+      config: `${scenario === 'single' ? singleConfig.split(';')[0] ?? '' : batchConfig}, filter ${FILTER_TEXT[String(o.latencyFilter)] ?? ''}; ${current?.commit ?? '?'} vs ${baseline?.commit ?? '–'}`
+    })
+  }
+  for (const scenario of ['single', 'batch']) {
+    const one = findRun(s.throughput, { scenario, filter: String(o.latencyFilter) })
+    for (const t of s.throughput.filter(x => x.scenario === scenario && x.processes > 1 && x.build === 'current')) {
+      const ratio = one === undefined ? undefined : round(t.median_tasks_per_sec / one.median_tasks_per_sec)
+      out.push({
+        goal: `${scenario} loop: ${t.processes} broker processes vs 1 (TASKBROKER_PROCESSES)`,
+        target: '> 1 × (more cores used)',
+        measured: `${fmt(t.median_tasks_per_sec)} vs ${one === undefined ? '–' : fmt(one.median_tasks_per_sec)} tasks/s`,
+        ...(ratio === undefined ? {} : { ratio }),
+        met: ratio === undefined ? undefined : ratio > 1,
+        config: `filter ${FILTER_TEXT[t.filter] ?? ''}; ${r.machine.cores as number} cores shared with PostgreSQL and the load generator`
+      })
+    }
+  }
+  const noisy = s.throughput.find(t => t.scenario === 'noisy')
+  if (noisy !== undefined) {
+    const quiet = findRun(s.throughput, { scenario: 'single', filter: noisy.filter })
+    const ratio = quiet === undefined ? undefined : round(noisy.median_tasks_per_sec / quiet.median_tasks_per_sec)
+    out.push({
+      goal: `noisy neighbour: single loop, filter ${FILTER_TEXT[noisy.filter] ?? ''}, behind ${fmt(noisy.noisy_tasks ?? 0)} older pending tasks of another application`,
+      target: 'measured (ratio to the same loop without them)',
+      measured: `${fmt(noisy.median_tasks_per_sec)} vs ${quiet === undefined ? '–' : fmt(quiet.median_tasks_per_sec)} tasks/s`,
+      ...(ratio === undefined ? {} : { ratio }),
+      met: undefined,
+      config: singleConfig.split(';')[0] ?? ''
+    })
+  }
+  // The earlier goals: absolute figures, unfiltered.
+  const single = findRun(s.throughput, { scenario: 'single', filter: 'none' })
+  const batch = findRun(s.throughput, { scenario: 'batch', filter: 'none' })
+  if (single !== undefined) out.push({ goal: 'one task per request (claim, then status + fetch_next), filter {}', target: '≥ 15,000 tasks/s', measured: `${fmt(single.median_tasks_per_sec)} tasks/s`, met: single.median_tasks_per_sec >= 15_000, config: singleConfig.split(';')[0] ?? '' })
+  if (batch !== undefined) out.push({ goal: 'batch APIs, filter {}', target: '≥ 40,000 tasks/s', measured: `${fmt(batch.median_tasks_per_sec)} tasks/s`, met: batch.median_tasks_per_sec >= 40_000, config: batchConfig })
+  if (s.ratio_single_on_off !== undefined) out.push({ goal: 'status batching on vs off, same run (single, filter {})', target: '≥ 3×', measured: `${fmt(get(s, 'on'))} vs ${fmt(get(s, 'off'))} tasks/s`, ratio: s.ratio_single_on_off, met: s.ratio_single_on_off >= 3, config: singleConfig.split(';')[0] ?? '' })
+  for (const l of r.latency ?? []) {
+    out.push({ goal: `status report p99 at half of peak (ack=${l.ack})`, target: '≤ 25 ms', measured: `${l.status_ack_ms.p99} ms`, met: l.status_ack_ms.p99 <= 25, config: `${fmt(l.offered_per_sec)} tasks/s offered` })
   }
   if (r.sustained !== undefined) {
     const u = r.sustained
-    out.push({ goal: `memory flat under sustained load (${u.seconds} s)`, target: 'flat', measured: `RSS ${u.rss_start_mb ?? '?'} → ${u.rss_end_mb ?? '?'} MB (min ${u.rss_min_mb}, max ${u.rss_max_mb}, ${u.rss_slope_mb_per_min} MB/min in the 2nd half)`, met: u.flat })
+    out.push({ goal: `memory flat under sustained load (${u.seconds} s)`, target: 'flat', measured: `RSS ${u.rss_start_mb ?? '?'} → ${u.rss_end_mb ?? '?'} MB (min ${u.rss_min_mb}, max ${u.rss_max_mb}, ${u.rss_slope_mb_per_min} MB/min in the 2nd half)`, met: u.flat, config: `${u.workers} workers, ≤ ${fmt(u.window)} tasks queued` })
   }
   return out
 }
+
+const get = (s: Summary, batching: string) => findRun(s.throughput, { scenario: 'single', filter: 'none', batching })?.median_tasks_per_sec ?? Number.NaN
 
 function table (headers: string[], rows: Array<Array<string | number | undefined>>): string {
   const cell = (v: string | number | undefined) => v === undefined ? '–' : typeof v === 'number' ? fmt(v) : v
@@ -155,6 +260,19 @@ function table (headers: string[], rows: Array<Array<string | number | undefined
 const mb = (values: Array<number | undefined>) => values.map(v => v === undefined ? '?' : String(v)).join(', ')
 const ms = (v: number) => Number.isFinite(v) ? String(v) : '–'
 
+/** A run configuration as the tables name it. */
+function runLabel (t: ThroughputSummary, o: Record<string, unknown>): string {
+  const loop = t.scenario === 'batch'
+    ? `batch (${String(o.batchWorkers)} workers, claim ${String(o.limit)} + batch status)`
+    : t.scenario === 'noisy'
+      ? `noisy neighbour: single behind ${fmt(t.noisy_tasks ?? 0)} older tasks of another application (${String(o.workers)} workers)`
+      : `single (${String(o.workers)} workers, claim + status/fetch_next)`
+  const extra = [`filter ${FILTER_TEXT[t.filter] ?? t.filter}`]
+  if (t.processes > 1) extra.push(`${t.processes} processes`)
+  if (t.build === 'baseline') extra.push('**baseline checkout**')
+  return `${loop}, ${extra.join(', ')}`
+}
+
 export function markdown (r: Results): string {
   const s = r.summary ?? summarize(r)
   const o = r.options
@@ -167,12 +285,12 @@ export function markdown (r: Results): string {
 
   if (s.goals.length > 0) {
     parts.push('## Goals\n')
-    parts.push(table(['goal', 'target', 'measured', 'met'], s.goals.map(g => [g.goal, g.target, g.measured, g.met === undefined ? '–' : g.met ? 'yes' : '**no**'])))
+    parts.push(table(['goal', 'target', 'measured', 'ratio', 'met', 'configuration'], s.goals.map(g => [g.goal, g.target, g.measured, g.ratio === undefined ? undefined : `${g.ratio}×`, g.met === undefined ? '–' : g.met ? 'yes' : '**no**', g.config])))
   }
   if (s.throughput.length > 0 || s.produce_median_tasks_per_sec !== undefined) {
-    parts.push(`## Throughput (median of ${String(o.reps)}; on/off interleaved rep by rep; ${fmt(Number(o.tasks))} tasks per run)\n`)
+    parts.push(`## Throughput (median of ${String(o.reps)}; configurations interleaved rep by rep; ${fmt(Number(o.tasks))} tasks per run)\n`)
     const rows: Array<Array<string | number | undefined>> = s.throughput.map(t => [
-      t.scenario === 'single' ? `single (${String(o.workers)} workers, claim + status/fetch_next)` : `batch (${String(o.batchWorkers)} workers, claim ${String(o.limit)} + batch status)`,
+      runLabel(t, o),
       t.batching, t.median_tasks_per_sec, t.runs.map((v, i) => `${fmt(v)}${t.capped[i] === true ? '*' : ''}`).join(', '), mb(t.rss_start_mb), mb(t.rss_end_mb), t.errors, t.incomplete
     ])
     if (s.ceiling_median_per_sec !== undefined) {
@@ -186,12 +304,12 @@ export function markdown (r: Results): string {
     const ratios: string[] = []
     if (s.ratio_single_on_off !== undefined) ratios.push(`single: status batching on/off = **${s.ratio_single_on_off}×**`)
     if (s.ratio_batch_on_off !== undefined) ratios.push(`batch: on/off = **${s.ratio_batch_on_off}×**`)
-    if (s.single_of_ceiling !== undefined) ratios.push(`single ÷ HTTP ceiling = **${s.single_of_ceiling}**`)
+    if (s.single_of_ceiling !== undefined) ratios.push(`single (filter {}) ÷ HTTP ceiling = **${s.single_of_ceiling}**`)
     if (ratios.length > 0) parts.push(ratios.join('; ') + '\n')
     const cpuRows: Array<Array<string | number | undefined>> = []
     const cpuRow = (label: string, c: CpuPerTask | undefined) => { if (c !== undefined) cpuRows.push([label, c.broker, c.postgres, c.workers, c.total]) }
     cpuRow('HTTP ceiling (the trivial server in the broker column)', s.ceiling_cpu_us_per_request)
-    for (const t of s.throughput) cpuRow(`${t.scenario}, status batching ${t.batching}`, t.cpu_us_per_task)
+    for (const t of s.throughput) cpuRow(`${runLabel(t, o)}, status batching ${t.batching}`, t.cpu_us_per_task)
     if (cpuRows.length > 0) {
       const cores = Number(r.machine.cores)
       parts.push(`Where the CPU goes (median of the runs; user + system time from /proc while the workers ran, divided by the tasks done; PostgreSQL = every postgres process; ${cores} cores give ${fmt(cores * 1_000_000)} µs per second in all):\n`)

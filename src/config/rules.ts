@@ -12,9 +12,16 @@ interface Rule {
   readonly check: (config: ConfigOf<typeof SETTINGS>) => string | undefined
 }
 
-const { http, push, broker } = SETTINGS
+const { http, push, broker, store } = SETTINGS
 
 export const RULES: readonly Rule[] = [
+  {
+    // The embedded store is one process's database: a second process cannot open it.
+    variable: broker.settings.processes.env,
+    check: c => c.broker.processes > 1 && c.store.databaseUrl === undefined
+      ? `must be 1 with the embedded store (PGlite is one process; got ${c.broker.processes}); set ${store.settings.databaseUrl.env} to run several processes`
+      : undefined
+  },
   {
     variable: push.settings.workers.env,
     check: c => c.broker.deliveryMode === 'push' && c.push.workers.length === 0

@@ -58,7 +58,9 @@ export const SETTINGS = {
       example: './runtime.yaml'
     }),
     shutdownTimeoutMs: int('TASKBROKER_SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000,
-      'shutdown budget: how long draining requests and flushing reports may take (see Shutdown)')
+      'shutdown budget: how long draining requests and flushing reports may take (see Shutdown)'),
+    processes: int('TASKBROKER_PROCESSES', 1, 1, 256,
+      'broker processes sharing the port, one core each (node:cluster); more than 1 needs PostgreSQL (see Performance)')
   }),
   store: group('Store', {
     databaseUrl,

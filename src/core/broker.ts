@@ -15,6 +15,7 @@ import { openStore, type Store, type StoreRules } from '../store/index.js'
 import { connectBrokers } from './claims/broker-notifications.js'
 import { createClaimService } from './claims/claim-service.js'
 import { createTaskSignal } from './claims/task-signal.js'
+import { clusterNotReadyReason } from './cluster.js'
 import { createDeadletters, type Deadletters } from './deadletters.js'
 import { createLifecycle, deadlineIn, msLeft, type Deadline, type Part, type StartOptions } from './lifecycle.js'
 import { createLeases, type Leases } from './leases/leases.js'
@@ -258,7 +259,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     schedules,
 
     async notReadyReason () {
-      const reason = lifecycle.stopping ? 'shutting down' : upkeep.lateReason()
+      const reason = lifecycle.stopping ? 'shutting down' : upkeep.lateReason() ?? clusterNotReadyReason()
       if (reason !== null) return reason
       try {
         await store.tasks.ping()

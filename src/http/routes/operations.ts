@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import type { Broker } from '../../core/broker.js'
+import { clusterMetrics } from '../../core/cluster.js'
 
 const Health = (description: string) => Type.Object({
   status: Type.String({ description: 'ok, ready or unavailable' }),
@@ -44,7 +45,8 @@ export const operationsRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = a
       }
     }
   }, async (_request, reply) => {
-    const text = await metrics.registry.metrics()
+    // With TASKBROKER_PROCESSES > 1: every process's metrics, summed by the primary.
+    const text = await clusterMetrics() ?? await metrics.registry.metrics()
     return reply.type(metrics.registry.contentType).send(text)
   })
 }

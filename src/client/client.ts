@@ -131,6 +131,12 @@ export function createClient (options: ClientOptions) {
     async reportTo (callbackUrl: string, body: StatusRequest, o?: CallOptions): Promise<StatusResult> {
       return await call({ method: 'POST', path: '', body, safe: body.fetch_next === undefined, options: o }, new URL(callbackUrl))
     },
+    /** A heartbeat for a pushed task, to the broker its `callback_url` names. */
+    async heartbeatAt (callbackUrl: string, body: HeartbeatRequest = {}, o?: CallOptions): Promise<HeartbeatResult> {
+      const target = new URL(callbackUrl)
+      target.pathname = target.pathname.replace(/\/status$/, '/heartbeat')
+      return await call({ method: 'POST', path: '', body, safe: true, options: o }, target)
+    },
     async getTask (taskId: string, o?: CallOptions): Promise<TaskState> {
       return await call({ method: 'GET', path: `/v1/tasks/${id(taskId)}`, safe: true, options: o })
     },

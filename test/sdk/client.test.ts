@@ -4,7 +4,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createClient, isRouteNotFound, TaskbrokerError, TaskbrokerUnreachableError } from '../../src/client/index.js'
 import { backoffMs, DEFAULT_RETRY, mayRetry } from '../../src/client/retry.js'
 import { eachBackend } from '../helpers/database.js'
@@ -39,12 +39,12 @@ eachBackend(t, 'every call of the API, signed, on a real port', async (t, backen
 
   const stats = await client.stats()
   t.equal(stats.by_status.failure, 1)
-  await broker.app().broker.upkeep.runOnce()
+  await broker.app().broker.upkeep.runOnce(new Date())
   const letters = await client.listDeadletters({ application: 'shop', limit: 10 })
   t.same(letters.deadletters.map(d => d.task.id), ['given'])
   t.same(await client.requeueDeadletter('given'), { id: 'given', status: 'pending' })
   await client.claim({ application: 'shop', limit: 1 }).then(c => client.report(c.tasks[0]?.id ?? '', { status: 'failure' }))
-  await broker.app().broker.upkeep.runOnce()
+  await broker.app().broker.upkeep.runOnce(new Date())
   await client.purgeDeadletter('given')
   t.same((await client.listDeadletters()).deadletters, [])
   t.equal(await client.ready(), true)
@@ -73,7 +73,7 @@ eachBackend(t, 'endpoints this broker lacks answer ROUTE_NOT_FOUND, which featur
 })
 
 /** A server answering from a script, one answer per request, counting requests and connections. */
-async function scripted (t: Parameters<Parameters<typeof t.test>[1]>[0], answers: Array<{ status: number, body: unknown, headers?: Record<string, string> }>) {
+async function scripted (t: Test, answers: Array<{ status: number, body: unknown, headers?: Record<string, string> }>) {
   const seen: Array<{ method?: string, url?: string, body: string, headers: IncomingMessage['headers'] }> = []
   let connections = 0
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {

@@ -233,7 +233,9 @@ export function createWorker (options: WorkerOptions): Worker {
 
   async function claimLoop () {
     let failures = 0
-    while (!stopping) {
+    // stop() sets `stopping` while this loop awaits.
+    const running = () => !stopping
+    while (running()) {
       if (free() <= 0) {
         await new Promise<void>(resolve => { wake = resolve })
         continue

@@ -234,8 +234,8 @@ export function createWorker (options: WorkerOptions): Worker {
   async function claimLoop () {
     let failures = 0
     // stop() sets `stopping` while this loop awaits.
-    const running = () => !stopping
-    while (running()) {
+    const going = () => !stopping
+    while (going()) {
       if (free() <= 0) {
         await new Promise<void>(resolve => { wake = resolve })
         continue

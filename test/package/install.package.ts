@@ -37,7 +37,10 @@ let installed = false
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string, version: string, exports: Record<string, unknown>, bin: Record<string, string> }
 
 t.test('npm pack gives a tarball with the compiled broker, its launcher and its migrations', async (t) => {
-  const packed = JSON.parse(await run('npm', ['pack', '--json', '--pack-destination', work], ROOT)) as Array<{ filename: string, files: Array<{ path: string }> }>
+  // Built first and packed without scripts: `npm pack` would run `prepare` too, which rebuilds tap in
+  // node_modules — the tap running this test (and any other test run sharing node_modules).
+  await run('npm', ['run', 'build'], ROOT)
+  const packed = JSON.parse(await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], ROOT)) as Array<{ filename: string, files: Array<{ path: string }> }>
   const files = packed[0]?.files.map(f => f.path) ?? []
   for (const needed of ['package.json', 'README.md', 'bin/taskbroker.js', 'dist/src/server.js', 'dist/src/client/index.js', 'dist/src/client/index.d.ts', 'dist/src/cli/index.js', 'dist/src/auth/signing.js', 'dist/src/auth/signing.d.ts', 'migrations/meta/_journal.json', 'migrations/0000_init.sql']) {
     t.ok(files.includes(needed), `the tarball holds ${needed}`)

@@ -92,7 +92,15 @@ export function createWorker (options: WorkerOptions): Worker {
 
   const warn = (message: string, error?: unknown) => {
     log.warn({ err: error }, message)
-    events.emit('warning', message, error)
+    emit('warning', message, error)
+  }
+  /** A listener that throws must not break the worker's bookkeeping: it is logged instead. */
+  const emit = (event: string, ...args: unknown[]) => {
+    try {
+      events.emit(event, ...args)
+    } catch (error) {
+      log.error({ err: error, event }, 'a worker event listener threw')
+    }
   }
   const wakeLoop = () => {
     const w = wake
@@ -123,7 +131,7 @@ export function createWorker (options: WorkerOptions): Worker {
       const answer = await client.heartbeat(entry.task.id, body)
       heartbeats = true
       armDeadline(entry, answer.processing_deadline)
-      events.emit('heartbeat', { task: entry.task, cancel_requested: answer.cancel_requested })
+      emit('heartbeat', { task: entry.task, cancel_requested: answer.cancel_requested })
       if (answer.cancel_requested) abort(entry, 'cancelled')
     } catch (error) {
       if (isRouteNotFound(error)) {
@@ -147,7 +155,7 @@ export function createWorker (options: WorkerOptions): Worker {
       const every = options.heartbeatIntervalMs ?? Math.max(1_000, task.processing_deadline_duration * 1000 / 3)
       entry.heartbeat = setInterval(() => { sendHeartbeat(entry).catch(() => {}) }, Math.min(every, MAX_TIMER_MS))
     }
-    events.emit('start', task)
+    emit('start', task)
     entry.done = runHandler(options.handler, task, {
       signal: controller.signal,
       heartbeat: (progress?: unknown) => sendHeartbeat(entry, progress)
@@ -156,7 +164,7 @@ export function createWorker (options: WorkerOptions): Worker {
       clearTimeout(entry.deadline)
       running.delete(task.id)
       const durationMs = Date.now() - entry.startedAt
-      events.emit('end', { task, report, error, durationMs } satisfies TaskEnd)
+      emit('end', { task, report, error, durationMs } satisfies TaskEnd)
       if (error !== undefined) log.debug({ taskId: task.id, err: error }, 'task failed')
       if (entry.abandoned) return
       const reserve = !stopping
@@ -200,7 +208,7 @@ export function createWorker (options: WorkerOptions): Worker {
         // claimed for us. Report again without fetch_next (harmless); such a task runs after its deadline.
         answer = await client.report(only.task.id, only.report, { signal: reportsController.signal, retry: until })
       }
-      events.emit('reported', { ids: [only.task.id], applied: answer.applied || answer.queued ? 1 : 0 })
+      emit('reported', { ids: [only.task.id], applied: answer.applied || answer.queued ? 1 : 0 })
       if (answer.task !== null) {
         if (stopping) await giveBack([answer.task])
         else start(answer.task)
@@ -210,7 +218,7 @@ export function createWorker (options: WorkerOptions): Worker {
     for (let i = 0; i < batch.length; i += 1000) {
       const updates: BatchStatusUpdate[] = batch.slice(i, i + 1000).map(item => ({ id: item.task.id, ...item.report }) as BatchStatusUpdate)
       const answer = await client.reportMany(updates, { signal: reportsController.signal, retry: until })
-      events.emit('reported', { ids: updates.map(u => u.id), applied: answer.applied + answer.queued })
+      emit('reported', { ids: updates.map(u => u.id), applied: answer.applied + answer.queued })
     }
   }
 
@@ -243,7 +251,7 @@ export function createWorker (options: WorkerOptions): Worker {
       try {
         const answer = await client.claim({ ...filter, limit: Math.min(free(), CLAIM_MAX), wait_ms: waitMs }, { retry: { attempts: 1 } })
         failures = 0
-        if (answer.tasks.length > 0) events.emit('claimed', answer.tasks)
+        if (answer.tasks.length > 0) emit('claimed', answer.tasks)
         if (stopping) await giveBack(answer.tasks)
         else for (const task of answer.tasks) start(task)
       } catch (error) {
@@ -294,7 +302,7 @@ export function createWorker (options: WorkerOptions): Worker {
     while (flushes.size > 0) await Promise.allSettled([...flushes])
     clearTimeout(reportTimer)
     if (ownsClient) await client.close()
-    events.emit('stopped')
+    emit('stopped')
   }
 
   Object.defineProperties(events, {

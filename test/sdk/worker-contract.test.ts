@@ -111,3 +111,13 @@ t.test('stop() past its deadline: a handler that ignores the abort is released a
   await new Promise(resolve => setTimeout(resolve, 100))
   t.notOk(broker.seen.some(r => r.url.includes('status')), 'no report for the abandoned task')
 })
+
+t.test('a listener that throws does not cost a report', async (t) => {
+  const broker = await fakeBroker(t, ['x'])
+  const worker = createWorker({ url: broker.url, waitMs: 50, logger: silent, handler: () => {} })
+  worker.on('start', () => { throw new Error('listener bug') })
+  worker.on('end', () => { throw new Error('listener bug') })
+  t.ok(await waitFor(() => broker.seen.some(r => r.url === '/v1/tasks/x/status')), 'reported')
+  await worker.stop()
+  t.equal(worker.holding, 0)
+})

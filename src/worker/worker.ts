@@ -266,47 +266,65 @@ export function createWorker (options: WorkerOptions): Worker {
   const loop = claimLoop()
   let stopped: Promise<void> | undefined
 
+  // Unref'd: a stop that ended early leaves no timer holding the process open.
+  const timer = (ms: number) => new Promise<'timeout'>(resolve => setTimeout(() => resolve('timeout'), Math.max(0, ms)).unref())
+  const live = () => [...running.values()].filter(r => !r.abandoned)
+
+  /** The stop deadline passed: abort what still runs, a short grace, then give back what the broker takes back. */
+  async function hardStop () {
+    const late = live()
+    if (late.length === 0) return
+    warn(`${late.length} task(s) still running at the stop deadline: aborting them`)
+    for (const entry of late) abort(entry, 'shutdown')
+    await Promise.race([Promise.allSettled(late.map(r => r.done)), timer(1_000)])
+    for (const entry of live()) {
+      if (releases === false) break
+      try {
+        await client.release(entry.task.id, entry.task.lease === undefined ? {} : { lease: entry.task.lease })
+        releases = true
+        entry.abandoned = true
+      } catch (error) {
+        if (isRouteNotFound(error)) releases = false
+      }
+    }
+  }
+
   async function drain (timeoutMs: number) {
     stopping = true
     stopController.abort()
     wakeLoop()
     const deadline = Date.now() + timeoutMs
     await loop
-    // Reports queued for fetch_next go out plainly now.
-    flush()
-    const timer = (ms: number) => new Promise<'timeout'>(resolve => setTimeout(() => resolve('timeout'), Math.max(0, ms)))
-    while (running.size > 0) {
-      const first = await Promise.race([...[...running.values()].map(r => r.done), timer(deadline - Date.now())])
-      if (first === 'timeout') break
-    }
-    if (running.size > 0) {
-      warn(`${running.size} task(s) still running at the stop deadline: aborting them`)
-      for (const entry of running.values()) abort(entry, 'shutdown')
-      // A short grace for handlers that honour the signal; then give the rest back if the broker can.
-      await Promise.race([Promise.all([...running.values()].map(r => r.done)), timer(1_000)])
-      for (const entry of [...running.values()]) {
-        if (releases === false) continue
-        try {
-          await client.release(entry.task.id, entry.task.lease === undefined ? {} : { lease: entry.task.lease })
-          releases = true
-          entry.abandoned = true
-        } catch (error) {
-          if (isRouteNotFound(error)) releases = false
-        }
+    let hard = false
+    let reportTimer: NodeJS.Timeout | undefined
+    // Until nothing runs and every report is written; a task that arrives late (the answer of a
+    // report with fetch_next sent before stop()) counts like any other.
+    for (;;) {
+      flush() // reports held for fetch_next go out plainly now
+      const busy = live()
+      if (busy.length === 0 && flushes.size === 0 && pending.length === 0) break
+      if (busy.length === 0 && reportTimer === undefined) {
+        // Reports are retried until written, but not forever once the stop deadline is behind.
+        reportTimer = setTimeout(() => reportsController.abort(new Error('stop deadline passed')), Math.max(0, deadline - Date.now()) + 10_000)
       }
-      // Without release: wait for them (they were told to stop), so nothing is left processing.
-      await Promise.all([...running.values()].filter(r => !r.abandoned).map(r => r.done))
+      const settled = Promise.allSettled([...flushes, ...busy.map(r => r.done)])
+      if (hard) {
+        // Without release: wait for them (they were told to stop), so nothing is left processing.
+        await settled
+        continue
+      }
+      if (await Promise.race([settled, timer(deadline - Date.now())]) === 'timeout') {
+        hard = true
+        await hardStop()
+      }
     }
-    flush()
-    const reportTimer = setTimeout(() => reportsController.abort(new Error('stop deadline passed')), Math.max(0, deadline - Date.now()) + 10_000)
-    while (flushes.size > 0) await Promise.allSettled([...flushes])
     clearTimeout(reportTimer)
     if (ownsClient) await client.close()
     emit('stopped')
   }
 
   Object.defineProperties(events, {
-    holding: { get: () => running.size + unreported },
+    holding: { get: () => live().length + unreported },
     stop: {
       value: (o: { timeoutMs?: number } = {}) => {
         stopped ??= drain(o.timeoutMs ?? options.stopTimeoutMs ?? 30_000)

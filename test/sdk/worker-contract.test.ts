@@ -29,7 +29,7 @@ const task = (id: string) => ({
 })
 
 /** A broker that hands out `queue` one claim at a time (a claim waits `claimDelayMs`) and answers the rest by `route`. */
-async function fakeBroker (t: Test, queue: string[], o: { claimDelayMs?: number, cancelOnHeartbeat?: number } = {}) {
+async function fakeBroker (t: Test, queue: string[], o: { claimDelayMs?: number, cancelOnHeartbeat?: number, noRelease?: boolean, next?: { id: string, delayMs: number } } = {}) {
   const seen: Request[] = []
   let heartbeats = 0
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
@@ -46,9 +46,13 @@ async function fakeBroker (t: Test, queue: string[], o: { claimDelayMs?: number,
       } else if (url.endsWith('/heartbeat')) {
         heartbeats++
         answer(200, { processing_deadline: new Date(Date.now() + 60_000).toISOString(), cancel_requested: heartbeats >= (o.cancelOnHeartbeat ?? Infinity) })
-      } else if (url.endsWith('/release')) answer(200, {})
+      } else if (url.endsWith('/release') && o.noRelease !== true) answer(200, {})
       else if (url === '/v1/tasks/status') answer(200, { applied: (body.updates as unknown[]).length, queued: 0, not_found: [] })
-      else if (url.endsWith('/status')) answer(200, { applied: true, queued: false, task: null })
+      else if (url.endsWith('/status') && body.fetch_next !== undefined && o.next !== undefined) {
+        const next = o.next
+        o.next = undefined
+        setTimeout(() => answer(200, { applied: true, queued: false, task: task(next.id) }), next.delayMs)
+      } else if (url.endsWith('/status')) answer(200, { applied: true, queued: false, task: null })
       else answer(404, { statusCode: 404, code: 'TASKBROKER_ROUTE_NOT_FOUND', error: 'Not Found', message: url })
     })
   })
@@ -119,5 +123,17 @@ t.test('a listener that throws does not cost a report', async (t) => {
   worker.on('end', () => { throw new Error('listener bug') })
   t.ok(await waitFor(() => broker.seen.some(r => r.url === '/v1/tasks/x/status')), 'reported')
   await worker.stop()
+  t.equal(worker.holding, 0)
+})
+
+t.test('stop() while a report with fetch_next is in flight, on a broker without release: the task it brings runs before stop() resolves', async (t) => {
+  const broker = await fakeBroker(t, ['first'], { noRelease: true, next: { id: 'second', delayMs: 300 } })
+  const ran: string[] = []
+  const worker = createWorker({ url: broker.url, waitMs: 50, logger: silent, handler: (task) => { ran.push(task.id) } })
+  t.ok(await waitFor(() => broker.seen.some(r => r.url === '/v1/tasks/first/status')), 'the report with fetch_next is in flight')
+  await worker.stop()
+  t.same(ran, ['first', 'second'], 'the late task ran')
+  t.ok(broker.seen.some(r => r.url === '/v1/tasks/second/release'), 'release was tried first')
+  t.ok(broker.seen.some(r => r.url === '/v1/tasks/second/status' || (r.url === '/v1/tasks/status' && JSON.stringify(r.body).includes('second'))), 'and its outcome reported')
   t.equal(worker.holding, 0)
 })

@@ -14,7 +14,11 @@ const signing = '^src/auth/signing[.]ts$'
 const paths = '^src/paths[.]ts$'
 const entry = '^src/server[.]ts$'
 const storeEntrance = '^src/store/index[.]ts$'
-const places = [http, core, store, db, domain, config, signing, paths, entry]
+// The SDK (client, worker) and the CLI are programs of their own that talk to a broker over HTTP.
+const sdk = '^src/(client|worker)/'
+const cli = '^src/cli/'
+const wireSchemas = '^src/http/routes/v1/(schemas|deadletter-schemas)[.]ts$'
+const places = [http, core, store, db, domain, config, signing, paths, entry, sdk, cli]
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -116,6 +120,48 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/' },
       to: { path: '^src/', pathNot: places }
+    },
+    {
+      name: 'sdk-not-to-server',
+      comment: 'The client and worker SDK run in other processes than the broker: they may import src/auth/signing.ts, never broker code.',
+      severity: 'error',
+      from: { path: sdk },
+      to: { path: [core, store, db, config, domain, paths, entry, cli] }
+    },
+    {
+      name: 'sdk-wire-types-only',
+      comment: 'The SDK takes its request and answer types from the wire schemas (type-only imports, nothing loaded); no other src/http module.',
+      severity: 'error',
+      from: { path: sdk },
+      to: { path: http, pathNot: wireSchemas }
+    },
+    {
+      name: 'sdk-http-type-only',
+      comment: 'The SDK imports the wire schemas for their types only: a value import would load the server into every worker.',
+      severity: 'error',
+      from: { path: sdk },
+      to: { path: http, dependencyTypesNot: ['type-only'] }
+    },
+    {
+      name: 'client-through-worker-entrance',
+      comment: 'src/worker builds on the client; the client reaches the worker only to re-export it from its index (no cycle).',
+      severity: 'error',
+      from: { path: '^src/client/', pathNot: '^src/client/index[.]ts$' },
+      to: { path: '^src/worker/' }
+    },
+    {
+      name: 'cli-through-client',
+      comment: 'The CLI talks to a broker through the client; only `migrate` opens the database (src/db), and `serve` is started by bin/.',
+      severity: 'error',
+      from: { path: cli },
+      to: { path: [http, core, store, entry] }
+    },
+    {
+      name: 'broker-not-to-sdk',
+      comment: 'The broker does not depend on its own client, worker SDK or CLI.',
+      severity: 'error',
+      from: { path: [http, core, store, db, domain, config, signing, paths, entry] },
+      to: { path: [sdk, cli] }
     },
     {
       name: 'not-to-unresolvable',

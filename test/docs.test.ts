@@ -42,7 +42,8 @@ const INTERNAL_CODES: Record<string, string> = {
   TASKBROKER_STARTUP_REFUSED: 'the broker refuses to start (exit 78)',
   TASKBROKER_BATCHER_FULL: 'answered as TASKBROKER_STATUS_QUEUE_FULL',
   TASKBROKER_BATCHER_CLOSED: 'answered as TASKBROKER_SHUTTING_DOWN',
-  TASKBROKER_STORE_TIMEOUT: 'answered as TASKBROKER_STORE_UNAVAILABLE or TASKBROKER_OUTCOME_UNKNOWN'
+  TASKBROKER_STORE_TIMEOUT: 'answered as TASKBROKER_STORE_UNAVAILABLE or TASKBROKER_OUTCOME_UNKNOWN',
+  TASKBROKER_CLIENT_UNREACHABLE: 'thrown by the client SDK when no answer came (README "Worker SDK and CLI"); never an answer of the broker'
 }
 
 function sources (dir: string): string[] {

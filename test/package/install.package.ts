@@ -37,9 +37,12 @@ let installed = false
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string, version: string, exports: Record<string, unknown>, bin: Record<string, string> }
 
 t.test('npm pack gives a tarball with the compiled broker, its launcher and its migrations', async (t) => {
-  const packed = JSON.parse(await run('npm', ['pack', '--json', '--pack-destination', work], ROOT)) as Array<{ filename: string, files: Array<{ path: string }> }>
+  // Built first and packed without scripts: `npm pack` would run `prepare` too, which rebuilds tap in
+  // node_modules — the tap running this test (and any other test run sharing node_modules).
+  await run('npm', ['run', 'build'], ROOT)
+  const packed = JSON.parse(await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], ROOT)) as Array<{ filename: string, files: Array<{ path: string }> }>
   const files = packed[0]?.files.map(f => f.path) ?? []
-  for (const needed of ['package.json', 'README.md', 'bin/taskbroker.js', 'dist/src/server.js', 'dist/src/auth/signing.js', 'dist/src/auth/signing.d.ts', 'migrations/meta/_journal.json', 'migrations/0000_init.sql']) {
+  for (const needed of ['package.json', 'README.md', 'bin/taskbroker.js', 'dist/src/server.js', 'dist/src/client/index.js', 'dist/src/client/index.d.ts', 'dist/src/cli/index.js', 'dist/src/auth/signing.js', 'dist/src/auth/signing.d.ts', 'migrations/meta/_journal.json', 'migrations/0000_init.sql']) {
     t.ok(files.includes(needed), `the tarball holds ${needed}`)
   }
   t.notOk(files.some(f => f.startsWith('src/') || f.startsWith('test/') || f.startsWith('dist/test/') || f.endsWith('.map')), 'no sources, tests or source maps')
@@ -61,6 +64,11 @@ t.test('every export of package.json imports in the installed project', async (t
   const signed = await run(process.execPath, ['--input-type=module', '-e',
     "import { signRequest } from 'taskbroker/signing'; console.log(JSON.stringify(signRequest('s3cret', { method: 'POST', path: '/v1/tasks', body: '{}', timestamp: 1 })))"], project)
   t.match(JSON.parse(signed), { 'taskbroker-signature': /^[0-9a-f]{64}$/, 'taskbroker-timestamp': '1' }, 'the README\'s signRequest import works')
+  const sdk = await run(process.execPath, ['--input-type=module', '-e',
+    "import * as sdk from 'taskbroker/client'; console.log(JSON.stringify(['createClient', 'createWorker', 'retry', 'createPushHandler', 'taskbrokerPush', 'TaskbrokerError'].map(n => typeof sdk[n])))"], project)
+  t.same(JSON.parse(sdk), ['function', 'function', 'function', 'function', 'function', 'function'], 'taskbroker/client exports the SDK')
+  const help = await run('npx', ['--no-install', 'taskbroker', '--help'], project)
+  t.match(help, /Usage: taskbroker[\s\S]*Exit codes:/, 'npx taskbroker --help is the CLI\'s')
 })
 
 t.test('npx taskbroker starts the broker, which migrates its store, serves and stops on SIGTERM', async (t) => {
@@ -105,6 +113,14 @@ t.test('npx taskbroker starts the broker, which migrates its store, serves and s
     body: JSON.stringify({ tasks: [{ namespace: 'emails', taskname: 'send_receipt' }] })
   })
   t.equal(produced.status, 201, 'the embedded store was migrated: produce works')
+  // The installed CLI and SDK against the running broker.
+  const cliProduced = await run('npx', ['--no-install', 'taskbroker', '--url', url, '--json', 'produce', 'emails', 'send_receipt', '--id', 'from-cli'], project)
+  t.same(JSON.parse(cliProduced).ids, ['from-cli'], 'npx taskbroker produce')
+  const stats = await run('npx', ['--no-install', 'taskbroker', '--url', url, '--json', 'stats'], project)
+  t.equal(JSON.parse(stats).by_status.pending, 2, 'npx taskbroker stats')
+  const claimed = await run(process.execPath, ['--input-type=module', '-e',
+    `import { createClient } from 'taskbroker/client'; const c = createClient({ url: ${JSON.stringify(url)} }); const r = await c.claim({ limit: 2 }); await c.reportMany(r.tasks.map(x => ({ id: x.id, status: 'complete' }))); await c.close(); console.log(r.tasks.length)`], project)
+  t.equal(claimed.trim(), '2', 'the installed client claims and reports')
   const docs = await fetch(`${url}/openapi.json`)
   t.equal(((await docs.json()) as { info: { version: string } }).info.version, pkg.version, 'the installed broker finds its own package.json')
 
@@ -114,8 +130,9 @@ t.test('npx taskbroker starts the broker, which migrates its store, serves and s
   clearTimeout(timer)
   // npm exec ends itself with the signal it got once its child has exited; the broker logs its own end.
   t.ok(exit.code === 0 || exit.signal === 'SIGTERM', `npx ended on SIGTERM (${JSON.stringify(exit)})`)
-  t.match(output, /"msg":"shutdown complete"/, 'the broker shut down in order')
   const groupAlive = () => { try { process.kill(-pid, 0); return true } catch { return false } }
   for (let waited = 0; groupAlive() && waited < 30_000; waited += 200) await sleep(200)
   t.notOk(groupAlive(), 'no process of the group is left')
+  // Read once the whole group is gone: npx may end before the broker has written its last line.
+  t.match(output, /"msg":"shutdown complete"/, 'the broker shut down in order')
 })

@@ -1,0 +1,31 @@
+/** The CLI's exit codes (sysexits.h where one fits), documented in `taskbroker --help`. */
+import { TaskbrokerError, TaskbrokerUnreachableError } from '../client/errors.js'
+
+export const EXIT = {
+  ok: 0,
+  /** The broker answered with an error (4xx, or a 5xx that is not temporary). */
+  brokerError: 1,
+  /** Bad command line or input (unknown command, missing argument, invalid JSON). */
+  usage: 2,
+  /** EX_UNAVAILABLE: the broker could not be reached. */
+  unreachable: 69,
+  /** EX_TEMPFAIL: the broker is busy or unavailable (503/429) after the retries; try again later. */
+  temporary: 75
+} as const
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0   ok
+  1   the broker answered with an error (its TASKBROKER_* code is printed)
+  2   usage: unknown command or option, missing or invalid argument
+  69  the broker could not be reached (EX_UNAVAILABLE)
+  75  the broker is busy or unavailable (503/429) after the retries (EX_TEMPFAIL)`
+
+export class UsageError extends Error {}
+
+export function exitCodeOf (error: unknown): number {
+  if (error instanceof UsageError) return EXIT.usage
+  if (error instanceof TaskbrokerUnreachableError) return EXIT.unreachable
+  if (error instanceof TaskbrokerError) return error.temporary ? EXIT.temporary : EXIT.brokerError
+  return EXIT.brokerError
+}

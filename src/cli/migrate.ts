@@ -1,0 +1,19 @@
+/**
+ * `taskbroker migrate`: applies the migrations to the store the environment names, as the broker
+ * would at start (the embedded store's directory lock keeps it off a directory a broker holds).
+ */
+import pino from 'pino'
+import { loadConfig } from '../config/config.js'
+import { openDatabase } from '../db/database.js'
+
+export async function migrateStore (env: Record<string, string | undefined>): Promise<string> {
+  const config = loadConfig(env)
+  const url = config.store.databaseUrl
+  const database = await openDatabase({ url, dataDir: config.store.dataDir, poolSize: 1, log: pino({ level: 'warn' }) })
+  try {
+    await database.migrate()
+  } finally {
+    await database.close()
+  }
+  return url === undefined ? `migrated the embedded store in ${config.store.dataDir}` : `migrated ${new URL(url).host}${new URL(url).pathname}`
+}

@@ -1,0 +1,345 @@
+/**
+ * `createWorker(...)`: a pull worker on the client. It long-polls claims for its free slots, runs
+ * the handler per task (run-task.ts), reports outcomes — one finished task with `fetch_next`, so
+ * the answer brings its next task; several finished at once in one batch report — and keeps long
+ * tasks alive with heartbeats, delivering cancellation and the deadline as the task's AbortSignal.
+ * `stop()` drains: no more claims, tasks claimed but not started are released, running ones finish
+ * (up to a deadline), every report is written. Heartbeat and release are detected: on a broker
+ * without them (404 TASKBROKER_ROUTE_NOT_FOUND) the worker sends no heartbeats and runs rather
+ * than releases what it holds.
+ */
+import { EventEmitter } from 'node:events'
+import pino, { type Logger } from 'pino'
+import { createClient, type TaskbrokerClient } from '../client/client.js'
+import { isRouteNotFound, TaskbrokerError } from '../client/errors.js'
+import { backoffMs, DEFAULT_RETRY, mayRetry, sleep } from '../client/retry.js'
+import type { BatchStatusUpdate, ClaimedTask, StatusRequest } from '../client/types.js'
+import { runHandler, TaskAbortedError, type AbortReason, type Handler } from './run-task.js'
+
+export interface WorkerOptions {
+  /** The broker's base URL (ignored when `client` is given). */
+  url?: string
+  secrets?: readonly string[]
+  /** A client to share (it is not closed by stop()). */
+  client?: TaskbrokerClient
+  /** Claim only tasks of this application (and namespace, which needs an application). */
+  application?: string
+  namespace?: string
+  /** Tasks run at once (default 1). */
+  concurrency?: number
+  handler: Handler
+  /** Long-poll length of a claim (default 5000 ms); stop() may wait this long for a claim in flight. */
+  waitMs?: number
+  /** Heartbeat period (default: a third of the task's processing_deadline_duration, at least 1 s). */
+  heartbeatIntervalMs?: number
+  /** Seconds each heartbeat extends the deadline by (default: the broker's). */
+  extendSec?: number
+  /** How long stop() lets running tasks finish before aborting them (default 30 s). */
+  stopTimeoutMs?: number
+  logger?: Logger
+}
+
+export interface TaskEnd { task: ClaimedTask, report: StatusRequest, error?: unknown, durationMs: number }
+
+/** Events: 'claimed' (tasks), 'start' (task), 'end' (TaskEnd), 'reported' ({ids, applied}), 'heartbeat' ({task, cancel_requested}), 'warning' (message, error), 'stopped'. */
+export interface Worker extends EventEmitter {
+  /** Tasks this worker holds now (running, or finished with the report not yet written). */
+  readonly holding: number
+  /** Stops claiming, drains and resolves when nothing of this worker is left processing. */
+  stop: (options?: { timeoutMs?: number }) => Promise<void>
+}
+
+interface Running {
+  task: ClaimedTask
+  controller: AbortController
+  startedAt: number
+  heartbeat?: NodeJS.Timeout | undefined
+  deadline?: NodeJS.Timeout | undefined
+  /** Released at a hard stop: its result is not reported. */
+  abandoned: boolean
+  done: Promise<void>
+}
+
+interface Finished { task: ClaimedTask, report: StatusRequest, reserved: boolean }
+
+const MAX_TIMER_MS = 2_147_483_647
+/** The broker's default TASKBROKER_CLAIM_MAX_TASKS: a larger limit would be a 400. */
+const CLAIM_MAX = 100
+
+export function createWorker (options: WorkerOptions): Worker {
+  const ownsClient = options.client === undefined
+  const client = options.client ?? createClient({ url: requireUrl(options.url), ...(options.secrets === undefined ? {} : { secrets: options.secrets }) })
+  const log = options.logger ?? pino({ name: 'taskbroker-worker', level: process.env.LOG_LEVEL ?? 'info' })
+  const concurrency = Math.max(1, options.concurrency ?? 1)
+  const waitMs = options.waitMs ?? 5_000
+  const filter = {
+    ...(options.application === undefined ? {} : { application: options.application }),
+    ...(options.namespace === undefined ? {} : { namespace: options.namespace })
+  }
+  const events = new EventEmitter() as Worker
+  const running = new Map<string, Running>()
+  const pending: Finished[] = []
+  const flushes = new Set<Promise<void>>()
+  let reserved = 0
+  let unreported = 0 // finished tasks whose report is not written yet
+  let stopping = false
+  let heartbeats: boolean | undefined // undefined: not known yet
+  let releases: boolean | undefined
+  let wake: (() => void) | undefined
+  const stopController = new AbortController()
+  // Reports are retried until written, until stop()'s deadline has passed.
+  const reportsController = new AbortController()
+
+  const warn = (message: string, error?: unknown) => {
+    log.warn({ err: error }, message)
+    emit('warning', message, error)
+  }
+  /** A listener that throws must not break the worker's bookkeeping: it is logged instead. */
+  const emit = (event: string, ...args: unknown[]) => {
+    try {
+      events.emit(event, ...args)
+    } catch (error) {
+      log.error({ err: error, event }, 'a worker event listener threw')
+    }
+  }
+  const wakeLoop = () => {
+    const w = wake
+    wake = undefined
+    w?.()
+  }
+  const free = () => concurrency - running.size - reserved
+
+  function abort (entry: Running, reason: AbortReason) {
+    if (!entry.controller.signal.aborted) entry.controller.abort(new TaskAbortedError(reason))
+  }
+
+  function armDeadline (entry: Running, deadline: string) {
+    clearTimeout(entry.deadline)
+    const ms = Date.parse(deadline) - Date.now()
+    if (!Number.isFinite(ms)) return
+    entry.deadline = setTimeout(() => abort(entry, 'deadline'), Math.min(Math.max(0, ms), MAX_TIMER_MS))
+  }
+
+  async function sendHeartbeat (entry: Running, progress?: unknown): Promise<void> {
+    if (heartbeats === false || entry.controller.signal.aborted) return
+    const body = {
+      ...(options.extendSec === undefined ? {} : { extend_sec: options.extendSec }),
+      ...(progress === undefined ? {} : { progress }),
+      ...(entry.task.lease === undefined ? {} : { lease: entry.task.lease })
+    }
+    try {
+      const answer = await client.heartbeat(entry.task.id, body)
+      heartbeats = true
+      armDeadline(entry, answer.processing_deadline)
+      emit('heartbeat', { task: entry.task, cancel_requested: answer.cancel_requested })
+      if (answer.cancel_requested) abort(entry, 'cancelled')
+    } catch (error) {
+      if (isRouteNotFound(error)) {
+        heartbeats = false
+        for (const other of running.values()) clearInterval(other.heartbeat)
+        log.info('the broker has no heartbeat endpoint: tasks run within their processing deadline')
+      } else if (error instanceof TaskbrokerError && (error.statusCode === 409 || error.statusCode === 404)) {
+        abort(entry, 'lost') // no longer ours: finished elsewhere, timed out or cancelled
+      } else {
+        warn(`heartbeat for ${entry.task.id} failed`, error)
+      }
+    }
+  }
+
+  function start (task: ClaimedTask) {
+    const controller = new AbortController()
+    const entry: Running = { task, controller, startedAt: Date.now(), abandoned: false, done: Promise.resolve() }
+    running.set(task.id, entry)
+    armDeadline(entry, task.processing_deadline)
+    if (heartbeats !== false) {
+      const every = options.heartbeatIntervalMs ?? Math.max(1_000, task.processing_deadline_duration * 1000 / 3)
+      entry.heartbeat = setInterval(() => { sendHeartbeat(entry).catch(() => {}) }, Math.min(every, MAX_TIMER_MS))
+    }
+    emit('start', task)
+    entry.done = runHandler(options.handler, task, {
+      signal: controller.signal,
+      heartbeat: (progress?: unknown) => sendHeartbeat(entry, progress)
+    }).then(({ report, error }) => {
+      clearInterval(entry.heartbeat)
+      clearTimeout(entry.deadline)
+      running.delete(task.id)
+      const durationMs = Date.now() - entry.startedAt
+      emit('end', { task, report, error, durationMs } satisfies TaskEnd)
+      if (error !== undefined) log.debug({ taskId: task.id, err: error }, 'task failed')
+      if (entry.abandoned) return
+      const reserve = !stopping
+      if (reserve) reserved++
+      unreported++
+      pending.push({ task, report: withLease(report, task), reserved: reserve })
+      if (pending.length === 1) setImmediate(flush)
+    })
+  }
+
+  function flush () {
+    const batch = pending.splice(0)
+    if (batch.length === 0) return
+    const work = (async () => {
+      try {
+        await writeReports(batch)
+      } catch (error) {
+        warn(`${batch.length} report(s) not written; the broker runs those tasks again after their deadline`, error)
+      } finally {
+        unreported -= batch.length
+        for (const item of batch) if (item.reserved) reserved--
+        wakeLoop()
+      }
+    })()
+    flushes.add(work)
+    work.finally(() => flushes.delete(work)).catch(() => {})
+  }
+
+  const until = { attempts: Infinity }
+
+  async function writeReports (batch: Finished[]) {
+    const only = batch.length === 1 ? batch[0] : undefined
+    if (only !== undefined && only.reserved && !stopping) {
+      // One report: ask for the next task in the same request.
+      let answer
+      try {
+        answer = await client.report(only.task.id, { ...only.report, fetch_next: filter }, { signal: reportsController.signal, retry: until })
+      } catch (error) {
+        if (!mayRetry(error, true)) throw error
+        // The answer was lost: the report may or may not be written, and a next task may have been
+        // claimed for us. Report again without fetch_next (harmless); such a task runs after its deadline.
+        answer = await client.report(only.task.id, only.report, { signal: reportsController.signal, retry: until })
+      }
+      emit('reported', { ids: [only.task.id], applied: answer.applied || answer.queued ? 1 : 0 })
+      if (answer.task !== null) {
+        if (stopping) await giveBack([answer.task])
+        else start(answer.task)
+      }
+      return
+    }
+    for (let i = 0; i < batch.length; i += 1000) {
+      const updates: BatchStatusUpdate[] = batch.slice(i, i + 1000).map(item => ({ id: item.task.id, ...item.report }) as BatchStatusUpdate)
+      const answer = await client.reportMany(updates, { signal: reportsController.signal, retry: until })
+      emit('reported', { ids: updates.map(u => u.id), applied: answer.applied + answer.queued })
+    }
+  }
+
+  /** Tasks claimed during stop: released when the broker can, else run like any other. */
+  async function giveBack (tasks: ClaimedTask[]) {
+    for (const task of tasks) {
+      if (releases !== false) {
+        try {
+          await client.release(task.id, task.lease === undefined ? {} : { lease: task.lease })
+          releases = true
+          continue
+        } catch (error) {
+          if (isRouteNotFound(error)) releases = false
+          else warn(`release of ${task.id} failed; running it`, error)
+        }
+      }
+      start(task)
+    }
+  }
+
+  async function claimLoop () {
+    let failures = 0
+    // stop() sets `stopping` while this loop awaits.
+    const going = () => !stopping
+    while (going()) {
+      if (free() <= 0) {
+        await new Promise<void>(resolve => { wake = resolve })
+        continue
+      }
+      try {
+        const answer = await client.claim({ ...filter, limit: Math.min(free(), CLAIM_MAX), wait_ms: waitMs }, { retry: { attempts: 1 } })
+        failures = 0
+        if (answer.tasks.length > 0) emit('claimed', answer.tasks)
+        if (stopping) await giveBack(answer.tasks)
+        else for (const task of answer.tasks) start(task)
+      } catch (error) {
+        failures++
+        const wait = mayRetry(error, false) ? backoffMs(failures, error, DEFAULT_RETRY) : backoffMs(failures, undefined, { ...DEFAULT_RETRY, baseMs: 500 })
+        if (failures === 1 || failures % 10 === 0) warn(`claim failed (${failures} in a row); trying again in ${wait} ms`, error)
+        await sleep(wait, stopController.signal).catch(() => {})
+      }
+    }
+  }
+
+  const loop = claimLoop()
+  let stopped: Promise<void> | undefined
+
+  // Unref'd: a stop that ended early leaves no timer holding the process open.
+  const timer = (ms: number) => new Promise<'timeout'>(resolve => setTimeout(() => resolve('timeout'), Math.max(0, ms)).unref())
+  const live = () => [...running.values()].filter(r => !r.abandoned)
+
+  /** The stop deadline passed: abort what still runs, a short grace, then give back what the broker takes back. */
+  async function hardStop () {
+    const late = live()
+    if (late.length === 0) return
+    warn(`${late.length} task(s) still running at the stop deadline: aborting them`)
+    for (const entry of late) abort(entry, 'shutdown')
+    await Promise.race([Promise.allSettled(late.map(r => r.done)), timer(1_000)])
+    for (const entry of live()) {
+      if (releases === false) break
+      try {
+        await client.release(entry.task.id, entry.task.lease === undefined ? {} : { lease: entry.task.lease })
+        releases = true
+        entry.abandoned = true
+      } catch (error) {
+        if (isRouteNotFound(error)) releases = false
+      }
+    }
+  }
+
+  async function drain (timeoutMs: number) {
+    stopping = true
+    stopController.abort()
+    wakeLoop()
+    const deadline = Date.now() + timeoutMs
+    await loop
+    let hard = false
+    let reportTimer: NodeJS.Timeout | undefined
+    // Until nothing runs and every report is written; a task that arrives late (the answer of a
+    // report with fetch_next sent before stop()) counts like any other.
+    for (;;) {
+      flush() // reports held for fetch_next go out plainly now
+      const busy = live()
+      if (busy.length === 0 && flushes.size === 0 && pending.length === 0) break
+      if (busy.length === 0 && reportTimer === undefined) {
+        // Reports are retried until written, but not forever once the stop deadline is behind.
+        reportTimer = setTimeout(() => reportsController.abort(new Error('stop deadline passed')), Math.max(0, deadline - Date.now()) + 10_000)
+      }
+      const settled = Promise.allSettled([...flushes, ...busy.map(r => r.done)])
+      if (hard) {
+        // Without release: wait for them (they were told to stop), so nothing is left processing.
+        await settled
+        continue
+      }
+      if (await Promise.race([settled, timer(deadline - Date.now())]) === 'timeout') {
+        hard = true
+        await hardStop()
+      }
+    }
+    clearTimeout(reportTimer)
+    if (ownsClient) await client.close()
+    emit('stopped')
+  }
+
+  Object.defineProperties(events, {
+    holding: { get: () => live().length + unreported },
+    stop: {
+      value: (o: { timeoutMs?: number } = {}) => {
+        stopped ??= drain(o.timeoutMs ?? options.stopTimeoutMs ?? 30_000)
+        return stopped
+      }
+    }
+  })
+  return events
+}
+
+function withLease (report: StatusRequest, task: ClaimedTask): StatusRequest {
+  return task.lease === undefined ? report : { ...report, lease: task.lease }
+}
+
+function requireUrl (url: string | undefined): string {
+  if (url === undefined || url === '') throw new TypeError('createWorker needs `url` (or `client`)')
+  return url
+}

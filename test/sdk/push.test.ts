@@ -1,0 +1,101 @@
+/**
+ * The push side of the SDK: a broker in push mode (signing on, both stores) pushes to a worker
+ * served by `createPushHandler` on Node's http, or by the `taskbrokerPush` Fastify plugin; the
+ * worker verifies the push, runs the handler and reports to callback_url.
+ */
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import Fastify from 'fastify'
+import pino from 'pino'
+import t, { type Test } from 'tap'
+import { signRequest } from '../../src/auth/signing.js'
+import { createClient, createPushHandler, retry, taskbrokerPush, type Handler, type PushReceiver } from '../../src/client/index.js'
+import { eachBackend } from '../helpers/database.js'
+import { PUSH_ENV } from '../push/helpers.js'
+import { SECRET, startBroker, waitFor } from './broker.js'
+
+const silent = pino({ level: 'silent' })
+
+const handler: Handler = (task) => {
+  const p = task.parameters as { outcome?: string }
+  if (p.outcome === 'fail') throw new Error('no')
+  if (p.outcome === 'retry') return retry({ delaySec: 60 })
+}
+
+const produced = [
+  { id: 'ok-1', application: 'shop', namespace: 'n', taskname: 't', parameters: {} },
+  { id: 'ok-2', application: 'shop', namespace: 'n', taskname: 't', parameters: {} },
+  { id: 'bad', application: 'shop', namespace: 'n', taskname: 't', parameters: { outcome: 'fail' }, retry_state: { max_attempts: 2 } },
+  { id: 'again', application: 'shop', namespace: 'n', taskname: 't', parameters: { outcome: 'retry' }, retry_state: { max_attempts: 2 } }
+]
+
+async function checkOutcomes (t: Test, url: string, receiver: PushReceiver) {
+  const client = createClient({ url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce(produced)
+  t.ok(await waitFor(() => receiver.stats.reported === 4), 'four reports written')
+  const state = async (id: string) => await client.getTask(id).then(s => s.status, (e: { code: string }) => e.code)
+  t.equal(await state('ok-1'), 'TASKBROKER_TASK_NOT_FOUND', 'completed')
+  t.equal(await state('bad'), 'failure')
+  t.equal(await state('again'), 'retry')
+  t.equal((await client.getTask('again')).task.retry_state.delay_on_retry, 60)
+  t.equal(receiver.stats.unauthorized, 0, 'the broker\'s signed pushes verified')
+}
+
+eachBackend(t, 'createPushHandler on node:http: verified pushes run and report to callback_url', async (t, backend) => {
+  const listener = createPushHandler({ handler, secrets: [SECRET], logger: silent })
+  const server = createServer(listener)
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const workerUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/push`
+  const broker = await startBroker(t, backend, { ...PUSH_ENV, TASKBROKER_WORKER_MAP: `shop=${workerUrl}` })
+  await checkOutcomes(t, broker.url, listener.receiver)
+
+  // Refusals: no signature, a wrong one, a malformed body.
+  const body = JSON.stringify({ task: { id: 'x' }, callback_url: `${broker.url}/v1/tasks/x/status` })
+  const post = (headers: Record<string, string>, payload = body) => fetch(workerUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: payload })
+  t.equal((await post({})).status, 401)
+  t.equal((await post(signRequest('other', { method: 'POST', path: '/push', body }))).status, 401)
+  t.equal((await post(signRequest(SECRET, { method: 'POST', path: '/push', body: '{' }), '{')).status, 400)
+  t.equal(listener.receiver.stats.unauthorized, 2)
+  await listener.receiver.close()
+  t.equal((await post(signRequest(SECRET, { method: 'POST', path: '/push', body }))).status, 503, 'closed: refused with 503')
+})
+
+eachBackend(t, 'the Fastify plugin: verified pushes run and report; a full worker answers 503', async (t, backend) => {
+  let release!: () => void
+  const gate = new Promise<void>(resolve => { release = resolve })
+  let gated = true
+  const worker = Fastify()
+  await worker.register(taskbrokerPush, {
+    path: '/tasks/push',
+    secrets: [SECRET],
+    logger: silent,
+    concurrency: 1,
+    maxQueued: 0,
+    handler: async (task, context) => {
+      if (gated) await gate
+      return await handler(task, context)
+    }
+  })
+  await worker.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => worker.close())
+  const workerUrl = `http://127.0.0.1:${(worker.server.address() as AddressInfo).port}/tasks/push`
+  const broker = await startBroker(t, backend, { ...PUSH_ENV, TASKBROKER_WORKER_MAP: `shop=${workerUrl}` })
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce([produced[0] as (typeof produced)[number]])
+  // One task running and no queue: a second push is refused with 503 + Retry-After.
+  const body = JSON.stringify({ task: { id: 'extra', processing_deadline_duration: 60 }, callback_url: `${broker.url}/v1/tasks/extra/status` })
+  t.ok(await waitFor(async () => {
+    const answer = await fetch(workerUrl, { method: 'POST', headers: { 'content-type': 'application/json', ...signRequest(SECRET, { method: 'POST', path: '/tasks/push', body }) }, body })
+    return answer.status === 503 && answer.headers.get('retry-after') === '1'
+  }), 'busy: 503 with Retry-After')
+  gated = false
+  release()
+  t.ok(await waitFor(async () => await client.getTask('ok-1').then(() => false, () => true)), 'the pushed task completed')
+  await client.produce(produced.slice(1))
+  t.ok(await waitFor(async () => (await client.getTask('bad').catch(() => undefined))?.status === 'failure'))
+  t.ok(await waitFor(async () => (await client.getTask('again').catch(() => undefined))?.status === 'retry'))
+  t.ok(await waitFor(async () => await client.getTask('ok-2').then(() => false, () => true)))
+})

@@ -1,0 +1,200 @@
+/**
+ * The pull worker against a real broker on a real port with signing on, on both stores: outcomes,
+ * batched reports, fetch_next chaining, the deadline as an AbortSignal, a broker restart in the
+ * middle of a run, and stop() under load leaving nothing processing.
+ */
+import pino from 'pino'
+import t from 'tap'
+import { createClient, createWorker, retry, TaskAbortedError, type TaskEnd } from '../../src/client/index.js'
+import { NO_UPKEEP } from '../helpers/app.js'
+import { eachBackend } from '../helpers/database.js'
+import { SECRET, sleep, startBroker, waitFor } from './broker.js'
+
+const silent = pino({ level: 'silent' })
+const tasks = (n: number, extra: Record<string, unknown> = {}) =>
+  Array.from({ length: n }, (_, i) => ({ id: `task-${i}`, application: 'app', namespace: 'ns', taskname: 'work', parameters: { i }, ...extra }))
+
+eachBackend(t, 'return completes, a throw fails, retry() retries; reports of tasks that end together go in one batch', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce([
+    ...tasks(6),
+    { id: 'fails', application: 'app', namespace: 'ns', taskname: 'work', parameters: { fail: true }, retry_state: { max_attempts: 3 } },
+    { id: 'retries', application: 'app', namespace: 'ns', taskname: 'work', parameters: { retry: true }, retry_state: { max_attempts: 3 } }
+  ])
+  let release!: () => void
+  const together = new Promise<void>(resolve => { release = resolve })
+  const worker = createWorker({
+    url: broker.url,
+    secrets: [SECRET],
+    application: 'app',
+    concurrency: 8,
+    waitMs: 500,
+    logger: silent,
+    handler: async (task) => {
+      await together
+      const p = task.parameters as { fail?: boolean, retry?: boolean }
+      if (p.fail === true) throw new Error('boom')
+      if (p.retry === true) return retry({ delaySec: 30 })
+      return 'ignored: any return completes'
+    }
+  })
+  const started: string[] = []
+  const reported: string[][] = []
+  const ended: TaskEnd[] = []
+  worker.on('start', (task: { id: string }) => started.push(task.id))
+  worker.on('reported', (r: { ids: string[] }) => reported.push(r.ids))
+  worker.on('end', (e: TaskEnd) => ended.push(e))
+  t.ok(await waitFor(() => started.length === 8), 'all 8 tasks started')
+  release()
+  t.ok(await waitFor(() => reported.flat().length === 8), 'all 8 reported')
+  t.same(reported.map(ids => ids.length), [8], 'in one batch report')
+  await worker.stop()
+  t.equal(worker.holding, 0)
+  t.match(ended.find(e => e.task.id === 'fails'), { report: { status: 'failure' }, error: { message: 'boom' } })
+  t.equal((await client.getTask('fails')).status, 'failure')
+  const retried = await client.getTask('retries')
+  t.equal(retried.status, 'retry')
+  t.equal(retried.task.retry_state.delay_on_retry, 30, 'retry({delaySec}) sent delay_on_retry')
+  t.match(await client.getTask('task-0').catch((e: unknown) => e), { code: 'TASKBROKER_TASK_NOT_FOUND' }, 'completed tasks are gone')
+})
+
+eachBackend(t, 'one task at a time: each report brings the next task (fetch_next), no claim between', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce(tasks(5))
+  const handled: string[] = []
+  const claimed: string[] = []
+  const worker = createWorker({ client, application: 'app', namespace: 'ns', waitMs: 300, logger: silent, handler: (task) => { handled.push(task.id) } })
+  worker.on('claimed', (list: Array<{ id: string }>) => claimed.push(...list.map(task => task.id)))
+  t.ok(await waitFor(() => handled.length === 5), 'all five handled')
+  await worker.stop()
+  t.same(handled, tasks(5).map(task => task.id), 'in order')
+  t.same(claimed, ['task-0'], 'only the first came from a claim')
+  t.equal((await client.stats()).by_status.processing ?? 0, 0)
+})
+
+eachBackend(t, 'the deadline reaches the handler as an AbortSignal (heartbeats detected as missing or sent)', async (t, backend) => {
+  const broker = await startBroker(t, backend, { ...NO_UPKEEP, TASKBROKER_PROCESSING_DEADLINE_GRACE_SEC: '0' })
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce([{ id: 'slow', application: 'app', namespace: 'ns', taskname: 'slow', processing_deadline_duration: 1 }])
+  let reason: unknown
+  const worker = createWorker({
+    client,
+    waitMs: 300,
+    heartbeatIntervalMs: 100,
+    logger: silent,
+    handler: async (_task, { signal }) => {
+      await new Promise<void>(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
+      reason = signal.reason
+      throw signal.reason
+    }
+  })
+  const heartbeats: unknown[] = []
+  worker.on('heartbeat', (h: unknown) => heartbeats.push(h))
+  t.ok(await waitFor(() => reason !== undefined), 'the handler was aborted')
+  // With heartbeats the deadline moves on and only a cancel or stop aborts; without, the deadline does.
+  if (heartbeats.length === 0) t.match(reason, new TaskAbortedError('deadline'))
+  else t.ok(reason instanceof TaskAbortedError)
+  await worker.stop()
+  t.equal((await client.getTask('slow')).status, 'failure', 'a throw reports failure')
+})
+
+eachBackend(t, 'a broker restart in the middle of a run: every task is done once the broker is back', { timeout: 240_000 }, async (t, backend) => {
+  const broker = await startBroker(t, backend, { TASKBROKER_DEADLINE_RESET_SKIP_AFTER_STARTUP_SEC: '0', TASKBROKER_UPKEEP_INTERVAL_MS: '200' })
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  const total = 200
+  // A short deadline: a task whose claim answer was lost in the restart comes back soon.
+  await client.produce(tasks(total, { processing_deadline_duration: 5 }))
+  const done = new Set<string>()
+  // From the 50th task on, handlers wait until the broker is down, so they finish and report
+  // while nothing listens, and work is certainly left for after the restart.
+  let open!: () => void
+  const brokerDown = new Promise<void>(resolve => { open = resolve })
+  const worker = createWorker({
+    url: broker.url,
+    secrets: [SECRET],
+    application: 'app',
+    concurrency: 4,
+    waitMs: 500,
+    logger: silent,
+    handler: async (task) => {
+      if (done.size >= 50) await brokerDown
+      await sleep(2)
+      done.add(task.id)
+    }
+  })
+  t.ok(await waitFor(() => done.size >= 50), 'a quarter done')
+  let duringRestart = 0
+  await broker.restart(async () => {
+    duringRestart = done.size
+    open()
+    await sleep(300) // the worker meets a closed port for a while
+  })
+  t.ok(await waitFor(async () => {
+    const stats = await client.stats()
+    return Object.values(stats.by_status).every(n => n === 0)
+  }, 180_000), 'no task left in the broker')
+  t.equal(done.size, total, 'every task handled')
+  t.ok(duringRestart < total, `work was left for after the restart (${duringRestart} done before)`)
+  await worker.stop()
+  t.equal(worker.holding, 0)
+})
+
+eachBackend(t, 'stop() under load: claims end, running tasks finish, nothing is left processing', { timeout: 120_000 }, async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce(tasks(300))
+  let finished = 0
+  const worker = createWorker({
+    client,
+    application: 'app',
+    concurrency: 8,
+    waitMs: 1_000,
+    logger: silent,
+    handler: async () => {
+      await sleep(5)
+      finished++
+    }
+  })
+  t.ok(await waitFor(() => finished >= 30))
+  await worker.stop()
+  const after = finished
+  t.equal(worker.holding, 0, 'the worker holds nothing')
+  const stats = await client.stats()
+  t.equal(stats.by_status.processing ?? 0, 0, 'nothing processing')
+  t.equal(stats.by_status.claimed ?? 0, 0, 'nothing claimed')
+  t.equal(stats.by_status.pending, 300 - after, 'every task not handled is pending again or never left')
+  await sleep(200)
+  t.equal(finished, after, 'nothing runs after stop() resolved')
+})
+
+eachBackend(t, 'stop() with a deadline aborts a task that runs past it; its throw is reported', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce([{ id: 'long', application: 'app', namespace: 'ns', taskname: 'long' }])
+  let startedTask = false
+  let reason: unknown
+  const worker = createWorker({
+    client,
+    waitMs: 300,
+    logger: silent,
+    handler: async (_task, { signal }) => {
+      startedTask = true
+      await new Promise<void>(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
+      reason = signal.reason
+      throw signal.reason
+    }
+  })
+  t.ok(await waitFor(() => startedTask))
+  await worker.stop({ timeoutMs: 200 })
+  t.match(reason, new TaskAbortedError('shutdown'))
+  t.equal((await client.getTask('long')).status, 'failure')
+  t.equal((await client.stats()).by_status.processing ?? 0, 0)
+})

@@ -23,7 +23,8 @@ const FROM_SETTINGS: Array<{ at: RegExp, group: Bounded, field: string }> = [
 /** Bounds of the API itself, the same on every broker. */
 const FIXED: Array<{ at: RegExp, value: number, why: string }> = [
   { at: /\.headers\.patternProperties\..*\.maxLength$/, value: 8192, why: 'a task header value' },
-  { at: /\.(processing_deadline_duration|expires|delay|delay_on_retry)\.maximum$/, value: 31_536_000, why: 'durations in seconds: at most a year' },
+  { at: /\.(processing_deadline_duration|expires|delay|delay_on_retry|base_sec|max_sec)\.maximum$/, value: 31_536_000, why: 'durations in seconds: at most a year' },
+  { at: /\.priority\.maximum$/, value: 32_767, why: 'a priority is a PostgreSQL smallint' },
   { at: /\.(attempts|max_attempts)\.maximum$/, value: 1000, why: 'retry counts' },
   { at: /^DeadletterListQuery\.properties\.limit\.maximum$/, value: 1000, why: 'a page of dead letters' },
   { at: /^DeadletterListQuery\.properties\.cursor\.maxLength$/, value: 2048, why: 'an opaque cursor' }

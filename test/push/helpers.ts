@@ -50,7 +50,7 @@ export type FakeMode =
   | 'reject' // 500
   | 'hang' // no answer until the mode changes or the worker closes
 
-export interface Push { task: { id: string, application: string, [field: string]: unknown }, callback_url: string, lease: string, headers: IncomingMessage['headers'] }
+export interface Push { task: { id: string, application: string, [field: string]: unknown }, callback_url: string, lease: string, priority: number, headers: IncomingMessage['headers'] }
 
 export interface FakeWorker {
   url: string

@@ -35,7 +35,7 @@ eachBackend(t, 'the signature covers method, path, timestamp and body', async (t
   const push = worker.received[0]
   const header = (name: string) => push?.headers[name] as string | undefined
   // The body is re-serialised from what the worker parsed: the broker sends compact JSON, so it is the same text.
-  const body = JSON.stringify({ task: push?.task, callback_url: push?.callback_url, lease: push?.lease })
+  const body = JSON.stringify({ task: push?.task, callback_url: push?.callback_url, lease: push?.lease, priority: push?.priority })
   const check = (secrets: string[], path: string) => verifySignature(secrets, {
     method: 'POST', path, body, signature: header('taskbroker-signature'), timestamp: header('taskbroker-timestamp'), maxSkewSec: 300
   })

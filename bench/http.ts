@@ -255,8 +255,19 @@ export class HttpBench {
     }
   }
 
+  /** Whose migrations the database holds: a checkout refuses a database migrated by another version. */
+  private schemaOf: BrokerBuild | undefined
+
+  /** An empty schema when the build changes, which its broker migrates at start (TASKBROKER_RUN_MIGRATIONS). */
+  private async schemaFor (build: BrokerBuild): Promise<void> {
+    if (this.options.baselineRoot === undefined || this.schemaOf === build) return
+    await this.sql.unsafe('drop schema if exists drizzle cascade; drop schema if exists public cascade; create schema public')
+    this.schemaOf = build
+  }
+
   /** A fresh broker and worker process around `fn`: emptied tables before, SIGTERM and wait after. */
   private async session<T> (variant: Record<string, string>, fn: (s: Session) => Promise<T>, build: BrokerBuild = 'current'): Promise<T & { rss_start_mb: number | undefined, rss_end_mb: number | undefined, broker_exit: string }> {
+    await this.schemaFor(build)
     await this.truncate()
     const root = build === 'baseline' ? this.options.baselineRoot ?? this.options.brokerRoot : this.options.brokerRoot
     const [b, w] = await Promise.allSettled([startBroker(this.brokerEnv(variant), log, this.options.fromSource, this.options.brokerNodeArgs, root), WorkerProcess.start()])

@@ -17,7 +17,7 @@ const storeEntrance = '^src/store/index[.]ts$'
 // The SDK (client, worker) and the CLI are programs of their own that talk to a broker over HTTP.
 const sdk = '^src/(client|worker)/'
 const cli = '^src/cli/'
-const wireSchemas = '^src/http/routes/v1/(schemas|deadletter-schemas)[.]ts$'
+const wireSchemas = '^src/http/routes/v1/(schemas|deadletter-schemas|lease-schemas|queue-schemas|schedule-schemas)[.]ts$'
 const places = [http, core, store, db, domain, config, signing, paths, entry, sdk, cli]
 
 /** @type {import('dependency-cruiser').IConfiguration} */

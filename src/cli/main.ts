@@ -6,7 +6,7 @@
 import { Command, CommanderError, Option } from 'commander'
 import { createClient, type TaskbrokerClient } from '../client/client.js'
 import { TaskbrokerError } from '../client/errors.js'
-import type { TaskInput } from '../client/types.js'
+import type { ScheduleInput, TaskInput } from '../client/types.js'
 import { EXIT, EXIT_CODES_HELP, exitCodeOf, UsageError } from './exit-codes.js'
 import { fields, table } from './format.js'
 import { tail } from './tail.js'
@@ -119,9 +119,9 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
       out(answer, () => fields({ id: answer.task.id, status: answer.status, application: answer.task.application, namespace: answer.task.namespace, taskname: answer.task.taskname, attempts: answer.task.retry_state.attempts, processing_attempts: answer.processing_attempts, added_at: answer.added_at, processing_deadline: answer.processing_deadline, delay_until: answer.delay_until, parameters: answer.task.parameters }))
     })
   task.command('cancel').argument('<id>').description('cancel a task (a running one is asked to stop)')
-    .action(async (id: string) => { const answer = await connect().cancel(id); out(answer, () => `cancelled ${id}\n`) })
+    .action(async (id: string) => { const answer = await connect().cancel(id); out(answer, () => answer.requested ? `cancel requested ${id} (held by a worker: its next report ends it)\n` : `cancelled ${id}\n`) })
   task.command('release').argument('<id>').option('--lease <lease>', 'the lease of the claim').description('give a claimed task back (pending, no attempt counted)')
-    .action(async (id: string, o: { lease?: string }) => { const answer = await connect().release(id, o.lease === undefined ? {} : { lease: o.lease }); out(answer, () => `released ${id}\n`) })
+    .action(async (id: string, o: { lease?: string }) => { const answer = await connect().release(id, o.lease === undefined ? {} : { lease: o.lease }); out(answer, () => answer.cancelled ? `cancelled ${id} (its cancel had been requested)\n` : `released ${id}\n`) })
 
   program.command('stats').description('task counts by status and queue')
     .action(async () => {
@@ -134,7 +134,16 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   queues.command('list', { isDefault: true }).description('every queue with its settings')
     .action(async () => {
       const answer = await connect().listQueues()
-      out(answer, () => table(answer.queues, [...new Set(answer.queues.flatMap(q => Object.keys(q)))]))
+      const rows = answer.queues.map(q => ({
+        application: q.application,
+        namespace: q.namespace,
+        ...q.counts,
+        paused: q.settings?.paused ?? false,
+        max_processing: q.settings?.max_processing,
+        rate_limit: q.settings?.rate_limit === null || q.settings?.rate_limit === undefined ? undefined : `${q.settings.rate_limit.per_sec}/${q.settings.rate_limit.burst}`
+      }))
+      const statuses = [...new Set(answer.queues.flatMap(q => Object.keys(q.counts)))]
+      out(answer, () => table(rows, ['application', 'namespace', ...statuses, 'paused', 'max_processing', 'rate_limit']))
     })
   const queueFilter = (application: string, namespace?: string) => ({ application, ...(namespace === undefined ? {} : { namespace }) })
   queues.command('pause').argument('<application>').argument('[namespace]').description('stop handing out its tasks')
@@ -172,7 +181,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   schedules.command('list', { isDefault: true }).description('every schedule')
     .action(async () => {
       const answer = await connect().listSchedules()
-      out(answer, () => table(answer.schedules, ['name', 'cron', 'every_sec', 'timezone', 'paused', 'next_run_at']))
+      out(answer, () => table(answer.schedules, ['name', 'cron', 'every_sec', 'timezone', 'paused', 'next_fire_at']))
     })
   schedules.command('get').argument('<name>').action(async (name: string) => { const s = await connect().getSchedule(name); out(s, () => fields(s)) })
   schedules.command('put').argument('<name>').description('create or replace a schedule')
@@ -186,13 +195,13 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
         ...(o.every === undefined ? {} : { every_sec: o.every }),
         ...(o.timezone === undefined ? {} : { timezone: o.timezone }),
         ...(o.paused === true ? { paused: true } : {}),
-        task: json('--task', o.task) as TaskInput
+        task: json('--task', o.task) as ScheduleInput['task']
       })
       out(s, () => `schedule ${name} saved\n`)
     })
   schedules.command('delete').argument('<name>').action(async (name: string) => { await connect().deleteSchedule(name); out({ deleted: name }, () => `deleted ${name}\n`) })
   schedules.command('trigger').argument('<name>').description('produce its task now')
-    .action(async (name: string) => { out(await connect().triggerSchedule(name), () => `triggered ${name}\n`) })
+    .action(async (name: string) => { const answer = await connect().triggerSchedule(name); out(answer, () => `triggered ${name}: ${answer.id}${answer.inserted ? '' : ' (not stored)'}\n`) })
 
   program.command('tail').description('live task counts, refreshed in place (Ctrl-C ends)')
     .addOption(new Option('--interval <ms>', 'refresh period').argParser(int('--interval')).default(1000))

@@ -11,9 +11,10 @@ import { signRequest } from '../auth/signing.js'
 import { TaskbrokerError, TaskbrokerUnreachableError } from './errors.js'
 import { DEFAULT_RETRY, withRetry, type RetryOptions } from './retry.js'
 import type {
-  BatchStatusResult, BatchStatusUpdate, CancelFilter, CancelResult, ClaimRequest, ClaimResult, DeadletterPage,
-  DeadletterQuery, HeartbeatRequest, HeartbeatResult, ProduceResult, Queue, QueueSettingsPatch, RequeueResult,
-  Schedule, ScheduleInput, Stats, StatusRequest, StatusResult, TaskInput, TaskState
+  BatchHeartbeat, BatchHeartbeatResult, BatchStatusResult, BatchStatusUpdate, CancelFilter, CancelManyResult, CancelResult, ClaimRequest,
+  ClaimResult, DeadletterPage, DeadletterQuery, HeartbeatRequest, HeartbeatResult, ProduceResult, QueueChangeResult, QueueList,
+  QueueSettingsPatch, ReleaseRequest, ReleaseResult, RequeueResult, Schedule, ScheduleInput, ScheduleList, Stats, StatusRequest,
+  StatusResult, TaskInput, TaskState, TriggerResult
 } from './types.js'
 
 export interface ClientOptions {
@@ -143,17 +144,19 @@ export function createClient (options: ClientOptions) {
     async heartbeat (taskId: string, body: HeartbeatRequest = {}, o?: CallOptions): Promise<HeartbeatResult> {
       return await call({ method: 'POST', path: `/v1/tasks/${id(taskId)}/heartbeat`, body, safe: true, options: o })
     },
-    async heartbeatMany (heartbeats: Array<HeartbeatRequest & { id: string }>, o?: CallOptions): Promise<unknown> {
+    /** Heartbeats of many tasks; ids not processing or held under another lease are listed, not thrown. */
+    async heartbeatMany (heartbeats: BatchHeartbeat[], o?: CallOptions): Promise<BatchHeartbeatResult> {
       return await call({ method: 'POST', path: '/v1/tasks/heartbeat', body: { heartbeats }, safe: true, options: o })
     },
     /** Gives a claimed task back (pending again, no attempt counted). */
-    async release (taskId: string, body: { lease?: string } = {}, o?: CallOptions): Promise<unknown> {
+    async release (taskId: string, body: ReleaseRequest = {}, o?: CallOptions): Promise<ReleaseResult> {
       return await call({ method: 'POST', path: `/v1/tasks/${id(taskId)}/release`, body, safe: true, options: o })
     },
-    async cancel (taskId: string, o?: CallOptions): Promise<unknown> {
+    /** Cancels a task: removed when waiting, asked to stop (`requested`) when held by a worker. */
+    async cancel (taskId: string, o?: CallOptions): Promise<CancelResult> {
       return await call({ method: 'POST', path: `/v1/tasks/${id(taskId)}/cancel`, body: {}, safe: true, options: o })
     },
-    async cancelMatching (filter: CancelFilter, o?: CallOptions): Promise<CancelResult> {
+    async cancelMatching (filter: CancelFilter, o?: CallOptions): Promise<CancelManyResult> {
       return await call({ method: 'POST', path: '/v1/tasks/cancel', body: filter, safe: true, options: o })
     },
     async stats (o?: CallOptions): Promise<Stats> {
@@ -169,13 +172,13 @@ export function createClient (options: ClientOptions) {
     async purgeDeadletter (taskId: string, o?: CallOptions): Promise<void> {
       await call({ method: 'DELETE', path: `/v1/deadletters/${id(taskId)}`, safe: false, options: o })
     },
-    async listQueues (o?: CallOptions): Promise<{ queues: Queue[] }> {
+    async listQueues (o?: CallOptions): Promise<QueueList> {
       return await call({ method: 'GET', path: '/v1/queues', safe: true, options: o })
     },
-    async updateQueue (patch: QueueSettingsPatch, o?: CallOptions): Promise<unknown> {
+    async updateQueue (patch: QueueSettingsPatch, o?: CallOptions): Promise<QueueChangeResult> {
       return await call({ method: 'PATCH', path: '/v1/queues', body: patch, safe: true, options: o })
     },
-    async listSchedules (o?: CallOptions): Promise<{ schedules: Schedule[] }> {
+    async listSchedules (o?: CallOptions): Promise<ScheduleList> {
       return await call({ method: 'GET', path: '/v1/schedules', safe: true, options: o })
     },
     async getSchedule (name: string, o?: CallOptions): Promise<Schedule> {
@@ -188,7 +191,7 @@ export function createClient (options: ClientOptions) {
       await call({ method: 'DELETE', path: `/v1/schedules/${id(name)}`, safe: true, options: o })
     },
     /** Runs a schedule now; each trigger makes a task, so only "nothing done" is retried. */
-    async triggerSchedule (name: string, o?: CallOptions): Promise<unknown> {
+    async triggerSchedule (name: string, o?: CallOptions): Promise<TriggerResult> {
       return await call({ method: 'POST', path: `/v1/schedules/${id(name)}/trigger`, body: {}, safe: false, options: o })
     },
     /** True when /readyz answers 200. */

@@ -1,7 +1,6 @@
 /**
  * The requests and answers of API v1, as types derived from the broker's own TypeBox schemas
- * (type-only imports: nothing of the server is loaded by the client). The endpoints of leases,
- * queue settings and schedules are typed here from their contracts.
+ * (type-only imports: nothing of the server is loaded by the client).
  */
 import type { Static } from 'typebox'
 import type {
@@ -9,19 +8,28 @@ import type {
   StatsResponseSchema, StatusResponseSchema, TaskSchema, TaskStateResponseSchema
 } from '../http/routes/v1/schemas.js'
 import type { DeadletterListResponseSchema, DeadletterSchema, RequeueResponseSchema } from '../http/routes/v1/deadletter-schemas.js'
+import type {
+  BatchHeartbeatResponseSchema, CancelManyResponseSchema, CancelResponseSchema, createLeaseSchemas, HeartbeatResponseSchema, ReleaseResponseSchema
+} from '../http/routes/v1/lease-schemas.js'
+import type { createQueueRequestSchemas, QueueChangeResponseSchema, QueueListResponseSchema } from '../http/routes/v1/queue-schemas.js'
+import type { createScheduleSchemas } from '../http/routes/v1/schedule-schemas.js'
+
+type LeaseSchemas = ReturnType<typeof createLeaseSchemas>
+type QueueSchemas = ReturnType<typeof createQueueRequestSchemas>
+type ScheduleSchemas = ReturnType<typeof createScheduleSchemas>
 
 export type Task = Static<typeof TaskSchema>
-/** A task to produce; `priority` (higher first) where the broker supports it. */
-export type TaskInput = Static<RequestSchemas['TaskInput']> & { priority?: number }
+/** A task to produce (`priority`: claims take higher first). */
+export type TaskInput = Static<RequestSchemas['TaskInput']>
 export type ProduceResult = Static<typeof ProduceResponseSchema>
-/** A claimed task; `lease` where the broker hands out leases (send it back with reports). */
-export type ClaimedTask = Static<typeof ClaimedTaskSchema> & { lease?: string }
+/** A claimed task with its `lease`: send it back with heartbeats, reports and release. */
+export type ClaimedTask = Static<typeof ClaimedTaskSchema>
 export type ClaimRequest = Static<RequestSchemas['ClaimBody']>
-export type ClaimResult = Omit<Static<typeof ClaimResponseSchema>, 'tasks'> & { tasks: ClaimedTask[] }
-export type StatusRequest = Static<RequestSchemas['StatusBody']> & { lease?: string }
-export type StatusResult = Omit<Static<typeof StatusResponseSchema>, 'task'> & { task: ClaimedTask | null, cancel_requested?: boolean }
-export type BatchStatusUpdate = Static<RequestSchemas['BatchStatusBody']>['updates'][number] & { lease?: string }
-export type BatchStatusResult = Static<typeof BatchStatusResponseSchema> & { stale?: string[] }
+export type ClaimResult = Static<typeof ClaimResponseSchema>
+export type StatusRequest = Static<RequestSchemas['StatusBody']>
+export type StatusResult = Static<typeof StatusResponseSchema>
+export type BatchStatusUpdate = Static<RequestSchemas['BatchStatusBody']>['updates'][number]
+export type BatchStatusResult = Static<typeof BatchStatusResponseSchema>
 export type TaskState = Static<typeof TaskStateResponseSchema>
 export type Stats = Static<typeof StatsResponseSchema>
 export type Deadletter = Static<typeof DeadletterSchema>
@@ -29,28 +37,24 @@ export type DeadletterPage = Static<typeof DeadletterListResponseSchema>
 export type RequeueResult = Static<typeof RequeueResponseSchema>
 export interface DeadletterQuery { application?: string, namespace?: string, taskname?: string, limit?: number, cursor?: string }
 
-export interface HeartbeatRequest { extend_sec?: number, progress?: unknown, lease?: string }
-export interface HeartbeatResult { processing_deadline: string, cancel_requested: boolean }
-export interface CancelFilter { application: string, namespace?: string, taskname?: string }
-export interface CancelResult { removed: number, requested: number }
+export type HeartbeatRequest = Static<LeaseSchemas['HeartbeatBody']>
+export type HeartbeatResult = Static<typeof HeartbeatResponseSchema>
+export type BatchHeartbeat = Static<LeaseSchemas['BatchHeartbeatBody']>['heartbeats'][number]
+export type BatchHeartbeatResult = Static<typeof BatchHeartbeatResponseSchema>
+export type ReleaseRequest = Static<LeaseSchemas['ReleaseBody']>
+export type ReleaseResult = Static<typeof ReleaseResponseSchema>
+export type CancelResult = Static<typeof CancelResponseSchema>
+export type CancelFilter = Static<LeaseSchemas['CancelManyBody']>
+export type CancelManyResult = Static<typeof CancelManyResponseSchema>
 
-export interface QueueFilter { application: string, namespace?: string }
-export interface QueueSettingsPatch extends QueueFilter {
-  paused?: boolean
-  max_processing?: number | null
-  rate_limit?: { per_sec: number, burst?: number } | null
-}
-/** One queue as GET /v1/queues lists it (fields beyond these are passed through). */
-export type Queue = QueueFilter & Record<string, unknown>
+export type QueueSettingsPatch = Static<QueueSchemas['ChangeBody']>
+export type QueueList = Static<typeof QueueListResponseSchema>
+/** One queue as GET /v1/queues lists it, with its counts and the settings that steer it. */
+export type Queue = QueueList['queues'][number]
+export type QueueChangeResult = Static<typeof QueueChangeResponseSchema>
 
-export interface ScheduleInput {
-  cron?: string
-  every_sec?: number
-  timezone?: string
-  task: TaskInput
-  overlap?: unknown
-  catch_up?: unknown
-  paused?: boolean
-}
-/** One schedule as the broker shows it (fields beyond these are passed through). */
-export type Schedule = ScheduleInput & { name: string } & Record<string, unknown>
+export type ScheduleInput = Static<ScheduleSchemas['Spec']>
+/** One schedule as the broker shows it, with its next windows and last fire. */
+export type Schedule = Static<ScheduleSchemas['Schedule']>
+export type ScheduleList = Static<ScheduleSchemas['ScheduleList']>
+export type TriggerResult = Static<ScheduleSchemas['Trigger']>

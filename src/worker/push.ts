@@ -36,7 +36,8 @@ export interface PushReceiver {
 
 export const PUSH_MAX_BODY_BYTES = 5 * 1024 * 1024
 
-interface Accepted { task: Task, callbackUrl: string }
+/** A push taken: its task, where to report, and the claim's lease (sent back so a stale report is refused). */
+interface Accepted { task: Task, callbackUrl: string, lease: string | undefined }
 
 export function createPushReceiver (options: PushReceiverOptions): PushReceiver {
   const secrets = options.secrets ?? []
@@ -64,7 +65,7 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
     }
   }
 
-  async function run ({ task, callbackUrl }: Accepted) {
+  async function run ({ task, callbackUrl, lease }: Accepted) {
     const controller = new AbortController()
     // A pushed task's deadline starts when it is delivered: about now.
     const deadline = setTimeout(() => controller.abort(new TaskAbortedError('deadline')), task.processing_deadline_duration * 1000)
@@ -73,7 +74,7 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
       heartbeat: async (progress?: unknown) => {
         if (heartbeats === false) return
         try {
-          const answer = await client.heartbeatAt(callbackUrl, progress === undefined ? {} : { progress })
+          const answer = await client.heartbeatAt(callbackUrl, { ...(progress === undefined ? {} : { progress }), ...(lease === undefined ? {} : { lease }) })
           heartbeats = true
           clearTimeout(deadline)
           if (answer.cancel_requested) controller.abort(new TaskAbortedError('cancelled'))
@@ -85,7 +86,7 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
     })
     clearTimeout(deadline)
     if (error !== undefined) log.debug({ taskId: task.id, err: error }, 'task failed')
-    await send(task, callbackUrl, report)
+    await send(task, callbackUrl, lease === undefined ? report : { ...report, lease })
   }
 
   async function send (task: Task, callbackUrl: string, report: StatusRequest) {
@@ -112,7 +113,7 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
       log.warn('push with a missing or wrong signature refused')
       return { statusCode: 401, body: { error: 'unauthorized' } }
     }
-    let push: { task?: Task, callback_url?: unknown }
+    let push: { task?: Task, callback_url?: unknown, lease?: unknown }
     try {
       push = JSON.parse(typeof request.body === 'string' ? request.body : Buffer.from(request.body).toString('utf8')) as typeof push
     } catch {
@@ -126,7 +127,7 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
       return { statusCode: 503, body: { error: closing ? 'closing' : 'busy' }, headers: { 'retry-after': '1' } }
     }
     stats.received++
-    queue.push({ task: push.task, callbackUrl: push.callback_url })
+    queue.push({ task: push.task, callbackUrl: push.callback_url, lease: typeof push.lease === 'string' ? push.lease : undefined })
     pump()
     return { statusCode: 202, body: { accepted: true } }
   }

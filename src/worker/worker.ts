@@ -41,7 +41,12 @@ export interface WorkerOptions {
 
 export interface TaskEnd { task: ClaimedTask, report: StatusRequest, error?: unknown, durationMs: number }
 
-/** Events: 'claimed' (tasks), 'start' (task), 'end' (TaskEnd), 'reported' ({ids, applied}), 'heartbeat' ({task, cancel_requested}), 'warning' (message, error), 'stopped'. */
+/**
+ * Events: 'claimed' (tasks), 'start' (task), 'end' (TaskEnd), 'reported' ({ids, applied, cancelled}),
+ * 'stale' ({ids}: reports refused because the task was reset and claimed again under another lease),
+ * 'released' ({ids}: claimed during stop() and given back), 'heartbeat' ({task, cancel_requested}),
+ * 'warning' (message, error), 'stopped'.
+ */
 export interface Worker extends EventEmitter {
   /** Tasks this worker holds now (running, or finished with the report not yet written). */
   readonly holding: number
@@ -125,7 +130,7 @@ export function createWorker (options: WorkerOptions): Worker {
     const body = {
       ...(options.extendSec === undefined ? {} : { extend_sec: options.extendSec }),
       ...(progress === undefined ? {} : { progress }),
-      ...(entry.task.lease === undefined ? {} : { lease: entry.task.lease })
+      lease: entry.task.lease
     }
     try {
       const answer = await client.heartbeat(entry.task.id, body)
@@ -203,12 +208,18 @@ export function createWorker (options: WorkerOptions): Worker {
       try {
         answer = await client.report(only.task.id, { ...only.report, fetch_next: filter }, { signal: reportsController.signal, retry: until })
       } catch (error) {
+        if (isStale(error)) return staleReports([only.task.id])
         if (!mayRetry(error, true)) throw error
         // The answer was lost: the report may or may not be written, and a next task may have been
         // claimed for us. Report again without fetch_next (harmless); such a task runs after its deadline.
-        answer = await client.report(only.task.id, only.report, { signal: reportsController.signal, retry: until })
+        try {
+          answer = await client.report(only.task.id, only.report, { signal: reportsController.signal, retry: until })
+        } catch (again) {
+          if (isStale(again)) return staleReports([only.task.id])
+          throw again
+        }
       }
-      emit('reported', { ids: [only.task.id], applied: answer.applied || answer.queued ? 1 : 0 })
+      emit('reported', { ids: [only.task.id], applied: answer.applied || answer.queued ? 1 : 0, cancelled: answer.cancelled === true ? [only.task.id] : [] })
       if (answer.task !== null) {
         if (stopping) await giveBack([answer.task])
         else start(answer.task)
@@ -218,8 +229,15 @@ export function createWorker (options: WorkerOptions): Worker {
     for (let i = 0; i < batch.length; i += 1000) {
       const updates: BatchStatusUpdate[] = batch.slice(i, i + 1000).map(item => ({ id: item.task.id, ...item.report }) as BatchStatusUpdate)
       const answer = await client.reportMany(updates, { signal: reportsController.signal, retry: until })
-      emit('reported', { ids: updates.map(u => u.id), applied: answer.applied + answer.queued })
+      emit('reported', { ids: updates.map(u => u.id), applied: answer.applied + answer.queued, cancelled: answer.cancelled ?? [] })
+      if (answer.stale !== undefined && answer.stale.length > 0) staleReports(answer.stale)
     }
+  }
+
+  /** Reports refused as stale: the task was reset (missed deadline) and claimed again; its new holder reports it. */
+  function staleReports (ids: string[]) {
+    warn(`${ids.length} report(s) refused: the lease is stale (the task was handed out again), not applied: ${ids.join(' ')}`)
+    emit('stale', { ids })
   }
 
   /** Tasks claimed during stop: released when the broker can, else run like any other. */
@@ -227,8 +245,9 @@ export function createWorker (options: WorkerOptions): Worker {
     for (const task of tasks) {
       if (releases !== false) {
         try {
-          await client.release(task.id, task.lease === undefined ? {} : { lease: task.lease })
+          await client.release(task.id, { lease: task.lease })
           releases = true
+          emit('released', { ids: [task.id] })
           continue
         } catch (error) {
           if (isRouteNotFound(error)) releases = false
@@ -280,7 +299,7 @@ export function createWorker (options: WorkerOptions): Worker {
     for (const entry of live()) {
       if (releases === false) break
       try {
-        await client.release(entry.task.id, entry.task.lease === undefined ? {} : { lease: entry.task.lease })
+        await client.release(entry.task.id, { lease: entry.task.lease })
         releases = true
         entry.abandoned = true
       } catch (error) {
@@ -336,7 +355,11 @@ export function createWorker (options: WorkerOptions): Worker {
 }
 
 function withLease (report: StatusRequest, task: ClaimedTask): StatusRequest {
-  return task.lease === undefined ? report : { ...report, lease: task.lease }
+  return { ...report, lease: task.lease }
+}
+
+function isStale (error: unknown): boolean {
+  return error instanceof TaskbrokerError && error.code === 'TASKBROKER_LEASE_STALE'
 }
 
 function requireUrl (url: string | undefined): string {

@@ -83,6 +83,71 @@ eachBackend(t, 'produce, task get, stats, dead letters and tail against a signed
   t.equal((await cli(['--url', broker.url, '--secret', SECRET, 'stats'])).code, 0, 'flags instead of the environment')
 })
 
+eachBackend(t, 'task cancel|release, queues, schedules and produce --priority against a signed broker', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const env = { TASKBROKER_URL: broker.url, TASKBROKER_SECRET: SECRET }
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  const ok = async (argv: string[]) => {
+    const ran = await cli(argv, env)
+    t.equal(ran.code, 0, `${argv.join(' ')}: ${ran.stderr}`)
+    return ran
+  }
+
+  await ok(['produce', 'emails', 'send', '-a', 'shop', '--id', 'low', '--priority', '-5'])
+  await ok(['produce', 'emails', 'send', '-a', 'shop', '--id', 'high', '--priority', '7'])
+  await ok(['produce', 'emails', 'send', '-a', 'shop', '--id', 'plain'])
+  t.equal((await client.getTask('high')).priority, 7)
+  t.equal((await client.getTask('low')).priority, -5)
+  t.equal((await cli(['produce', 'emails', 'send', '--priority', 'x'], env)).code, 2, 'a priority must be an integer')
+
+  // Queues: paused, nothing is handed out; resumed, the highest priority comes first.
+  t.equal((await ok(['queues', 'pause', 'shop', 'emails'])).stdout, 'paused\n')
+  let queues = await client.listQueues()
+  t.match(queues.queues.find(q => q.application === 'shop' && q.namespace === 'emails'), { counts: { pending: 3 }, settings: { paused: true } })
+  t.same((await client.claim({ application: 'shop' })).tasks, [], 'a paused queue hands out nothing')
+  t.match((await ok(['queues', 'list'])).stdout, /^application\s+namespace\s+pending\s.*\spaused\s+max_processing\s+rate_limit\nshop\s+emails\s+3\s.*\strue\s+-\s+-\n$/)
+  await ok(['queues', 'resume', 'shop', 'emails'])
+  await ok(['queues', 'limits', 'shop', 'emails', '--max-processing', '2', '--rate', '50/60'])
+  queues = await client.listQueues()
+  t.match(queues.queues.find(q => q.namespace === 'emails')?.settings, { paused: false, max_processing: 2, rate_limit: { per_sec: 50, burst: 60 } })
+  const listed = JSON.parse((await ok(['--json', 'queues', 'list'])).stdout) as typeof queues
+  t.same(listed.queues.map(q => q.settings?.max_processing), [2], '--json prints the answer')
+  const claimed = await client.claim({ application: 'shop', limit: 3 })
+  t.same(claimed.tasks.map(c => c.id), ['high', 'plain'], 'max_processing 2; highest priority first')
+  await ok(['queues', 'limits', 'shop', 'emails', '--max-processing', 'none', '--rate', 'none'])
+  t.match(queues = await client.listQueues(), { queues: [{ namespace: 'emails' }] })
+  t.equal(queues.queues[0]?.settings, null, 'nothing left set: the settings row is gone')
+
+  // task release: pending again, no attempt counted; task cancel: a held task is asked, a waiting one removed.
+  const high = claimed.tasks[0]!
+  t.equal((await ok(['task', 'release', 'high', '--lease', high.lease])).stdout, 'released high\n')
+  t.match(await client.getTask('high'), { status: 'pending', processing_attempts: 0, task: { retry_state: { attempts: 0 } } })
+  const stale = await cli(['task', 'release', 'plain', '--lease', high.lease], env)
+  t.equal(stale.code, 1, 'a release under another lease is refused')
+  t.match(stale.stderr, /TASKBROKER_LEASE_STALE/)
+  t.match((await ok(['task', 'cancel', 'plain'])).stdout, /^cancel requested plain/)
+  t.equal((await client.getTask('plain')).cancel_requested, true)
+  t.same(JSON.parse((await ok(['--json', 'task', 'cancel', 'low'])).stdout), { removed: true, requested: false })
+  t.match(await client.getTask('low').catch((e: unknown) => e), { code: 'TASKBROKER_TASK_NOT_FOUND' }, 'a waiting task is removed')
+
+  // Schedules: put, list, trigger (its task is produced), delete.
+  await ok(['schedules', 'put', 'hourly', '--every', '3600', '--task', '{"application":"shop","namespace":"reports","taskname":"sum","priority":3}'])
+  t.match(await client.getSchedule('hourly'), { name: 'hourly', every_sec: 3600, cron: null, task: { namespace: 'reports', priority: 3 }, paused: false })
+  await ok(['schedules', 'put', 'nightly', '--cron', '0 3 * * *', '--timezone', 'Europe/Paris', '--paused', '--task', '{"namespace":"reports","taskname":"night"}'])
+  t.match(await client.getSchedule('nightly'), { cron: '0 3 * * *', timezone: 'Europe/Paris', paused: true })
+  t.match((await ok(['schedules', 'list'])).stdout, /name\s+cron\s+every_sec\s+timezone\s+paused\s+next_fire_at\nhourly\s+-\s+3600\s+UTC\s+false\s+\S+\nnightly\s+0 3 \* \* \*\s+-\s+Europe\/Paris\s+true/)
+  const triggered = JSON.parse((await ok(['--json', 'schedules', 'trigger', 'hourly'])).stdout) as { id: string, inserted: boolean }
+  t.equal(triggered.inserted, true)
+  t.match(await client.getTask(triggered.id), { status: 'pending', priority: 3, task: { application: 'shop', namespace: 'reports', taskname: 'sum' } }, 'the trigger produced its task')
+  await ok(['schedules', 'delete', 'nightly'])
+  t.same((await client.listSchedules()).schedules.map(s => s.name), ['hourly'])
+  const gone = await cli(['schedules', 'delete', 'nightly'], env)
+  t.equal(gone.code, 1)
+  t.match(gone.stderr, /TASKBROKER_SCHEDULE_NOT_FOUND|404/)
+  t.equal((await cli(['schedules', 'put', 'bad', '--cron', 'not a cron', '--task', '{"namespace":"n","taskname":"t"}'], env)).code, 1, 'a bad expression is the broker\'s 400')
+})
+
 interface Seen { method: string, url: string, body: unknown }
 
 async function scripted (t: Test, status: number, answer: unknown, headers: Record<string, string> = {}) {
@@ -101,7 +166,17 @@ async function scripted (t: Test, status: number, answer: unknown, headers: Reco
 }
 
 t.test('queue, schedule and cancel/release commands send the contract\'s requests', async (t) => {
-  const server = await scripted(t, 200, { queues: [{ application: 'shop', namespace: 'emails', paused: true }], schedules: [{ name: 'nightly', cron: '0 3 * * *' }] })
+  const server = await scripted(t, 200, {
+    queues: [{ application: 'shop', namespace: 'emails', counts: { pending: 2 }, oldest_pending_age_sec: 0, settings: { paused: true, max_processing: null, rate_limit: null, updated_at: '2026-01-01T00:00:00.000Z', source: 'namespace' } }],
+    applications: [],
+    schedules: [{ name: 'nightly', cron: '0 3 * * *' }],
+    removed: false,
+    requested: true,
+    released: true,
+    cancelled: false,
+    id: 'sched:nightly:1',
+    inserted: true
+  })
   const env = { TASKBROKER_URL: server.url }
   const cases: Array<[string[], Seen]> = [
     [['queues', 'pause', 'shop', 'emails'], { method: 'PATCH', url: '/v1/queues', body: { application: 'shop', namespace: 'emails', paused: true } }],
@@ -121,7 +196,7 @@ t.test('queue, schedule and cancel/release commands send the contract\'s request
     t.equal(ran.code, 0, `${argv.join(' ')}: ${ran.stderr}`)
     t.same(server.seen.at(-1), expected, argv.join(' '))
   }
-  t.match((await cli(['queues'], env)).stdout, /application\s+namespace\s+paused\nshop\s+emails\s+true/)
+  t.match((await cli(['queues'], env)).stdout, /application\s+namespace\s+pending\s+paused\s+max_processing\s+rate_limit\nshop\s+emails\s+2\s+true/)
   t.match((await cli(['schedules', 'list'], env)).stdout, /nightly\s+0 3 \* \* \*/)
 })
 

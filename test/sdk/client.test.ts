@@ -62,14 +62,37 @@ eachBackend(t, 'every call of the API, signed, on a real port', async (t, backen
   t.match(await unsigned.stats().catch((error: unknown) => error), { statusCode: 401, code: 'TASKBROKER_UNAUTHORIZED' })
 })
 
-eachBackend(t, 'endpoints this broker lacks answer ROUTE_NOT_FOUND, which feature detection reads', async (t, backend) => {
+eachBackend(t, 'endpoints a broker lacks answer ROUTE_NOT_FOUND, which feature detection reads; an unknown task does not', async (t, backend) => {
   const broker = await startBroker(t, backend, NO_UPKEEP)
   const client = createClient({ url: broker.url, secrets: [SECRET] })
   t.teardown(() => client.close())
-  const error = await client.heartbeat('x').catch((e: unknown) => e)
-  if ((error as { code?: string }).code === 'TASKBROKER_ROUTE_NOT_FOUND') t.ok(isRouteNotFound(error))
-  else t.pass('this broker has heartbeats')
-  t.notOk(isRouteNotFound(new TaskbrokerError(404, 'TASKBROKER_TASK_NOT_FOUND', 'x', undefined, {})))
+  const missingRoute = await client.heartbeatAt(`${broker.url}/v1/nothing/here/status`).catch((e: unknown) => e)
+  t.match(missingRoute, { statusCode: 404, code: 'TASKBROKER_ROUTE_NOT_FOUND' })
+  t.ok(isRouteNotFound(missingRoute))
+  const unknownTask = await client.heartbeat('x').catch((e: unknown) => e)
+  t.match(unknownTask, { code: 'TASKBROKER_TASK_NOT_FOUND' })
+  t.notOk(isRouteNotFound(unknownTask))
+})
+
+eachBackend(t, 'lease calls: heartbeat, batch heartbeat (extended, not_processing, stale), release, cancel', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce(['h-0', 'h-1', 'h-2'].map(id => ({ id, application: 'a', namespace: 'n', taskname: 't' })))
+  const [t0, t1, t2] = (await client.claim({ limit: 3 })).tasks
+  const beat = await client.heartbeat(t0!.id, { lease: t0!.lease, progress: { done: 1 }, extend_sec: 120 })
+  t.equal(beat.cancel_requested, false)
+  t.ok(Date.parse(beat.processing_deadline) > Date.parse(t0!.processing_deadline), 'the deadline moved on')
+  t.match(await client.heartbeat(t0!.id, { lease: t1!.lease }).catch((e: unknown) => e), { statusCode: 409, code: 'TASKBROKER_LEASE_STALE' })
+  const many = await client.heartbeatMany([{ id: t0!.id, lease: t0!.lease }, { id: t1!.id, lease: t2!.lease }, { id: 'nope' }])
+  t.same(many.extended.map(e => e.id), [t0!.id])
+  t.same(many.stale, [t1!.id])
+  t.same(many.not_processing, ['nope'])
+  t.same(await client.release(t2!.id, { lease: t2!.lease }), { released: true, cancelled: false })
+  t.same(await client.cancel(t2!.id), { removed: true, requested: false })
+  t.same(await client.cancel(t1!.id), { removed: false, requested: true })
+  t.same(await client.cancelMatching({ application: 'a' }), { removed: 0, requested: 2 })
+  t.same(await client.report(t1!.id, { status: 'failure', lease: t1!.lease }), { applied: true, queued: false, task: null, cancelled: true })
 })
 
 /** A server answering from a script, one answer per request, counting requests and connections. */

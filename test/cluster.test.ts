@@ -10,86 +10,22 @@
  * - a refusal of the first process (an unmigrated database) is the whole broker's: exit 78, its line.
  * PostgreSQL cases run when TASKBROKER_TEST_DATABASE_URL is set.
  */
-import { spawn } from 'node:child_process'
 import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import t, { type Test } from 'tap'
 import { READY_MESSAGE, SHUTDOWN_MESSAGE } from '../src/core/cluster.js'
-import { freePort, ROOT } from './helpers/broker-process.js'
+import { childPids } from '../bench/lib/process.js'
+import { ROOT } from './helpers/broker-process.js'
+import { runServer, type ServerRun } from './helpers/server-process.js'
+
+/** The primary's line once every broker process listens. */
+const PROCESSES_READY = (fields: Record<string, unknown>) => fields.msg === 'taskbroker processes ready'
+const runBroker = async (t: Test, env: Record<string, string>): Promise<ServerRun> => await runServer(t, env, PROCESSES_READY)
 import { TEST_DATABASE_URL } from './helpers/database.js'
 
 const pgOnly = { skip: TEST_DATABASE_URL === undefined || TEST_DATABASE_URL === '' ? 'TASKBROKER_TEST_DATABASE_URL is not set' : false }
-
-interface Run {
-  pid: number
-  url: string
-  /** Resolves true once the primary says every process is ready, false if it exited first. */
-  ready: Promise<boolean>
-  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-  stdout: string[]
-  stderr: string[]
-  kill (signal: NodeJS.Signals): void
-}
-
-async function runBroker (t: Test, env: Record<string, string>): Promise<Run> {
-  const inherited: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value === undefined || key.startsWith('TASKBROKER_') || key.startsWith('NODE_') || ['DATABASE_URL', 'PORT', 'HOST', 'LOG_LEVEL'].includes(key)) continue
-    inherited[key] = value
-  }
-  const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
-    cwd: ROOT,
-    env: { ...inherited, HOST: '127.0.0.1', PORT: String(port), TASKBROKER_DATA_DIR: 'memory://', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const stdout: string[] = []
-  const stderr: string[] = []
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.once('exit', (code, signal) => resolve({ code, signal })))
-  t.teardown(async () => {
-    // The primary's children too: a failed assertion must not leave a broker behind.
-    for (const pid of childrenOf(child.pid as number)) try { process.kill(pid, 'SIGKILL') } catch {}
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-  let onReady: (ready: boolean) => void = () => {}
-  const ready = new Promise<boolean>(resolve => { onReady = resolve })
-  exited.then(() => onReady(false), () => {})
-  const lines = (into: string[], stream: NodeJS.ReadableStream, onLine?: (line: string) => void) => {
-    let rest = ''
-    stream.on('data', (chunk: Buffer) => {
-      const parts = (rest + chunk.toString('utf8')).split('\n')
-      rest = parts.pop() ?? ''
-      for (const line of parts) {
-        into.push(line)
-        onLine?.(line)
-      }
-    })
-  }
-  lines(stdout, child.stdout, (line) => { if (line.includes('"taskbroker processes ready"')) onReady(true) })
-  lines(stderr, child.stderr)
-  return { pid: child.pid as number, url: `http://127.0.0.1:${port}`, ready, exited, stdout, stderr, kill: (signal) => child.kill(signal) }
-}
-
-/** Live processes whose parent is `pid`, from /proc. */
-function childrenOf (pid: number): number[] {
-  const children: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      // fields[0] is the state (Z = exited, not yet reaped), fields[1] the parent pid.
-      if (Number(fields[1]) === pid && fields[0] !== 'Z') children.push(Number(entry))
-    } catch {}
-  }
-  return children
-}
 
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
 
@@ -155,7 +91,7 @@ t.test('PostgreSQL, 2 processes: they share the port, tasks go through, SIGTERM 
   const url = await freshDatabase(t)
   const run = await runBroker(t, { TASKBROKER_PROCESSES: '2', TASKBROKER_DATABASE_URL: url, TASKBROKER_RUN_MIGRATIONS: 'true', LOG_LEVEL: 'info' })
   t.ok(await run.ready, `ready (stderr: ${run.stderr.join('\n')})`)
-  const children = childrenOf(run.pid)
+  const children = childPids(run.pid)
   t.equal(children.length, 2, 'two broker processes under the primary')
   // Each broker process says it is ready (the last may log it just after the primary's line).
   await waitFor('two ready lines', () => run.stdout.filter(line => line.includes('"taskbroker ready')).length >= 2)
@@ -199,7 +135,7 @@ t.test('PostgreSQL: a broker process that dies stops the others; the primary exi
   const url = await freshDatabase(t)
   const run = await runBroker(t, { TASKBROKER_PROCESSES: '2', TASKBROKER_DATABASE_URL: url, TASKBROKER_RUN_MIGRATIONS: 'true' })
   t.ok(await run.ready, `ready (stderr: ${run.stderr.join('\n')})`)
-  const [victim, other] = childrenOf(run.pid) as [number, number]
+  const [victim, other] = childPids(run.pid) as [number, number]
   process.kill(victim, 'SIGKILL')
   const exit = await run.exited
   t.equal(exit.code, 1, 'the primary exits 1')

@@ -7,7 +7,6 @@
  * - an unknown TASKBROKER_* variable is warned about; the ready line carries startupMs.
  * PostgreSQL cases run when TASKBROKER_TEST_DATABASE_URL is set.
  */
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
@@ -15,65 +14,9 @@ import { join } from 'node:path'
 import postgres from 'postgres'
 import t, { type Test } from 'tap'
 import { TEST_DATABASE_URL } from './helpers/database.js'
-import { freePort, ROOT } from './helpers/broker-process.js'
+import { runServer as runBroker } from './helpers/server-process.js'
 
 const pgOnly = { skip: TEST_DATABASE_URL === undefined || TEST_DATABASE_URL === '' ? 'TASKBROKER_TEST_DATABASE_URL is not set' : false }
-
-interface Run {
-  pid: number
-  /** Resolves with the ready line's fields, or undefined if the process exited first. */
-  ready: Promise<Record<string, unknown> | undefined>
-  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-  stdout: string[]
-  stderr: string[]
-  kill (signal: NodeJS.Signals): void
-}
-
-/** Starts a broker process with only `env` (plus PATH etc.) set; killed when the test ends. */
-async function runBroker (t: Test, env: Record<string, string>): Promise<Run> {
-  const inherited: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value === undefined || key.startsWith('TASKBROKER_') || key.startsWith('NODE_') || ['DATABASE_URL', 'PORT', 'HOST', 'LOG_LEVEL'].includes(key)) continue
-    inherited[key] = value
-  }
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
-    cwd: ROOT,
-    env: { ...inherited, HOST: '127.0.0.1', PORT: String(await freePort()), TASKBROKER_DATA_DIR: 'memory://', ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const stdout: string[] = []
-  const stderr: string[] = []
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.once('exit', (code, signal) => resolve({ code, signal })))
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
-  let onReady: (fields: Record<string, unknown> | undefined) => void = () => {}
-  const ready = new Promise<Record<string, unknown> | undefined>(resolve => { onReady = resolve })
-  exited.then(() => onReady(undefined), () => {})
-  const lines = (into: string[], stream: NodeJS.ReadableStream, onLine?: (line: string) => void) => {
-    let rest = ''
-    stream.on('data', (chunk: Buffer) => {
-      const parts = (rest + chunk.toString('utf8')).split('\n')
-      rest = parts.pop() ?? ''
-      for (const line of parts) {
-        into.push(line)
-        onLine?.(line)
-      }
-    })
-    stream.on('end', () => { if (rest !== '') into.push(rest) })
-  }
-  lines(stdout, child.stdout, (line) => {
-    try {
-      const fields = JSON.parse(line) as Record<string, unknown>
-      if (typeof fields.msg === 'string' && fields.msg.startsWith('taskbroker ready')) onReady(fields)
-    } catch {}
-  })
-  lines(stderr, child.stderr)
-  return { pid: child.pid as number, ready, exited, stdout, stderr, kill: (signal) => child.kill(signal) }
-}
 
 /** Runs a broker that must refuse to start: exit 78 and exactly one line on stderr. */
 async function refusal (t: Test, env: Record<string, string>): Promise<string> {

@@ -255,21 +255,23 @@ export class HttpBench {
     }
   }
 
-  /** Whose migrations the database holds: a checkout refuses a database migrated by another version. */
-  private schemaOf: BrokerBuild | undefined
+  /** Which checkout's migrations the database holds: a broker refuses a database migrated by
+   * another version, and the database may come from an earlier bench of another checkout. */
+  private schemaOf: string | undefined
 
-  /** An empty schema when the build changes, which its broker migrates at start (TASKBROKER_RUN_MIGRATIONS). */
-  private async schemaFor (build: BrokerBuild): Promise<void> {
-    if (this.options.baselineRoot === undefined || this.schemaOf === build) return
+  /** An empty schema when the checkout changes (or on the first run), which its broker migrates at
+   * start (TASKBROKER_RUN_MIGRATIONS). */
+  private async schemaFor (root: string): Promise<void> {
+    if (this.schemaOf === root) return
     await this.sql.unsafe('drop schema if exists drizzle cascade; drop schema if exists public cascade; create schema public')
-    this.schemaOf = build
+    this.schemaOf = root
   }
 
   /** A fresh broker and worker process around `fn`: emptied tables before, SIGTERM and wait after. */
   private async session<T> (variant: Record<string, string>, fn: (s: Session) => Promise<T>, build: BrokerBuild = 'current'): Promise<T & { rss_start_mb: number | undefined, rss_end_mb: number | undefined, broker_exit: string }> {
-    await this.schemaFor(build)
-    await this.truncate()
     const root = build === 'baseline' ? this.options.baselineRoot ?? this.options.brokerRoot : this.options.brokerRoot
+    await this.schemaFor(root)
+    await this.truncate()
     const [b, w] = await Promise.allSettled([startBroker(this.brokerEnv(variant), log, this.options.fromSource, this.options.brokerNodeArgs, root), WorkerProcess.start()])
     if (b.status === 'rejected' || w.status === 'rejected') {
       if (b.status === 'fulfilled') await b.value.stop()

@@ -104,7 +104,9 @@ export const SETTINGS = {
       'claims long-polling at once, all filters together; one more is answered 503 TASKBROKER_TOO_MANY_WAITERS'),
     recheckMs: int('TASKBROKER_CLAIM_RECHECK_MS', 1_000, 10, 600_000,
       'how often the long-polls of one filter look for tasks together (one statement) when no wake-up came (tasks another broker released)'),
-    coalescing: bool('TASKBROKER_CLAIM_COALESCING', true, 'serve concurrent claims for one filter with one claim statement (false: a statement per request)')
+    coalescing: bool('TASKBROKER_CLAIM_COALESCING', true, 'serve concurrent claims for one filter with one claim statement (false: a statement per request)'),
+    handoff: bool('TASKBROKER_CLAIM_HANDOFF', true,
+      'a produced task goes straight to a claim long-polling for it, stored as processing by the produce statement itself (false: it is stored pending and the waiting claim looks for it with a claim statement)')
   }),
   upkeep: group('Upkeep', {
     enabled: bool('TASKBROKER_UPKEEP_ENABLED', true,

@@ -166,7 +166,18 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     wake,
     now,
     parametersMaxBytes: config.limits.parametersMaxBytes,
-    maxDelaySec: config.tasks.maxDelaySec
+    maxDelaySec: config.tasks.maxDelaySec,
+    handoff: !config.claims.handoff
+      ? undefined
+      : {
+          reserve: (queue, tasks) => claims.reserve(queue, tasks),
+          // Its claim went away while the produce ran: pending again at once, not at its deadline.
+          release: async (task) => {
+            await leases.release(task.activation.id, task.lease ?? undefined).catch((error: unknown) => {
+              log.warn({ err: error, id: task.activation.id }, 'a task handed to a claim that went away was not released; it is reset at its processing deadline')
+            })
+          }
+        }
   })
   const schedules = createSchedules({
     store: store.schedules,

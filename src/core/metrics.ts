@@ -85,6 +85,11 @@ export function createMetrics () {
     tasksProduced: new Counter({ name: 'taskbroker_tasks_produced_total', help: 'Tasks stored by produce requests', registers }),
     tasksDuplicate: new Counter({ name: 'taskbroker_tasks_duplicate_total', help: 'Produced tasks ignored because their id exists', registers }),
     tasksClaimed: new Counter({ name: 'taskbroker_tasks_claimed_total', help: 'Tasks handed to workers', registers }),
+    tasksHandedOff: new Counter({
+      name: 'taskbroker_tasks_handed_off_total',
+      help: 'Tasks produce handed straight to a waiting claim (also counted in taskbroker_tasks_claimed_total)',
+      registers
+    }),
     // Leases, heartbeats, release and cancel (src/core/leases/).
     heartbeats: new Counter({
       name: 'taskbroker_heartbeats_total',

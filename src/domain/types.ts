@@ -100,6 +100,8 @@ export interface StatusUpdate {
 export interface ProduceResult {
   inserted: string[]
   duplicates: string[]
+  /** Tasks handed straight to the waiting claims they were offered to, by id (processing now). */
+  handedOff: Map<string, StoredTask>
 }
 
 export interface StoreStats {

@@ -28,9 +28,12 @@ export interface TaskStore {
   readonly kind: DatabaseKind
   /**
    * Inserts new tasks; ids already present (or repeated in the batch) are listed as duplicates.
-   * `priorities[i]` is the priority of `activations[i]` (default 0).
+   * `priorities[i]` is the priority of `activations[i]` (default 0). `handoff[i]`, when given, is
+   * the filter of a waiting claim `activations[i]` is offered to: if nothing its filter matches
+   * comes first and its queue is neither paused nor capped, the task is stored as that claim
+   * would leave it (processing, a new lease) and returned in `handedOff`.
    */
-  produce (activations: Activation[], now: Date, priorities?: readonly number[]): Promise<ProduceResult>
+  produce (activations: Activation[], now: Date, priorities?: readonly number[], handoff?: ReadonlyArray<ClaimFilter | undefined>): Promise<ProduceResult>
   /**
    * Claims up to `limit` pending tasks, oldest `added_at` first, skipping rows other claims hold;
    * each becomes `processing` with deadline = database now + its duration + grace. Undecodable

@@ -6,12 +6,12 @@
 import { sql } from 'drizzle-orm'
 import type { Database, Row } from '../db/database.js'
 import { inflightTasks } from '../db/schema.js'
-import { TASK_STATUSES, type ProduceResult, type StoreStats, type TaskStatus } from '../domain/types.js'
+import { TASK_STATUSES, type ProduceResult, type StoredTask, type StoreStats, type TaskStatus } from '../domain/types.js'
 import { guard } from './errors.js'
 import type { LiveCounts, ReportsWritten, TaskStore } from './interfaces.js'
 import { taskColumns, toDate, toStoredTask } from './rows.js'
 import { claimSteps, filterVariant, inClaimOrder, pullClaim, type FilterVariant } from './statements/claim.js'
-import { PRODUCE, produceValues, producedTask, type ProducedTask } from './statements/produce.js'
+import { PRODUCE, produceHandoffStatement, produceHandoffValues, produceValues, producedTask, type HandoffTarget, type ProducedTask } from './statements/produce.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
 import { needsFence, statusStatement, statusValues, type ReportRowOutcome } from './statements/status.js'
 import { setAsideUndecodable } from './undecodable.js'
@@ -45,6 +45,24 @@ function reportsWritten (rows: Row[]): ReportsWritten {
     if (outcome === 'cancelled') written.cancelled.add(id)
   }
   return written
+}
+
+/** A task produce handed to a waiting claim, as the claim would have returned it. */
+function handedOffTask (task: ProducedTask, row: Row): StoredTask {
+  return {
+    activation: task.activation,
+    status: 'processing',
+    addedAt: toDate(row[k.addedAt]) as Date,
+    processingAttempts: 0,
+    processingDeadline: toDate(row[k.processingDeadline]),
+    expiresAt: task.expiresAt,
+    delayUntil: task.delayUntil,
+    claimExpiresAt: null,
+    priority: task.priority,
+    lease: row[k.lease] as string,
+    progress: null,
+    cancelRequested: false
+  }
 }
 
 export function createTaskStore (database: Database, options: TaskStoreOptions): TaskStore {
@@ -90,10 +108,11 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
   return {
     kind: database.kind,
 
-    async produce (activations, now, priorities): Promise<ProduceResult> {
+    async produce (activations, now, priorities, handoff): Promise<ProduceResult> {
       const seen = new Set<string>()
       const duplicates: string[] = []
       const tasks: ProducedTask[] = []
+      const targets: Array<HandoffTarget | undefined> = []
       for (const [i, activation] of activations.entries()) {
         if (seen.has(activation.id)) {
           duplicates.push(activation.id)
@@ -101,12 +120,24 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
         }
         seen.add(activation.id)
         tasks.push(producedTask(activation, now, options.maxDelaySec, priorities?.[i] ?? 0))
+        const to = handoff?.[i]
+        targets.push(to === undefined ? undefined : { application: to.application ?? null, namespace: to.application === undefined ? null : to.namespace ?? null })
       }
-      if (tasks.length === 0) return { inserted: [], duplicates }
-      const insertedRows = await guard(() => PRODUCE.run(database, produceValues(tasks)))
-      const inserted = new Set(insertedRows.map(r => r[k.id] as string))
+      if (tasks.length === 0) return { inserted: [], duplicates, handedOff: new Map() }
+      const offered = targets.some(t => t !== undefined)
+      const insertedRows = await guard(() => offered
+        ? produceHandoffStatement(graceSec).run(database, produceHandoffValues(tasks, targets))
+        : PRODUCE.run(database, produceValues(tasks)))
+      const inserted = new Set<string>()
+      const handedOff = new Map<string, StoredTask>()
+      const byId = offered ? new Map(tasks.map(task => [task.id, task])) : undefined
+      for (const row of insertedRows) {
+        const id = row[k.id] as string
+        inserted.add(id)
+        if (byId !== undefined && row[k.status] === 'processing') handedOff.set(id, handedOffTask(byId.get(id) as ProducedTask, row))
+      }
       for (const task of tasks) if (!inserted.has(task.id)) duplicates.push(task.id)
-      return { inserted: tasks.map(task => task.id).filter(id => inserted.has(id)), duplicates }
+      return { inserted: tasks.map(task => task.id).filter(id => inserted.has(id)), duplicates, handedOff }
     },
 
     // A namespace filter needs an application (callers validate; here it is simply ignored).

@@ -8,10 +8,15 @@
 import { TooManyWaitersError } from '../../domain/errors.js'
 import type { Metrics } from '../metrics.js'
 import type { TaskStore } from '../../store/task-store.js'
-import type { ClaimFilter, StoredTask } from '../../domain/types.js'
+import type { ClaimFilter, QueueRef, StoredTask } from '../../domain/types.js'
 import { createClaimCoalescer } from './claim-coalescer.js'
 import type { TaskSignal } from './task-signal.js'
-import { createWaitingRoom, type WaitingRoom } from './waiting-room.js'
+import { createWaitingRoom, type Reservation, type WaitingRoom } from './waiting-room.js'
+
+/** Waiting claims of one filter held for a produce's tasks of one queue (see `reserve`). */
+export interface HeldClaims extends Reservation {
+  readonly filter: ClaimFilter
+}
 
 export type ClaimService = ReturnType<typeof createClaimService>
 
@@ -42,8 +47,10 @@ export function createClaimService (deps: {
   const rooms = new Map<string, WaitingRoom>()
   let waiting = 0
 
+  const keyOf = (filter: ClaimFilter) => `${filter.application ?? '\u0000'}\u0001${filter.namespace ?? '\u0000'}`
+
   function roomFor (filter: ClaimFilter): WaitingRoom {
-    const key = `${filter.application ?? '\u0000'}\u0001${filter.namespace ?? '\u0000'}`
+    const key = keyOf(filter)
     let room = rooms.get(key)
     if (room === undefined) {
       const unwatch = signal.watch(filter, { tasks: () => created.kick(), closed: () => created.close() })
@@ -70,6 +77,31 @@ export function createClaimService (deps: {
     close: async () => { await coalescer?.close() },
     /** Claims waiting right now, all filters together. */
     get waiting () { return waiting },
+    /**
+     * Holds waiting claims for up to `tasks` tasks of `queue` that a produce is about to store:
+     * those of the queue's own filter first, then of its application's, then of no filter. The
+     * produce hands each held group the tasks stored as its own (`deliver`), which frees them.
+     */
+    reserve (queue: QueueRef, tasks: number): HeldClaims[] {
+      const held: HeldClaims[] = []
+      let left = tasks
+      for (const filter of [{ application: queue.application, namespace: queue.namespace }, { application: queue.application }, {}]) {
+        if (left <= 0) break
+        const reservation = rooms.get(keyOf(filter))?.reserve(left)
+        if (reservation === undefined) continue
+        left -= reservation.capacity
+        held.push({
+          filter,
+          capacity: reservation.capacity,
+          deliver: (given) => {
+            const unclaimed = reservation.deliver(given)
+            metrics.tasksHandedOff.inc(given.length - unclaimed.length)
+            return unclaimed
+          }
+        })
+      }
+      return held
+    },
     /** Claims up to `limit` tasks, waiting up to `waitMs` for one to arrive. `abort` ends the wait early. */
     async claim (filter: ClaimFilter, limit: number, waitMs = 0, abort?: AbortSignal): Promise<StoredTask[]> {
       const deadline = Date.now() + Math.min(waitMs, deps.maxWaitMs)

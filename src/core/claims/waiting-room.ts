@@ -11,6 +11,10 @@
  * returns, with what it claimed for it: a task claimed and never handed out would be stuck until
  * its processing deadline. A waiter whose client went away gets nothing; its share goes to the next
  * waiters in the room.
+ *
+ * Produce may hand its tasks straight to waiters (`reserve`): the waiters it reserves are held out
+ * of the room's own statements, as if one were in flight for them, until the produce statement
+ * has answered and `deliver` gives them the tasks it inserted as theirs.
  */
 import type { StoredTask } from '../../domain/types.js'
 
@@ -21,6 +25,8 @@ interface Waiter {
   limit: number
   /** A statement for this waiter is running; its answer waits for that statement. */
   inFlight: boolean
+  /** A produce is handing it tasks; its answer waits for that produce. */
+  reserved: boolean
   /** Its time ran out while in flight. */
   expired: boolean
   /** The client went away. */
@@ -34,8 +40,20 @@ export interface WaitingRoom {
   wait (limit: number, timeoutMs: number, abort?: AbortSignal): Promise<StoredTask[]>
   /** Matching tasks may be claimable: re-check now (or right after the statement in flight). */
   kick (): void
+  /** Holds waiters (oldest first, none a statement is running for) for up to `tasks` tasks that a
+   * produce will hand them; undefined when no waiter is free. */
+  reserve (tasks: number): Reservation | undefined
   /** Answers every waiter not in flight with [] (shutdown); later waits return [] at once. */
   close (): void
+}
+
+/** Waiters held for a produce's hand-off. */
+export interface Reservation {
+  /** How many tasks the held waiters take at most (the sum of their limits, up to what was asked). */
+  readonly capacity: number
+  /** Gives `tasks` to the held waiters (oldest first), then to other free waiters of the room, and
+   * frees the rest of them. Returns the tasks nobody took (their clients went away). */
+  deliver (tasks: StoredTask[]): StoredTask[]
 }
 
 export function createWaitingRoom (options: {
@@ -83,7 +101,7 @@ export function createWaitingRoom (options: {
         const batch: Waiter[] = []
         for (const waiter of waiters) {
           if (batch.length === MAX_WAITERS_PER_CLAIM) break
-          batch.push(waiter)
+          if (!waiter.reserved) batch.push(waiter)
         }
         if (batch.length === 0) break
         const total = batch.reduce((sum, w) => sum + w.limit, 0)
@@ -101,7 +119,7 @@ export function createWaitingRoom (options: {
         // Oldest first; the share of a waiter whose client left goes to the ones after it.
         for (const waiter of [...waiters]) {
           if (next >= tasks.length) break
-          if (waiter.aborted) continue
+          if (waiter.aborted || waiter.reserved) continue
           const share = tasks.slice(next, next + waiter.limit)
           next += share.length
           waiter.finish(share)
@@ -116,9 +134,46 @@ export function createWaitingRoom (options: {
     }
   }
 
+  function reserve (tasks: number): Reservation | undefined {
+    if (closed) return undefined
+    const held: Waiter[] = []
+    let capacity = 0
+    for (const waiter of waiters) {
+      if (capacity >= tasks) break
+      if (waiter.inFlight || waiter.reserved || waiter.aborted) continue
+      waiter.reserved = true
+      held.push(waiter)
+      capacity += waiter.limit
+    }
+    if (held.length === 0) return undefined
+    return {
+      capacity: Math.min(capacity, tasks),
+      deliver (given) {
+        let next = 0
+        const share = (waiter: Waiter) => {
+          const part = given.slice(next, next + waiter.limit)
+          next += part.length
+          waiter.finish(part)
+        }
+        for (const waiter of held) {
+          waiter.reserved = false
+          if (next < given.length && !waiter.aborted) share(waiter)
+          else if (waiter.expired || waiter.aborted) waiter.finish([])
+        }
+        for (const waiter of [...waiters]) {
+          if (next >= given.length) break
+          if (!waiter.inFlight && !waiter.reserved && !waiter.aborted) share(waiter)
+        }
+        schedule()
+        return given.slice(next)
+      }
+    }
+  }
+
   return {
     get size () { return waiters.size },
     kick,
+    reserve,
 
     wait (limit, timeoutMs, abort) {
       if (closed || abort?.aborted === true || timeoutMs <= 0) return Promise.resolve([])
@@ -127,6 +182,7 @@ export function createWaitingRoom (options: {
         const waiter: Waiter = {
           limit,
           inFlight: false,
+          reserved: false,
           expired: false,
           aborted: false,
           finish (result) {
@@ -141,13 +197,13 @@ export function createWaitingRoom (options: {
           }
         }
         const deadline = setTimeout(() => {
-          if (waiter.inFlight) waiter.expired = true
+          if (waiter.inFlight || waiter.reserved) waiter.expired = true
           else waiter.finish([])
         }, timeoutMs)
         deadline.unref()
         const onAbort = () => {
           waiter.aborted = true
-          if (!waiter.inFlight) waiter.finish([])
+          if (!waiter.inFlight && !waiter.reserved) waiter.finish([])
         }
         abort?.addEventListener('abort', onAbort, { once: true })
         waiters.add(waiter)
@@ -158,7 +214,7 @@ export function createWaitingRoom (options: {
     close () {
       closed = true
       for (const waiter of [...waiters]) {
-        if (waiter.inFlight) waiter.expired = true
+        if (waiter.inFlight || waiter.reserved) waiter.expired = true
         else waiter.finish([])
       }
     }

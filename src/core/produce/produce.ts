@@ -2,7 +2,9 @@
  * Produce, the whole use case: the producer's checks (parameter size, received_at), the
  * killswitch (those tasks are dropped and listed), backpressure (the batch is refused whole), the
  * insert (a stored id is a duplicate, ignored), metrics, and waking claims for what became
- * claimable at once (delayed tasks wait for upkeep). When the store may have committed without
+ * claimable at once (delayed tasks wait for upkeep). Tasks that claims are long-polling for are
+ * offered to them: the insert stores those it may as processing and they go straight to their
+ * waiters, with no claim statement between (handoff.ts). When the store may have committed without
  * answering, the error carries every id so the producer can produce them again safely.
  */
 import { PRIORITY_MAX, PRIORITY_MIN, toActivation, type TaskInput } from '../../domain/activation.js'
@@ -15,6 +17,7 @@ import type { TaskStore } from '../../store/task-store.js'
 import type { Metrics } from '../metrics.js'
 import { countByQueue, type Wake } from '../wake.js'
 import type { Backpressure } from './backpressure.js'
+import { offerToWaiters, type Handoff } from './handoff.js'
 import { mayHoldTooLargeParameters, parametersTooLarge } from './parameters.js'
 
 export interface ProduceOptions {
@@ -44,6 +47,8 @@ export function createProduce (deps: {
   now: () => Date
   parametersMaxBytes: number
   maxDelaySec: number
+  /** Waiting claims produced tasks may go to (absent: every task is stored pending). */
+  handoff?: Handoff
 }): Produce {
   const { store, backpressure, metrics } = deps
   const wakeFor = (activations: readonly Activation[]) => { deps.wake(countByQueue(activations)) }
@@ -71,10 +76,12 @@ export function createProduce (deps: {
       metrics.produceRefused.inc({ reason: 'backpressure' })
       throw new BackpressureError(refusal)
     }
+    const offer = deps.handoff === undefined ? undefined : offerToWaiters(deps.handoff, accepted, priorities, delayed)
     let result
     try {
-      result = await store.produce(accepted, now, priorities)
+      result = await store.produce(accepted, now, priorities, offer?.targets)
     } catch (error) {
+      offer?.withdraw()
       if (!outcomeUnknown(error)) throw error
       // The insert may have committed: the producer learns the ids to produce again (a stored id
       // is ignored), and waiting claims look, in case the tasks are there.
@@ -86,7 +93,8 @@ export function createProduce (deps: {
     backpressure.record({ pending: inserted.size - insertedDelayed, delay: insertedDelayed })
     metrics.tasksProduced.inc(inserted.size)
     metrics.tasksDuplicate.inc(result.duplicates.length)
-    wakeFor(accepted.filter(a => inserted.has(a.id) && !delayed.has(a.id)))
+    offer?.deliver(result.handedOff)
+    wakeFor(accepted.filter(a => inserted.has(a.id) && !delayed.has(a.id) && !result.handedOff.has(a.id)))
     return {
       ids: activations.map(a => a.id),
       inserted: inserted.size,

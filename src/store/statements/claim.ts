@@ -52,10 +52,11 @@ const p = columnsOf(inflightTasks, 'p')
 /** A task a claim may take: pending and not expired. */
 const CLAIMABLE = sql`${n.status} = 'pending' and (${n.expiresAt} is null or ${n.expiresAt} > now())`
 
-/** When a task handed to a worker must be reported by: database now + its duration + grace. */
-export function processingDeadline (graceSec: number): SQL {
+/** When a task handed to a worker must be reported by: database now + its duration (the claimed
+ * row's column, unless another expression is given) + grace. */
+export function processingDeadline (graceSec: number, duration: SQL = sql`${t.processingDeadlineDuration}`): SQL {
   if (!Number.isFinite(graceSec)) throw new Error(`the processing deadline grace is not a number: ${graceSec}`)
-  return sql`now() + make_interval(secs => ${t.processingDeadlineDuration} + ${sql.raw(String(graceSec))})`
+  return sql`now() + make_interval(secs => ${duration} + ${sql.raw(String(graceSec))})`
 }
 
 export type FilterVariant = 'any' | 'application' | 'namespace'

@@ -3,12 +3,13 @@
  * so it is compiled and prepared once; drizzle's insert builder, 13 bind parameters per row, spent
  * 200–300 ms of CPU on a 1000-task batch). A task column is added to PRODUCED and nowhere else here.
  */
-import { sql } from 'drizzle-orm'
-import { inflightTasks } from '../../db/schema.js'
+import { sql, type SQL } from 'drizzle-orm'
+import { inflightTasks, queueSettings } from '../../db/schema.js'
 import { bucketOf, delayUntilOf, initialStatus, scheduleStart } from '../../domain/schedule.js'
 import type { Activation } from '../../domain/types.js'
 import { intText, pgArray } from '../arrays.js'
-import { compile } from './compiled.js'
+import { processingDeadline } from './claim.js'
+import { compile, type CompiledStatement } from './compiled.js'
 import { columnsOf, list } from './schema-sql.js'
 
 /** A task as produce stores it. */
@@ -67,6 +68,60 @@ export const PRODUCE = compile(sql`insert into ${inflightTasks} (${list(KEYS.map
   order by ord
   on conflict (${c.id}) do nothing
   returning ${c.id}`)
+
+/** A waiting claim's filter a task is handed to (`application` null: any; `namespace` null: any). */
+export interface HandoffTarget { application: string | null, namespace: string | null }
+
+const n = columnsOf(inflightTasks, 'n')
+const s = columnsOf(queueSettings, 's')
+
+/** Whether row `r` goes straight to the waiting claim it is offered to: it is pending now, its queue
+ * is not paused or capped (those claims take the claim statement's way: conservative, an
+ * application-wide row counts), and no claimable task the waiter's filter matches comes before it
+ * (same or higher priority: older). Rows of the same statement are not seen, so the broker offers
+ * a batch's tasks in claim order. */
+const HANDED_OFF: SQL = sql`r.handoff and r.${c.status} = 'pending'
+  and not exists (select 1 from ${queueSettings} s where ${s.application} = r.${c.application} and ${s.namespace} in (r.${c.namespace}, '')
+    and (${s.paused} or ${s.maxProcessing} is not null or ${s.ratePerSec} is not null))
+  and not exists (select 1 from ${inflightTasks} n where ${n.status} = 'pending' and (${n.expiresAt} is null or ${n.expiresAt} > now())
+    and ${n.priority} >= r.${c.priority}
+    and (r.to_app is null or (${n.application} = r.to_app and (r.to_ns is null or ${n.namespace} = r.to_ns))))`
+
+const handoffStatements = new Map<number, CompiledStatement>()
+
+/**
+ * PRODUCE for a batch some of whose tasks are offered to waiting claims (`to_app`/`to_ns` per
+ * row): an offered task that may be handed off is inserted as processing under a new lease, as a
+ * claim would leave it, so it reaches its waiter without a claim statement. Returns every inserted
+ * row's id and, for those handed off, what the claim would have returned.
+ */
+export function produceHandoffStatement (graceSec: number): CompiledStatement {
+  let statement = handoffStatements.get(graceSec)
+  if (statement === undefined) {
+    const written = [...KEYS.map(key => c[key]), c.processingDeadline, c.lease]
+    const deadline = processingDeadline(graceSec, sql`r.${c.processingDeadlineDuration}`)
+    statement = compile(sql`insert into ${inflightTasks} (${list(written)})
+      select ${list(KEYS.map(key => key === 'activation' ? sql`r.${c[key]}::jsonb` : key === 'status' ? sql`case when x.h then 'processing' else r.${c.status} end` : sql`r.${c[key]}`))},
+        case when x.h then ${deadline} end, case when x.h then gen_random_uuid() end
+      from unnest(${list(KEYS.map(arrayOf))}, ${sql.placeholder('handoff')}::boolean[], ${sql.placeholder('to_app')}::text[], ${sql.placeholder('to_ns')}::text[])
+        with ordinality as r(${list(KEYS.map(key => c[key]))}, handoff, to_app, to_ns, ord)
+      cross join lateral (select ${HANDED_OFF} as h) x
+      order by ord
+      on conflict (${c.id}) do nothing
+      returning ${c.id}, ${c.status}, ${c.addedAt}, ${c.processingDeadline}, ${c.lease}`)
+    handoffStatements.set(graceSec, statement)
+  }
+  return statement
+}
+
+/** The values of produceHandoffStatement's placeholders: `targets[i]` is where `tasks[i]` is offered. */
+export function produceHandoffValues (tasks: readonly ProducedTask[], targets: ReadonlyArray<HandoffTarget | undefined>): Record<string, string> {
+  const values = produceValues(tasks)
+  values.handoff = pgArray(targets.map(t => t === undefined ? 'false' : 'true'))
+  values.to_app = pgArray(targets.map(t => t?.application ?? null))
+  values.to_ns = pgArray(targets.map(t => t?.namespace ?? null))
+  return values
+}
 
 /** The values of PRODUCE's placeholders for `tasks`. */
 export function produceValues (tasks: readonly ProducedTask[]): Record<string, string> {

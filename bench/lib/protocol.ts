@@ -29,7 +29,15 @@ export interface RunCommand {
   measureUntil: number
   /** single/batch: stop after this many ms even if tasks are left (0 = drain them all) */
   capMs: number
+  /**
+   * single/batch: use leases and heartbeats as a careful worker does: heartbeat each claimed task
+   * (batch: one request per claimed batch) and send its lease with the report
+   */
+  features?: Features
 }
+
+/** Whether a run's workers and producer use the optional features (leases, heartbeats, priorities, queue controls). */
+export type Features = 'unused' | 'used'
 
 export type DriverMessage = RunCommand | { type: 'stop' } | { type: 'exit' }
 
@@ -38,7 +46,10 @@ export interface RunResult {
   mode: WorkerMode
   /** tasks reported complete (and acknowledged) */
   done: number
+  /** every request sent, heartbeats and retries included */
   requests: number
+  /** heartbeat requests answered 200 (features used) */
+  heartbeats: number
   errors: number
   errorSamples: string[]
   /** from starting the workers until the last one ended */

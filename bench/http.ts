@@ -121,6 +121,8 @@ export interface ThroughputRun {
   requests: number
   /** heartbeat requests answered (features used; batch: one per claimed batch) */
   heartbeats: number
+  /** features used: claims that came back empty while tasks were pending, made again (see bench/worker.ts) */
+  empty_claims: number
   /** queue_settings rows while the workers ran (checked: none unless features are used) */
   queue_settings_rows: number
   errors: number
@@ -408,7 +410,7 @@ export class HttpBench {
     if (this.options.warmupTasks <= 0) return
     await this.produce(api, this.options.warmupTasks, signal, undefined, BENCH_APPLICATION, features)
     const drainMode = mode === 'stream' ? 'single' : mode
-    await workers.run({ mode: drainMode, baseUrl: broker.url, workers: drainMode === 'batch' ? this.options.batchWorkers : this.options.workers, limit: this.options.limit, filter: filterOf(filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0, features })
+    await workers.run({ mode: drainMode, baseUrl: broker.url, workers: drainMode === 'batch' ? this.options.batchWorkers : this.options.workers, limit: this.options.limit, filter: filterOf(filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0, features, total: this.options.warmupTasks })
   }
 
   /**
@@ -450,7 +452,7 @@ export class HttpBench {
       let result
       const cpuBefore = cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid })
       try {
-        result = await session.workers.run({ mode, baseUrl: session.broker.url, workers: workerCount, limit: o.limit, filter: filterOf(v.filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: o.maxRunSeconds * 1000, features: v.features }, (d, e) => p2.update(d, e))
+        result = await session.workers.run({ mode, baseUrl: session.broker.url, workers: workerCount, limit: o.limit, filter: filterOf(v.filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: o.maxRunSeconds * 1000, features: v.features, total: o.tasks }, (d, e) => p2.update(d, e))
       } finally { p2.stop() }
       const cpu = cpuPerTask(cpuBefore, cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid }), result.done)
       const remaining = result.capped ? await this.count() : await this.remaining()
@@ -478,6 +480,7 @@ export class HttpBench {
         remaining,
         requests: result.requests,
         heartbeats: result.heartbeats,
+        empty_claims: result.emptyClaims,
         queue_settings_rows: queueSettingsRows,
         errors: result.errors + produced.errors,
         error_samples: [...produced.errorSamples, ...result.errorSamples],

@@ -15,6 +15,9 @@ if (process.send === undefined) {
   process.exit(2)
 }
 
+/** A features-used worker whose claims stay empty this long while tasks are unreported gives up (the run then shows them as incomplete). */
+const EMPTY_CLAIMS_GIVE_UP_MS = 5000
+
 let stopping = false
 const stopRequested = () => stopping
 let running = false
@@ -23,6 +26,7 @@ class Counters {
   done = 0
   requests = 0
   heartbeats = 0
+  emptyClaims = 0
   errors = 0
   errorSamples: string[] = []
 
@@ -84,12 +88,30 @@ async function run (command: RunCommand): Promise<RunResult> {
   const capped = () => command.capMs > 0 && performance.now() - startedAt >= command.capMs
   let hitCap = false
 
+  // An empty claim ends a worker: the queue is drained. With queue controls a claim may come back
+  // empty while tasks are pending (a capped queue whose row another claim changed meanwhile gives
+  // that claim none of its tasks), so in a features-used run a worker claims again until the run's
+  // tasks are all reported, counting those empty claims; otherwise workers would drop out early
+  // and the run would measure fewer workers, not the features.
+  const claimOrEnd = async (limit: number): Promise<ClaimedTask[]> => {
+    let emptySince: number | undefined
+    for (;;) {
+      const tasks = await retrying(counters, () => claim(limit, 0))
+      if (tasks.length > 0 || !used || command.total === undefined || counters.done >= command.total) return tasks
+      counters.emptyClaims++
+      emptySince ??= performance.now()
+      if (capped()) { hitCap = true; return tasks }
+      if (performance.now() - emptySince > EMPTY_CLAIMS_GIVE_UP_MS) return tasks
+      await sleep(1)
+    }
+  }
+
   const single = async () => {
     let task: ClaimedTask | null = null
     for (;;) {
       if (capped()) { hitCap = true; return }
       if (task === null) {
-        task = (await retrying(counters, () => claim(1, 0)))[0] ?? null
+        task = (await claimOrEnd(1))[0] ?? null
         if (task === null) return
       }
       const id: string = task.id
@@ -104,7 +126,7 @@ async function run (command: RunCommand): Promise<RunResult> {
   const batch = async () => {
     for (;;) {
       if (capped()) { hitCap = true; return }
-      const tasks = await retrying(counters, () => claim(command.limit, 0))
+      const tasks = await claimOrEnd(command.limit)
       if (tasks.length === 0) return
       if (used) {
         await heartbeatMany(tasks)
@@ -167,6 +189,7 @@ async function run (command: RunCommand): Promise<RunResult> {
     done: counters.done,
     requests: counters.requests,
     heartbeats: counters.heartbeats,
+    emptyClaims: counters.emptyClaims,
     errors: counters.errors,
     errorSamples: counters.errorSamples,
     wallMs: elapsed,

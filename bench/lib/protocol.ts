@@ -34,6 +34,8 @@ export interface RunCommand {
    * (batch: one request per claimed batch) and send its lease with the report
    */
   features?: Features
+  /** features used: the tasks in the queue for this run; an empty claim ends a worker only once this many are reported */
+  total?: number
 }
 
 /** Whether a run's workers and producer use the optional features (leases, heartbeats, priorities, queue controls). */
@@ -50,6 +52,8 @@ export interface RunResult {
   requests: number
   /** heartbeat requests answered 200 (features used) */
   heartbeats: number
+  /** features used: claims that came back empty while tasks were still unreported, and were made again */
+  emptyClaims: number
   errors: number
   errorSamples: string[]
   /** from starting the workers until the last one ended */

@@ -47,6 +47,8 @@ export interface ThroughputSummary {
   capped: boolean[]
   /** heartbeat requests of each run (features used) */
   heartbeats?: number[]
+  /** claims of each run that came back empty while tasks were pending, made again (features used) */
+  empty_claims?: number[]
   rss_start_mb: Array<number | undefined>
   rss_end_mb: Array<number | undefined>
   errors: number
@@ -105,7 +107,7 @@ export function summarize (r: Results): Summary {
       median_tasks_per_sec: Math.round(median(runs.map(t => t.tasks_per_sec))),
       runs: runs.map(t => Math.round(t.tasks_per_sec)),
       capped: runs.map(t => t.capped),
-      ...(first.features === 'used' ? { heartbeats: runs.map(t => t.heartbeats ?? 0) } : {}),
+      ...(first.features === 'used' ? { heartbeats: runs.map(t => t.heartbeats ?? 0), empty_claims: runs.map(t => t.empty_claims ?? 0) } : {}),
       rss_start_mb: runs.map(t => t.rss_start_mb),
       rss_end_mb: runs.map(t => t.rss_end_mb),
       errors: runs.reduce((n, t) => n + t.errors, 0),
@@ -235,7 +237,7 @@ function goals (r: Results, s: Summary): Goal[] {
     out.push({
       goal: `${scenario} loop: features used vs unused (leases, heartbeats, priorities, queue controls), same run`,
       target: 'measured (ratio to the same loop with them unused)',
-      measured: `${fmt(used.median_tasks_per_sec)} vs ${fmt(unused.median_tasks_per_sec)} tasks/s; ${fmt(median(used.heartbeats ?? []))} heartbeat requests per run`,
+      measured: `${fmt(used.median_tasks_per_sec)} vs ${fmt(unused.median_tasks_per_sec)} tasks/s; per run ${fmt(median(used.heartbeats ?? []))} heartbeat requests, ${fmt(median(used.empty_claims ?? []))} empty claims made again`,
       ratio: round(used.median_tasks_per_sec / unused.median_tasks_per_sec),
       met: undefined,
       config: `${scenario === 'single' ? singleConfig.split(';')[0] ?? '' : batchConfig}, filter ${FILTER_TEXT[used.filter] ?? used.filter}; used: priority i % 4, queue settings on the measured queue (max_processing and rate limit far above the load) and on other applications' queues, a heartbeat per ${scenario === 'single' ? 'task' : 'claimed batch'}, the lease with every report`
@@ -330,7 +332,7 @@ export function markdown (r: Results): string {
     parts.push(`## Throughput (median of ${String(o.reps)}; configurations interleaved rep by rep; ${fmt(Number(o.tasks))} tasks per run)\n`)
     // The heartbeat column only when some run used the features.
     const beats = s.throughput.some(t => t.heartbeats !== undefined)
-    const beatCell = (t?: ThroughputSummary) => beats ? [t?.heartbeats === undefined ? undefined : t.heartbeats.map(fmt).join(', ')] : []
+    const beatCell = (t?: ThroughputSummary) => beats ? [t?.heartbeats === undefined ? undefined : t.heartbeats.map((h, i) => `${fmt(h)} / ${fmt(t.empty_claims?.[i] ?? 0)}`).join(', ')] : []
     const rows: Array<Array<string | number | undefined>> = s.throughput.map(t => [
       runLabel(t, o),
       t.batching, t.median_tasks_per_sec, t.runs.map((v, i) => `${fmt(v)}${t.capped[i] === true ? '*' : ''}`).join(', '), ...beatCell(t), mb(t.rss_start_mb), mb(t.rss_end_mb), t.errors, t.incomplete
@@ -341,7 +343,7 @@ export function markdown (r: Results): string {
     if (s.produce_median_tasks_per_sec !== undefined) {
       rows.unshift([`produce (POST /v1/tasks × 1000, ${String(o.produceConcurrency)} concurrent)`, '', s.produce_median_tasks_per_sec, (s.produce_runs ?? []).map(fmt).join(', '), ...beatCell(), mb((r.produce ?? []).map(p => p.rss_start_mb)), mb((r.produce ?? []).map(p => p.rss_end_mb)), (r.produce ?? []).reduce((n, p) => n + p.errors, 0), undefined])
     }
-    parts.push(table(['scenario', 'status batching', 'tasks/s (median)', 'runs', ...(beats ? ['heartbeat requests (runs)'] : []), 'broker RSS start (MB)', 'broker RSS end (MB)', 'errors', 'incomplete'], rows))
+    parts.push(table(['scenario', 'status batching', 'tasks/s (median)', 'runs', ...(beats ? ['heartbeat requests / empty claims made again (runs)'] : []), 'broker RSS start (MB)', 'broker RSS end (MB)', 'errors', 'incomplete'], rows))
     if (s.throughput.some(t => t.capped.includes(true))) parts.push(`\\* stopped by --max-run-seconds ${String(o.maxRunSeconds)} before all ${fmt(Number(o.tasks))} tasks were done; tasks/s over that time.\n`)
     const ratios: string[] = []
     if (s.ratio_single_on_off !== undefined) ratios.push(`single: status batching on/off = **${s.ratio_single_on_off}×**`)

@@ -107,8 +107,8 @@ flags (default):
                              "features used vs unused" ratios). Used = active, never binding: priority i % 4; on the
                              measured queue max_processing 100000 and rate_limit 1000000/s (burst 1000000), 50 other
                              applications' queues paused; one heartbeat per task (batch: per claimed batch) and the
-                             lease with every report. Heartbeat requests are counted apart; tasks/s is still tasks
-                             completed per second
+                             lease with every report. Heartbeat requests, and claims made again after one came back
+                             empty while tasks were pending, are counted apart; tasks/s is still tasks completed per second
   --checkout DIR|COMMIT      run the broker of another checkout (built there when stale); a commit gets a worktree in the temp directory
   --baseline DIR|COMMIT      also run that broker, rep by rep (single and batch, latency filter): ratios to it (the cost of a change)
   --reps R (3)               repetitions of throughput runs; medians reported

@@ -6,9 +6,9 @@
 import postgres from 'postgres'
 import { NO_BACKPRESSURE, startBroker, startCeilingServer, type Broker } from './lib/broker.js'
 import { cpuPerTask, cpuSnapshot, type CpuPerTask } from './lib/cpu.js'
-import { Api, benchTask, BENCH_APPLICATION, filterOf, NOISY_APPLICATION, type FilterShape, type ProduceReply } from './lib/http.js'
+import { Api, benchTask, BENCH_APPLICATION, BENCH_NAMESPACE, filterOf, NOISY_APPLICATION, ok, type FilterShape, type ProduceReply } from './lib/http.js'
 import { PEER_CONFIGS, ensurePeersInstalled, runPeer, type PeerRun } from './lib/peers.js'
-import type { WorkerMode } from './lib/protocol.js'
+import type { Features, WorkerMode } from './lib/protocol.js'
 import { fmt, median, sleep, slope, summarize, wallMs, type LatencySummary } from './lib/stats.js'
 import { WorkerProcess } from './lib/workers.js'
 
@@ -59,7 +59,24 @@ export interface HttpOptions {
   brokerRoot: string
   /** another checkout run side by side, rep by rep (single and batch with the latency filter): the before of a change */
   baselineRoot: string | undefined
+  /** the single and batch runs of every filter shape: with the optional features unused, used, or both (interleaved rep by rep); see FEATURES_USED */
+  features: Features[]
 }
+
+/**
+ * What a `features used` run does, all of it active and none of it binding, so the runs measure
+ * what the features cost and not how they throttle: tasks produced with priority i % 4; on the
+ * measured queue a max_processing and a rate limit far above what the workers can hold or take;
+ * settings on `otherQueues` other applications' queues, so the claims read a table with rows in it;
+ * workers heartbeat each task once (batch: one request per claimed batch) and send its lease with
+ * the report.
+ */
+export const FEATURES_USED = {
+  priorities: 4,
+  maxProcessing: 100_000,
+  rateLimit: { per_sec: 1_000_000, burst: 1_000_000 },
+  otherQueues: 50
+} as const
 
 /** One single/batch/noisy run's configuration. */
 export interface ThroughputVariant {
@@ -68,10 +85,11 @@ export interface ThroughputVariant {
   filter: FilterShape
   processes: number
   build: BrokerBuild
+  features: Features
 }
 
 export function variantLabel (v: ThroughputVariant): string {
-  return `${v.scenario} filter ${v.filter}${v.batching === 'off' ? ' batching off' : ''}${v.processes > 1 ? ` ${v.processes} processes` : ''}${v.build === 'baseline' ? ' (baseline)' : ''}`
+  return `${v.scenario} filter ${v.filter}${v.batching === 'off' ? ' batching off' : ''}${v.processes > 1 ? ` ${v.processes} processes` : ''}${v.features === 'used' ? ' features used' : ''}${v.build === 'baseline' ? ' (baseline)' : ''}`
 }
 
 /** Which checkout's broker ran: the one under test, or the baseline given with --baseline. */
@@ -84,6 +102,8 @@ export interface ThroughputRun {
   filter: FilterShape
   processes: number
   build: BrokerBuild
+  /** used: priorities, queue settings, leases and heartbeats (FEATURES_USED) */
+  features: Features
   noisy_tasks?: number
   rep: number
   tasks: number
@@ -97,7 +117,14 @@ export interface ThroughputRun {
   /** stopped by --max-run-seconds before every task was done (tasks/s is over that time) */
   capped: boolean
   remaining: number
+  /** every request the workers sent, heartbeats included */
   requests: number
+  /** heartbeat requests answered (features used; batch: one per claimed batch) */
+  heartbeats: number
+  /** features used: claims that came back empty while tasks were pending, made again (see bench/worker.ts) */
+  empty_claims: number
+  /** queue_settings rows while the workers ran (checked: none unless features are used) */
+  queue_settings_rows: number
   errors: number
   error_samples: string[]
   rss_start_mb: number | undefined
@@ -237,6 +264,38 @@ export class HttpBench {
     // Before the broker runs migrations on a fresh database the tables may not exist yet.
     const tables = await this.sql`select count(*)::int as n from pg_tables where schemaname = 'public' and tablename in ('inflight_tasks', 'deadletter_tasks')`
     if (tables[0]?.n === 2) await this.sql`truncate inflight_tasks, deadletter_tasks`
+    // A features-used run leaves queue settings behind; the next run must not inherit them.
+    if (await this.hasQueueSettings()) await this.sql`truncate queue_settings`
+  }
+
+  /** Whether the schema has queue settings at all (an older checkout's has not). */
+  private async hasQueueSettings (): Promise<boolean> {
+    const [row] = await this.sql`select to_regclass('public.queue_settings') is not null as present`
+    return row?.present === true
+  }
+
+  private async queueSettingsRows (): Promise<number> {
+    if (!(await this.hasQueueSettings())) return 0
+    const [row] = await this.sql`select count(*)::int as n from queue_settings`
+    return row?.n as number
+  }
+
+  /**
+   * The queue settings of a features-used run (FEATURES_USED), through the API as an operator sets
+   * them; `holdable` is the most tasks the workers can hold at once, which max_processing stays far above.
+   */
+  private async setQueueSettings (api: Api, holdable: number): Promise<void> {
+    const changes: Array<Record<string, unknown>> = [{
+      application: BENCH_APPLICATION,
+      namespace: BENCH_NAMESPACE,
+      max_processing: Math.max(FEATURES_USED.maxProcessing, 10 * holdable),
+      rate_limit: FEATURES_USED.rateLimit
+    }]
+    // Half application-wide rows, half a namespace's: claims look both up.
+    for (let i = 0; i < FEATURES_USED.otherQueues; i++) {
+      changes.push(i % 2 === 0 ? { application: `idle-${i}`, paused: true } : { application: `idle-${i}`, namespace: 'jobs', paused: true, max_processing: 10 })
+    }
+    for (const change of changes) ok(await api.patch('/v1/queues', change))
   }
 
   /** Rows of the measured application left (the noisy neighbour's stay). */
@@ -305,11 +364,12 @@ export class HttpBench {
   }
 
   /** POST /v1/tasks in batches of 1000 on `concurrency` connections; the bodies are serialised before the clock starts. */
-  private async produce (api: Api, n: number, signal: AbortSignal, onProgress?: (done: number, errors: number) => void, application = BENCH_APPLICATION): Promise<{ seconds: number, errors: number, errorSamples: string[] }> {
+  private async produce (api: Api, n: number, signal: AbortSignal, onProgress?: (done: number, errors: number) => void, application = BENCH_APPLICATION, features: Features = 'unused'): Promise<{ seconds: number, errors: number, errorSamples: string[] }> {
     const bodies: Array<{ body: string, count: number }> = []
     for (let i = 0; i < n; i += 1000) {
       const count = Math.min(1000, n - i)
-      bodies.push({ body: JSON.stringify({ tasks: Array.from({ length: count }, () => benchTask(this.pad, undefined, application)) }), count })
+      const priority = (j: number) => features === 'used' ? (i + j) % FEATURES_USED.priorities : undefined
+      bodies.push({ body: JSON.stringify({ tasks: Array.from({ length: count }, (_, j) => benchTask(this.pad, undefined, application, priority(j))) }), count })
     }
     let next = 0
     let inserted = 0
@@ -346,11 +406,11 @@ export class HttpBench {
   }
 
   /** Untimed: the first few thousand requests of a fresh process run before the JIT has warmed up. */
-  private async warmUp ({ broker, workers, api, signal }: Session, mode: WorkerMode, filter: FilterShape): Promise<void> {
+  private async warmUp ({ broker, workers, api, signal }: Session, mode: WorkerMode, filter: FilterShape, features: Features = 'unused'): Promise<void> {
     if (this.options.warmupTasks <= 0) return
-    await this.produce(api, this.options.warmupTasks, signal)
+    await this.produce(api, this.options.warmupTasks, signal, undefined, BENCH_APPLICATION, features)
     const drainMode = mode === 'stream' ? 'single' : mode
-    await workers.run({ mode: drainMode, baseUrl: broker.url, workers: drainMode === 'batch' ? this.options.batchWorkers : this.options.workers, limit: this.options.limit, filter: filterOf(filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0 })
+    await workers.run({ mode: drainMode, baseUrl: broker.url, workers: drainMode === 'batch' ? this.options.batchWorkers : this.options.workers, limit: this.options.limit, filter: filterOf(filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: 0, features, total: this.options.warmupTasks })
   }
 
   /**
@@ -366,8 +426,14 @@ export class HttpBench {
     const workerCount = mode === 'batch' ? o.batchWorkers : o.workers
     const env: Record<string, string> = { TASKBROKER_STATUS_BATCHING: v.batching === 'on' ? 'true' : 'false' }
     if (v.processes > 1) env.TASKBROKER_PROCESSES = String(v.processes)
+    const used = v.features === 'used'
     return await this.session(env, async (session) => {
-      await this.warmUp(session, mode, v.filter)
+      // The tables were emptied before the broker started; the settings go in before any worker runs.
+      if (used) await this.setQueueSettings(session.api, workerCount * (mode === 'batch' ? o.limit : 1))
+      const queueSettingsRows = await this.queueSettingsRows()
+      const expectedRows = used ? 1 + FEATURES_USED.otherQueues : 0
+      if (queueSettingsRows !== expectedRows) throw new Error(`${label}: ${queueSettingsRows} queue_settings rows before the workers start, expected ${expectedRows}`)
+      await this.warmUp(session, mode, v.filter, v.features)
       if (noisyTasks > 0) {
         const p0 = new Progress(`${label} noisy neighbour (${NOISY_APPLICATION}) produce`, noisyTasks)
         try { await this.produce(session.api, noisyTasks, session.signal, (d, e) => p0.update(d, e), NOISY_APPLICATION) } finally { p0.stop() }
@@ -376,23 +442,30 @@ export class HttpBench {
       }
       const p1 = new Progress(`${label} produce`, o.tasks)
       let produced: { seconds: number, errors: number, errorSamples: string[] }
-      try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p1.update(d, e)) } finally { p1.stop() }
+      try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p1.update(d, e), BENCH_APPLICATION, v.features) } finally { p1.stop() }
+      if (used) {
+        const [row] = await this.sql`select count(distinct priority)::int as n from inflight_tasks where application = ${BENCH_APPLICATION}`
+        const expected = Math.min(FEATURES_USED.priorities, o.tasks)
+        if (row?.n !== expected) throw new Error(`${label}: the produced tasks have ${String(row?.n)} distinct priorities, expected ${expected}`)
+      }
       const p2 = new Progress(`${label} ${mode === 'single' ? 'claim + status/fetch_next' : `claim ${o.limit} + batch status`}`, o.tasks)
       let result
       const cpuBefore = cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid })
       try {
-        result = await session.workers.run({ mode, baseUrl: session.broker.url, workers: workerCount, limit: o.limit, filter: filterOf(v.filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: o.maxRunSeconds * 1000 }, (d, e) => p2.update(d, e))
+        result = await session.workers.run({ mode, baseUrl: session.broker.url, workers: workerCount, limit: o.limit, filter: filterOf(v.filter), waitMs: 0, fetchNext: true, measureFrom: 0, measureUntil: 0, capMs: o.maxRunSeconds * 1000, features: v.features, total: o.tasks }, (d, e) => p2.update(d, e))
       } finally { p2.stop() }
       const cpu = cpuPerTask(cpuBefore, cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid }), result.done)
       const remaining = result.capped ? await this.count() : await this.remaining()
       if (result.capped) log(`  capped at --max-run-seconds ${o.maxRunSeconds}: ${fmt(result.done)} of ${fmt(o.tasks)} completed`)
       else if (result.done !== o.tasks || remaining !== 0) log(`  WARNING: completed ${result.done} of ${o.tasks}, ${remaining} rows left in inflight_tasks`)
+      if (used && result.heartbeats === 0 && result.done > 0) throw new Error(`${label}: features used, but the workers sent no heartbeat`)
       return {
         scenario: v.scenario,
         batching: v.batching,
         filter: v.filter,
         processes: v.processes,
         build: v.build,
+        features: v.features,
         ...(noisyTasks > 0 ? { noisy_tasks: noisyTasks } : {}),
         rep,
         tasks: o.tasks,
@@ -406,6 +479,9 @@ export class HttpBench {
         capped: result.capped,
         remaining,
         requests: result.requests,
+        heartbeats: result.heartbeats,
+        empty_claims: result.emptyClaims,
+        queue_settings_rows: queueSettingsRows,
         errors: result.errors + produced.errors,
         error_samples: [...produced.errorSamples, ...result.errorSamples],
         ...(cpu === undefined ? {} : { cpu_us_per_task: cpu })

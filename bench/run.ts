@@ -14,6 +14,7 @@ import { completeMode } from './complete-mode.js'
 import { roundtrip } from './roundtrip.js'
 import { HttpBench, log, variantLabel, type Ack, type Batching, type HttpOptions, type ThroughputVariant } from './http.js'
 import { FILTER_SHAPES, type FilterShape } from './lib/http.js'
+import type { Features } from './lib/protocol.js'
 import { ROOT, ensureBuilt, killBrokers, prepareDatabase } from './lib/broker.js'
 import { peerVersion } from './lib/peers.js'
 import { markdown, summarize, type Results } from './lib/report.js'
@@ -21,7 +22,7 @@ import { median, sleep } from './lib/stats.js'
 
 const SCENARIOS: Record<string, string> = {
   all: 'the HTTP suite (default): throughput (single, batch × status batching on/off), latency at half of peak (ack flushed, queued), sustained (with --sustained S), peers (unless --no-peers)',
-  throughput: 'single and batch for every claim filter shape, with 1 and 2 broker processes, the noisy neighbour, the baseline checkout when given: interleaved rep by rep (+ the produce figure; each rep starts with the HTTP ceiling: the same workers against a trivial Fastify route, no database)',
+  throughput: 'single and batch for every claim filter shape (with the features unused and/or used: --features), with 1 and 2 broker processes, the noisy neighbour, the baseline checkout when given: interleaved rep by rep (+ the produce figure; each rep starts with the HTTP ceiling: the same workers against a trivial Fastify route, no database)',
   produce: 'POST /v1/tasks in batches of 1000: tasks/s',
   single: 'claim one, then status complete + fetch_next until none comes back: tasks/s, every filter shape',
   batch: 'claim --limit, one POST /v1/tasks/status for them: tasks/s, every filter shape',
@@ -49,6 +50,7 @@ const { values, positionals } = parseArgs({
     'latency-filter': { type: 'string', default: 'application' },
     processes: { type: 'string', default: '1,2' },
     'noisy-tasks': { type: 'string', default: '100000' },
+    features: { type: 'string', default: 'unused' },
     checkout: { type: 'string' },
     baseline: { type: 'string' },
     reps: { type: 'string', default: '3' },
@@ -100,6 +102,13 @@ flags (default):
   --latency-filter F (application)  filter of latency, sustained, the ceiling's fetch_next, the extra processes and the baseline runs
   --processes LIST (1,2)     TASKBROKER_PROCESSES of the runs; N > 1: single and batch with the latency filter
   --noisy-tasks N (100000)   noisy neighbour: older pending tasks of another application (0 = no noisy run)
+  --features LIST (unused)   single and batch with every filter shape (batching on, 1 process) with leases, heartbeats,
+                             priorities and queue controls unused, used, or both (unused,used: interleaved rep by rep,
+                             "features used vs unused" ratios). Used = active, never binding: priority i % 4; on the
+                             measured queue max_processing 100000 and rate_limit 1000000/s (burst 1000000), 50 other
+                             applications' queues paused; one heartbeat per task (batch: per claimed batch) and the
+                             lease with every report. Heartbeat requests, and claims made again after one came back
+                             empty while tasks were pending, are counted apart; tasks/s is still tasks completed per second
   --checkout DIR|COMMIT      run the broker of another checkout (built there when stale); a commit gets a worktree in the temp directory
   --baseline DIR|COMMIT      also run that broker, rep by rep (single and batch, latency filter): ratios to it (the cost of a change)
   --reps R (3)               repetitions of throughput runs; medians reported
@@ -233,12 +242,13 @@ const options: Omit<HttpOptions, 'url'> = {
   filters: list<FilterShape>('filters', values.filters, FILTER_SHAPES),
   latencyFilter: list<FilterShape>('latency-filter', values['latency-filter'], FILTER_SHAPES)[0] ?? 'application',
   processes: list('processes', values.processes, PROCESS_COUNTS).map(Number),
+  features: list<Features>('features', values.features, ['unused', 'used']),
   noisyTasks: int('noisy-tasks', values['noisy-tasks']),
   brokerRoot: checkoutDir('checkout', values.checkout) ?? ROOT,
   baselineRoot: checkoutDir('baseline', values.baseline)
 }
-if (options.filters.length === 0 || options.processes.length === 0) {
-  process.stderr.write('--filters and --processes need at least one value\n')
+if (options.filters.length === 0 || options.processes.length === 0 || options.features.length === 0) {
+  process.stderr.write('--filters, --processes and --features need at least one value\n')
   process.exit(2)
 }
 
@@ -303,7 +313,8 @@ async function attempt<T> (label: string, fn: () => Promise<T>): Promise<T> {
 
 /**
  * The single/batch/noisy runs of one rep, in order: every filter shape (status batching off with
- * the first only), the other process counts and the baseline with the latency filter, then the
+ * the first only; each with the features unused, then used, as --features asks: the used run
+ * beside its twin), the other process counts and the baseline with the latency filter, then the
  * noisy neighbour (its quiet twin is the single run with the application filter).
  */
 function throughputVariants (scenario: string): ThroughputVariant[] {
@@ -315,17 +326,20 @@ function throughputVariants (scenario: string): ThroughputVariant[] {
     for (const filter of o.filters) {
       for (const batching of o.batching) {
         if (batching === 'off' && filter !== o.filters[0]) continue
-        if (o.processes.includes(1)) out.push({ scenario: mode, batching, filter, processes: 1, build: 'current' })
+        for (const features of o.features) {
+          if (features === 'used' && batching === 'off') continue
+          if (o.processes.includes(1)) out.push({ scenario: mode, batching, filter, processes: 1, build: 'current', features })
+        }
       }
     }
     for (const processes of o.processes) {
-      if (processes !== 1) out.push({ scenario: mode, batching: 'on', filter: o.latencyFilter, processes, build: 'current' })
+      if (processes !== 1) out.push({ scenario: mode, batching: 'on', filter: o.latencyFilter, processes, build: 'current', features: 'unused' })
     }
-    if (o.baselineRoot !== undefined) out.push({ scenario: mode, batching: 'on', filter: o.latencyFilter, processes: 1, build: 'baseline' })
+    if (o.baselineRoot !== undefined) out.push({ scenario: mode, batching: 'on', filter: o.latencyFilter, processes: 1, build: 'baseline', features: 'unused' })
   }
   if (o.noisyTasks > 0 && ['all', 'throughput', 'noisy'].includes(scenario)) {
-    if (scenario === 'noisy') out.push({ scenario: 'single', batching: 'on', filter: 'application', processes: 1, build: 'current' })
-    out.push({ scenario: 'noisy', batching: 'on', filter: 'application', processes: 1, build: 'current' })
+    if (scenario === 'noisy') out.push({ scenario: 'single', batching: 'on', filter: 'application', processes: 1, build: 'current', features: 'unused' })
+    out.push({ scenario: 'noisy', batching: 'on', filter: 'application', processes: 1, build: 'current', features: 'unused' })
   }
   return out
 }
@@ -391,8 +405,8 @@ if (scenario === 'complete-mode') {
     if (scenario === 'all' || scenario === 'latency') {
       let rate = options.rate
       if (rate === undefined) {
-        const peak: ThroughputVariant = { scenario: 'single', batching: 'on', filter: options.latencyFilter, processes: 1, build: 'current' }
-        let peaks = (results.throughput ?? []).filter(t => t.scenario === 'single' && t.batching === 'on' && t.filter === peak.filter && t.processes === 1 && t.build === 'current').map(t => t.tasks_per_sec)
+        const peak: ThroughputVariant = { scenario: 'single', batching: 'on', filter: options.latencyFilter, processes: 1, build: 'current', features: 'unused' }
+        let peaks = (results.throughput ?? []).filter(t => t.scenario === 'single' && t.batching === 'on' && t.filter === peak.filter && t.processes === 1 && t.build === 'current' && t.features === 'unused').map(t => t.tasks_per_sec)
         if (peaks.length === 0) {
           log(`latency: measuring the single peak first (filter ${peak.filter}, 1 run; --rate R skips this)`)
           const run = await attempt(`${variantLabel(peak)} (peak for latency)`, () => bench.throughput(peak, 1))

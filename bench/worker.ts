@@ -4,7 +4,7 @@
  * worker does. Commands and results travel as IPC messages (see lib/protocol.ts).
  */
 import { randomUUID } from 'node:crypto'
-import { Api, HttpError, ok, type BatchStatusReply, type ClaimedTask, type ClaimReply, type StatusReply } from './lib/http.js'
+import { Api, HttpError, ok, type BatchHeartbeatReply, type BatchStatusReply, type ClaimedTask, type ClaimReply, type StatusReply } from './lib/http.js'
 import type { DriverMessage, RunCommand, RunResult, WorkerMessage } from './lib/protocol.js'
 import { sleep, summarize, wallMs } from './lib/stats.js'
 
@@ -15,6 +15,9 @@ if (process.send === undefined) {
   process.exit(2)
 }
 
+/** A features-used worker whose claims stay empty this long while tasks are unreported gives up (the run then shows them as incomplete). */
+const EMPTY_CLAIMS_GIVE_UP_MS = 5000
+
 let stopping = false
 const stopRequested = () => stopping
 let running = false
@@ -22,8 +25,16 @@ let running = false
 class Counters {
   done = 0
   requests = 0
+  heartbeats = 0
+  emptyClaims = 0
   errors = 0
   errorSamples: string[] = []
+
+  /** A reply that came back 200 but says the work was not done as asked (not retried: a retry would not change it). */
+  wrong (message: string): void {
+    this.errors++
+    if (this.errorSamples.length < 5) this.errorSamples.push(message.slice(0, 300))
+  }
 }
 
 /** Runs `call` until it succeeds: an error (HTTP or network) is counted, then retried after a short pause. */
@@ -48,25 +59,65 @@ async function run (command: RunCommand): Promise<RunResult> {
   const claimSamples: number[] = []
   const ackSamples: number[] = []
   const { filter } = command
+  const used = command.features === 'used'
   const claim = async (limit: number, waitMs: number) =>
     ok(await api.post<ClaimReply>('/v1/tasks/claim', { ...filter, limit, wait_ms: waitMs })).tasks
-  const complete = async (id: string, fetchNext: boolean) =>
-    ok(await api.post<StatusReply>(`/v1/tasks/${encodeURIComponent(id)}/status`, fetchNext ? { status: 'complete', fetch_next: filter } : { status: 'complete' }))
+  const leaseOf = (task: ClaimedTask) => {
+    if (typeof task.lease !== 'string') throw new Error(`claimed task ${task.id} has no lease: the broker does not hand out leases, so its features cannot be measured used`)
+    return task.lease
+  }
+  const complete = async (id: string, lease: string | undefined, fetchNext: boolean): Promise<StatusReply> => {
+    const body: Record<string, unknown> = { status: 'complete' }
+    if (lease !== undefined) body.lease = lease
+    if (fetchNext) body.fetch_next = filter
+    return ok(await api.post<StatusReply>(`/v1/tasks/${encodeURIComponent(id)}/status`, body))
+  }
+  // A 409 (not processing, or held under another lease) is an error like any other non-2xx answer.
+  const heartbeat = async (id: string, lease: string) => {
+    await retrying(counters, async () => ok(await api.post(`/v1/tasks/${encodeURIComponent(id)}/heartbeat`, { lease })))
+    counters.heartbeats++
+  }
+  const heartbeatMany = async (tasks: ClaimedTask[]) => {
+    const heartbeats = tasks.map(t => ({ id: t.id, lease: leaseOf(t) }))
+    const reply = await retrying(counters, async () => ok(await api.post<BatchHeartbeatReply>('/v1/tasks/heartbeat', { heartbeats })))
+    counters.heartbeats++
+    if (reply.extended.length !== tasks.length) counters.wrong(`heartbeat extended ${reply.extended.length} of ${tasks.length} tasks (not processing: ${reply.not_processing.length}, stale: ${reply.stale.length})`)
+  }
 
   const startedAt = performance.now()
   const capped = () => command.capMs > 0 && performance.now() - startedAt >= command.capMs
   let hitCap = false
+
+  // An empty claim ends a worker: the queue is drained. With queue controls a claim may come back
+  // empty while tasks are pending (a capped queue whose row another claim changed meanwhile gives
+  // that claim none of its tasks), so in a features-used run a worker claims again until the run's
+  // tasks are all reported, counting those empty claims; otherwise workers would drop out early
+  // and the run would measure fewer workers, not the features.
+  const claimOrEnd = async (limit: number): Promise<ClaimedTask[]> => {
+    let emptySince: number | undefined
+    for (;;) {
+      const tasks = await retrying(counters, () => claim(limit, 0))
+      if (tasks.length > 0 || !used || command.total === undefined || counters.done >= command.total) return tasks
+      counters.emptyClaims++
+      emptySince ??= performance.now()
+      if (capped()) { hitCap = true; return tasks }
+      if (performance.now() - emptySince > EMPTY_CLAIMS_GIVE_UP_MS) return tasks
+      await sleep(1)
+    }
+  }
 
   const single = async () => {
     let task: ClaimedTask | null = null
     for (;;) {
       if (capped()) { hitCap = true; return }
       if (task === null) {
-        task = (await retrying(counters, () => claim(1, 0)))[0] ?? null
+        task = (await claimOrEnd(1))[0] ?? null
         if (task === null) return
       }
       const id: string = task.id
-      const reply = await retrying(counters, () => complete(id, true))
+      const lease: string | undefined = used ? leaseOf(task) : undefined
+      if (lease !== undefined) await heartbeat(id, lease)
+      const reply: StatusReply = await retrying(counters, () => complete(id, lease, true))
       counters.done++
       task = reply.task
     }
@@ -75,10 +126,17 @@ async function run (command: RunCommand): Promise<RunResult> {
   const batch = async () => {
     for (;;) {
       if (capped()) { hitCap = true; return }
-      const tasks = await retrying(counters, () => claim(command.limit, 0))
+      const tasks = await claimOrEnd(command.limit)
       if (tasks.length === 0) return
-      const updates = tasks.map(t => ({ id: t.id, status: 'complete' }))
-      await retrying(counters, async () => ok(await api.post<BatchStatusReply>('/v1/tasks/status', { updates })))
+      if (used) {
+        await heartbeatMany(tasks)
+        const updates = tasks.map(t => ({ id: t.id, status: 'complete', lease: leaseOf(t) }))
+        const reply = await retrying(counters, async () => ok(await api.post<BatchStatusReply>('/v1/tasks/status', { updates })))
+        if ((reply.stale ?? []).length > 0) counters.wrong(`batch status: ${reply.stale?.length ?? 0} of ${tasks.length} reports refused as stale`)
+      } else {
+        const updates = tasks.map(t => ({ id: t.id, status: 'complete' }))
+        await retrying(counters, async () => ok(await api.post<BatchStatusReply>('/v1/tasks/status', { updates })))
+      }
       counters.done += tasks.length
     }
   }
@@ -96,7 +154,7 @@ async function run (command: RunCommand): Promise<RunResult> {
         recordClaim(task)
         const id: string = task.id
         const started = wallMs()
-        const reply = await retrying(counters, () => complete(id, command.fetchNext))
+        const reply = await retrying(counters, () => complete(id, undefined, command.fetchNext))
         const ended = wallMs()
         if (ended >= command.measureFrom && ended < command.measureUntil) ackSamples.push(ended - started)
         counters.done++
@@ -130,6 +188,8 @@ async function run (command: RunCommand): Promise<RunResult> {
     mode: command.mode,
     done: counters.done,
     requests: counters.requests,
+    heartbeats: counters.heartbeats,
+    emptyClaims: counters.emptyClaims,
     errors: counters.errors,
     errorSamples: counters.errorSamples,
     wallMs: elapsed,

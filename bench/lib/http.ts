@@ -22,6 +22,11 @@ export class Api {
     return { status: response.statusCode, body: await response.body.json() as T }
   }
 
+  async patch<T> (path: string, body: unknown): Promise<Reply<T>> {
+    const response = await this.pool.request({ method: 'PATCH', path, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    return { status: response.statusCode, body: await response.body.json() as T }
+  }
+
   async get<T> (path: string): Promise<Reply<T>> {
     const response = await this.pool.request({ method: 'GET', path })
     return { status: response.statusCode, body: await response.body.json() as T }
@@ -33,18 +38,21 @@ export class Api {
 }
 
 /** The parts of a claimed task the benchmark looks at. */
-export interface ClaimedTask { id: string, parameters: { t?: number } | null }
+export interface ClaimedTask { id: string, parameters: { t?: number } | null, lease?: string }
 export interface ClaimReply { tasks: ClaimedTask[] }
 export interface StatusReply { applied: boolean, queued: boolean, task: ClaimedTask | null }
-export interface BatchStatusReply { applied: number, queued: number, not_found: string[] }
+export interface BatchStatusReply { applied: number, queued: number, not_found: string[], stale?: string[] }
+export interface BatchHeartbeatReply { extended: Array<{ id: string }>, not_processing: string[], stale: string[] }
 export interface ProduceReply { ids: string[], inserted: number, duplicates: string[] }
 
 /**
  * A no-op task as a producer would send it; `t` is the send time (wall ms) for latency runs. The id
  * is made here, so a produce request retried after a lost answer cannot store a task twice.
  */
-export function benchTask (pad: string, t?: number, application = BENCH_APPLICATION): Record<string, unknown> {
-  return { id: randomUUID(), application, namespace: BENCH_NAMESPACE, taskname: 'bench.noop', parameters: t === undefined ? { pad } : { pad, t } }
+export function benchTask (pad: string, t?: number, application = BENCH_APPLICATION, priority?: number): Record<string, unknown> {
+  const task: Record<string, unknown> = { id: randomUUID(), application, namespace: BENCH_NAMESPACE, taskname: 'bench.noop', parameters: t === undefined ? { pad } : { pad, t } }
+  if (priority !== undefined) task.priority = priority
+  return task
 }
 
 /** The queue of the measured tasks; the noisy neighbour's tasks are of another application. */

@@ -29,7 +29,17 @@ export interface RunCommand {
   measureUntil: number
   /** single/batch: stop after this many ms even if tasks are left (0 = drain them all) */
   capMs: number
+  /**
+   * single/batch: use leases and heartbeats as a careful worker does: heartbeat each claimed task
+   * (batch: one request per claimed batch) and send its lease with the report
+   */
+  features?: Features
+  /** features used: the tasks in the queue for this run; an empty claim ends a worker only once this many are reported */
+  total?: number
 }
+
+/** Whether a run's workers and producer use the optional features (leases, heartbeats, priorities, queue controls). */
+export type Features = 'unused' | 'used'
 
 export type DriverMessage = RunCommand | { type: 'stop' } | { type: 'exit' }
 
@@ -38,7 +48,12 @@ export interface RunResult {
   mode: WorkerMode
   /** tasks reported complete (and acknowledged) */
   done: number
+  /** every request sent, heartbeats and retries included */
   requests: number
+  /** heartbeat requests answered 200 (features used) */
+  heartbeats: number
+  /** features used: claims that came back empty while tasks were still unreported, and were made again */
+  emptyClaims: number
   errors: number
   errorSamples: string[]
   /** from starting the workers until the last one ended */

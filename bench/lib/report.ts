@@ -33,7 +33,28 @@ export interface Results {
   summary?: Summary
 }
 
-export interface ThroughputSummary { scenario: string, batching: string, filter: string, processes: number, build: string, noisy_tasks?: number, median_tasks_per_sec: number, runs: number[], capped: boolean[], rss_start_mb: Array<number | undefined>, rss_end_mb: Array<number | undefined>, errors: number, incomplete: number, cpu_us_per_task?: CpuPerTask }
+export interface ThroughputSummary {
+  scenario: string
+  batching: string
+  filter: string
+  processes: number
+  build: string
+  /** used: leases, heartbeats, priorities and queue controls active (not binding) */
+  features: string
+  noisy_tasks?: number
+  median_tasks_per_sec: number
+  runs: number[]
+  capped: boolean[]
+  /** heartbeat requests of each run (features used) */
+  heartbeats?: number[]
+  /** claims of each run that came back empty while tasks were pending, made again (features used) */
+  empty_claims?: number[]
+  rss_start_mb: Array<number | undefined>
+  rss_end_mb: Array<number | undefined>
+  errors: number
+  incomplete: number
+  cpu_us_per_task?: CpuPerTask
+}
 export interface PeerSummary { key: string, version: string, settings: string, median_jobs_per_sec: number, median_enqueue_per_sec: number, runs: number[], single_ratio?: number, batch_ratio?: number }
 export interface Goal { goal: string, target: string, measured: string, ratio?: number, met: boolean | undefined, config: string }
 
@@ -62,9 +83,9 @@ function medianCpu (runs: Array<CpuPerTask | undefined>): CpuPerTask | undefined
   return { broker: of('broker'), postgres: of('postgres'), workers: of('workers'), total: of('total') }
 }
 
-/** The runs of one configuration: scenario, filter, status batching, processes, checkout. */
-const keyOf = (t: { scenario: string, filter?: string, batching: string, processes?: number, build?: string }) =>
-  `${t.scenario}|${t.filter ?? 'none'}|${t.batching}|${t.processes ?? 1}|${t.build ?? 'current'}`
+/** The runs of one configuration: scenario, filter, status batching, processes, checkout, features. */
+const keyOf = (t: { scenario: string, filter?: string, batching: string, processes?: number, build?: string, features?: string }) =>
+  `${t.scenario}|${t.filter ?? 'none'}|${t.batching}|${t.processes ?? 1}|${t.build ?? 'current'}|${t.features ?? 'unused'}`
 
 export function summarize (r: Results): Summary {
   const throughput: ThroughputSummary[] = []
@@ -81,10 +102,12 @@ export function summarize (r: Results): Summary {
       filter: first.filter ?? 'none',
       processes: first.processes ?? 1,
       build: first.build ?? 'current',
+      features: first.features ?? 'unused',
       ...(first.noisy_tasks === undefined ? {} : { noisy_tasks: first.noisy_tasks }),
       median_tasks_per_sec: Math.round(median(runs.map(t => t.tasks_per_sec))),
       runs: runs.map(t => Math.round(t.tasks_per_sec)),
       capped: runs.map(t => t.capped),
+      ...(first.features === 'used' ? { heartbeats: runs.map(t => t.heartbeats ?? 0), empty_claims: runs.map(t => t.empty_claims ?? 0) } : {}),
       rss_start_mb: runs.map(t => t.rss_start_mb),
       rss_end_mb: runs.map(t => t.rss_end_mb),
       errors: runs.reduce((n, t) => n + t.errors, 0),
@@ -132,10 +155,10 @@ export function summarize (r: Results): Summary {
   return summary
 }
 
-/** The summary of one configuration; unset fields mean batching on, one process, this checkout. */
-function findRun (throughput: ThroughputSummary[], want: { scenario: string, filter?: string, batching?: string, processes?: number, build?: string }): ThroughputSummary | undefined {
+/** The summary of one configuration; unset fields mean batching on, one process, this checkout, features unused. */
+function findRun (throughput: ThroughputSummary[], want: { scenario: string, filter?: string, batching?: string, processes?: number, build?: string, features?: string }): ThroughputSummary | undefined {
   return throughput.find(t => t.scenario === want.scenario && t.filter === (want.filter ?? t.filter) && t.batching === (want.batching ?? 'on') &&
-    t.processes === (want.processes ?? 1) && t.build === (want.build ?? 'current'))
+    t.processes === (want.processes ?? 1) && t.build === (want.build ?? 'current') && t.features === (want.features ?? 'unused'))
 }
 
 const FILTER_TEXT: Record<string, string> = { none: '{}', application: '{application}', 'application+namespace': '{application, namespace}' }
@@ -204,6 +227,23 @@ function goals (r: Results, s: Summary): Goal[] {
     })
   }
   for (const scenario of ['single', 'batch']) {
+    // The latency filter's pair when it ran, else the first filter shape that has both.
+    const pairs = s.throughput.filter(t => t.scenario === scenario && t.features === 'used' && t.build === 'current' && t.processes === 1 && t.batching === 'on')
+      .map(used => ({ used, unused: findRun(s.throughput, { scenario, filter: used.filter }) }))
+      .filter((p): p is { used: ThroughputSummary, unused: ThroughputSummary } => p.unused !== undefined)
+    const pair = pairs.find(p => p.used.filter === String(o.latencyFilter)) ?? pairs[0]
+    if (pair === undefined) continue
+    const { used, unused } = pair
+    out.push({
+      goal: `${scenario} loop: features used vs unused (leases, heartbeats, priorities, queue controls), same run`,
+      target: 'measured (ratio to the same loop with them unused)',
+      measured: `${fmt(used.median_tasks_per_sec)} vs ${fmt(unused.median_tasks_per_sec)} tasks/s; per run ${fmt(median(used.heartbeats ?? []))} heartbeat requests, ${fmt(median(used.empty_claims ?? []))} empty claims made again`,
+      ratio: round(used.median_tasks_per_sec / unused.median_tasks_per_sec),
+      met: undefined,
+      config: `${scenario === 'single' ? singleConfig.split(';')[0] ?? '' : batchConfig}, filter ${FILTER_TEXT[used.filter] ?? used.filter}; used: priority i % 4, queue settings on the measured queue (max_processing and rate limit far above the load) and on other applications' queues, a heartbeat per ${scenario === 'single' ? 'task' : 'claimed batch'}, the lease with every report`
+    })
+  }
+  for (const scenario of ['single', 'batch']) {
     const one = findRun(s.throughput, { scenario, filter: String(o.latencyFilter) })
     for (const t of s.throughput.filter(x => x.scenario === scenario && x.processes > 1 && x.build === 'current')) {
       const ratio = one === undefined ? undefined : round(t.median_tasks_per_sec / one.median_tasks_per_sec)
@@ -269,6 +309,7 @@ function runLabel (t: ThroughputSummary, o: Record<string, unknown>): string {
       : `single (${String(o.workers)} workers, claim + status/fetch_next)`
   const extra = [`filter ${FILTER_TEXT[t.filter] ?? t.filter}`]
   if (t.processes > 1) extra.push(`${t.processes} processes`)
+  if (t.features === 'used') extra.push('**features used**')
   if (t.build === 'baseline') extra.push('**baseline checkout**')
   return `${loop}, ${extra.join(', ')}`
 }
@@ -289,17 +330,20 @@ export function markdown (r: Results): string {
   }
   if (s.throughput.length > 0 || s.produce_median_tasks_per_sec !== undefined) {
     parts.push(`## Throughput (median of ${String(o.reps)}; configurations interleaved rep by rep; ${fmt(Number(o.tasks))} tasks per run)\n`)
+    // The heartbeat column only when some run used the features.
+    const beats = s.throughput.some(t => t.heartbeats !== undefined)
+    const beatCell = (t?: ThroughputSummary) => beats ? [t?.heartbeats === undefined ? undefined : t.heartbeats.map((h, i) => `${fmt(h)} / ${fmt(t.empty_claims?.[i] ?? 0)}`).join(', ')] : []
     const rows: Array<Array<string | number | undefined>> = s.throughput.map(t => [
       runLabel(t, o),
-      t.batching, t.median_tasks_per_sec, t.runs.map((v, i) => `${fmt(v)}${t.capped[i] === true ? '*' : ''}`).join(', '), mb(t.rss_start_mb), mb(t.rss_end_mb), t.errors, t.incomplete
+      t.batching, t.median_tasks_per_sec, t.runs.map((v, i) => `${fmt(v)}${t.capped[i] === true ? '*' : ''}`).join(', '), ...beatCell(t), mb(t.rss_start_mb), mb(t.rss_end_mb), t.errors, t.incomplete
     ])
     if (s.ceiling_median_per_sec !== undefined) {
-      rows.unshift([`HTTP ceiling: the single workers against a trivial Fastify route, no database (${String(o.workers)} workers, requests/s)`, '', s.ceiling_median_per_sec, (s.ceiling_runs ?? []).map(fmt).join(', '), undefined, undefined, (r.ceiling ?? []).reduce((n, c) => n + c.errors, 0), undefined])
+      rows.unshift([`HTTP ceiling: the single workers against a trivial Fastify route, no database (${String(o.workers)} workers, requests/s)`, '', s.ceiling_median_per_sec, (s.ceiling_runs ?? []).map(fmt).join(', '), ...beatCell(), undefined, undefined, (r.ceiling ?? []).reduce((n, c) => n + c.errors, 0), undefined])
     }
     if (s.produce_median_tasks_per_sec !== undefined) {
-      rows.unshift([`produce (POST /v1/tasks × 1000, ${String(o.produceConcurrency)} concurrent)`, '', s.produce_median_tasks_per_sec, (s.produce_runs ?? []).map(fmt).join(', '), mb((r.produce ?? []).map(p => p.rss_start_mb)), mb((r.produce ?? []).map(p => p.rss_end_mb)), (r.produce ?? []).reduce((n, p) => n + p.errors, 0), undefined])
+      rows.unshift([`produce (POST /v1/tasks × 1000, ${String(o.produceConcurrency)} concurrent)`, '', s.produce_median_tasks_per_sec, (s.produce_runs ?? []).map(fmt).join(', '), ...beatCell(), mb((r.produce ?? []).map(p => p.rss_start_mb)), mb((r.produce ?? []).map(p => p.rss_end_mb)), (r.produce ?? []).reduce((n, p) => n + p.errors, 0), undefined])
     }
-    parts.push(table(['scenario', 'status batching', 'tasks/s (median)', 'runs', 'broker RSS start (MB)', 'broker RSS end (MB)', 'errors', 'incomplete'], rows))
+    parts.push(table(['scenario', 'status batching', 'tasks/s (median)', 'runs', ...(beats ? ['heartbeat requests / empty claims made again (runs)'] : []), 'broker RSS start (MB)', 'broker RSS end (MB)', 'errors', 'incomplete'], rows))
     if (s.throughput.some(t => t.capped.includes(true))) parts.push(`\\* stopped by --max-run-seconds ${String(o.maxRunSeconds)} before all ${fmt(Number(o.tasks))} tasks were done; tasks/s over that time.\n`)
     const ratios: string[] = []
     if (s.ratio_single_on_off !== undefined) ratios.push(`single: status batching on/off = **${s.ratio_single_on_off}×**`)

@@ -131,23 +131,6 @@ interface Assembly {
 async function assemble (config: Config, { store, owned, runtimeConfig, log, now }: Assembly): Promise<Broker> {
   const metrics = createMetrics()
   const signal = createTaskSignal()
-  const claims = createClaimService({
-    store: store.tasks,
-    signal,
-    metrics,
-    maxWaitMs: config.claims.maxWaitMs,
-    coalesce: config.claims.coalescing,
-    maxWaiters: config.claims.maxWaiters,
-    recheckMs: config.claims.recheckMs
-  })
-  metrics.trackTaskCounts(async () => ({ ...await store.tasks.countLive(), deadletter: await store.deadletters.count() }))
-  const statusWriter = createStatusWriter({
-    store: store.tasks,
-    config: config.status,
-    metrics,
-    log: log.child({ component: 'status-batcher' }),
-    claim: (filter, limit) => claims.claim(filter, limit)
-  })
   const brokers = await connectBrokers(store, signal, log)
   const wake = createWake(signal, brokers)
   const leases = createLeases({
@@ -157,6 +140,30 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     metrics,
     log: log.child({ component: 'leases' }),
     wake: queues => { wake(queues.map(q => ({ ...q, count: 1 }))) }
+  })
+  // A task handed to a claim whose client went away: pending again at once, not at its deadline.
+  const releaseUnclaimed = async (task: StoredTask): Promise<void> => {
+    await leases.release(task.activation.id, task.lease ?? undefined).catch((error: unknown) => {
+      log.warn({ err: error, id: task.activation.id }, 'a task claimed for a client that went away was not released; it is reset at its processing deadline')
+    })
+  }
+  const claims = createClaimService({
+    store: store.tasks,
+    signal,
+    metrics,
+    maxWaitMs: config.claims.maxWaitMs,
+    coalesce: config.claims.coalescing,
+    maxWaiters: config.claims.maxWaiters,
+    recheckMs: config.claims.recheckMs,
+    release: releaseUnclaimed
+  })
+  metrics.trackTaskCounts(async () => ({ ...await store.tasks.countLive(), deadletter: await store.deadletters.count() }))
+  const statusWriter = createStatusWriter({
+    store: store.tasks,
+    config: config.status,
+    metrics,
+    log: log.child({ component: 'status-batcher' }),
+    claim: (filter, limit) => claims.claim(filter, limit)
   })
   const produce = createProduce({
     store: store.tasks,
@@ -171,12 +178,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
       ? undefined
       : {
           reserve: (queue, tasks) => claims.reserve(queue, tasks),
-          // Its claim went away while the produce ran: pending again at once, not at its deadline.
-          release: async (task) => {
-            await leases.release(task.activation.id, task.lease ?? undefined).catch((error: unknown) => {
-              log.warn({ err: error, id: task.activation.id }, 'a task handed to a claim that went away was not released; it is reset at its processing deadline')
-            })
-          }
+          release: releaseUnclaimed
         }
   })
   const schedules = createSchedules({

@@ -30,6 +30,8 @@ export function createClaimService (deps: {
   maxWaiters: number
   /** Even without a wake-up, a waiting room looks again this often (TASKBROKER_CLAIM_RECHECK_MS). */
   recheckMs: number
+  /** Puts a task claimed for a client that went away back to pending (no attempt counted). */
+  release: (task: StoredTask) => Promise<void>
 }) {
   const { signal, metrics } = deps
   const timedStore = {
@@ -56,6 +58,7 @@ export function createClaimService (deps: {
       const unwatch = signal.watch(filter, { tasks: () => created.kick(), closed: () => created.close() })
       const created = createWaitingRoom({
         claim: (limit) => timedStore.claim(filter, limit),
+        unclaimed: (tasks) => { for (const task of tasks) void deps.release(task) },
         recheckMs: deps.recheckMs,
         onEmpty: () => {
           if (rooms.get(key) !== created) return

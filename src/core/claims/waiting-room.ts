@@ -10,7 +10,7 @@
  * A waiter whose time runs out while a statement for it is in flight is answered when the statement
  * returns, with what it claimed for it: a task claimed and never handed out would be stuck until
  * its processing deadline. A waiter whose client went away gets nothing; its share goes to the next
- * waiters in the room.
+ * waiters in the room, and what no waiter is left to take is released (`unclaimed`).
  *
  * Produce may hand its tasks straight to waiters (`reserve`): the waiters it reserves are held out
  * of the room's own statements, as if one were in flight for them, until the produce statement
@@ -58,6 +58,8 @@ export interface Reservation {
 
 export function createWaitingRoom (options: {
   claim: (limit: number) => Promise<StoredTask[]>
+  /** Tasks claimed for waiters whose clients all went away before the answer came. */
+  unclaimed: (tasks: StoredTask[]) => void
   recheckMs: number
   /** Called when the room has emptied (its owner may drop it). */
   onEmpty: () => void
@@ -124,6 +126,7 @@ export function createWaitingRoom (options: {
           next += share.length
           waiter.finish(share)
         }
+        if (next < tasks.length) options.unclaimed(tasks.slice(next))
         for (const waiter of batch) if (waiter.expired || waiter.aborted) waiter.finish([])
         // It got all it asked for: more may be ready for the waiters after these.
         if (tasks.length === total) again = true

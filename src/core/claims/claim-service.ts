@@ -58,7 +58,7 @@ export function createClaimService (deps: {
       const unwatch = signal.watch(filter, { tasks: () => created.kick(), closed: () => created.close() })
       const created = createWaitingRoom({
         claim: (limit) => timedStore.claim(filter, limit),
-        unclaimed: (tasks) => { for (const task of tasks) void deps.release(task) },
+        unclaimed: (tasks) => { for (const task of tasks) deps.release(task).catch(() => {}) },
         recheckMs: deps.recheckMs,
         onEmpty: () => {
           if (rooms.get(key) !== created) return

@@ -8,7 +8,7 @@ import { NO_BACKPRESSURE, startBroker, startCeilingServer, type Broker } from '.
 import { cpuPerTask, cpuSnapshot, type CpuPerTask } from './lib/cpu.js'
 import { Api, benchTask, BENCH_APPLICATION, BENCH_NAMESPACE, filterOf, NOISY_APPLICATION, ok, type FilterShape, type ProduceReply } from './lib/http.js'
 import { PEER_CONFIGS, ensurePeersInstalled, runPeer, type PeerRun } from './lib/peers.js'
-import type { Features, WorkerMode } from './lib/protocol.js'
+import { featuresLabel, featuresOf, type Features, type WorkerMode } from './lib/protocol.js'
 import { fmt, median, sleep, slope, summarize, wallMs, type LatencySummary } from './lib/stats.js'
 import { WorkerProcess } from './lib/workers.js'
 
@@ -59,17 +59,18 @@ export interface HttpOptions {
   brokerRoot: string
   /** another checkout run side by side, rep by rep (single and batch with the latency filter): the before of a change */
   baselineRoot: string | undefined
-  /** the single and batch runs of every filter shape: with the optional features unused, used, or both (interleaved rep by rep); see FEATURES_USED */
+  /** the single and batch runs of every filter shape: with the optional features unused, all used, or one used at a time (interleaved rep by rep); see FEATURES_USED */
   features: Features[]
 }
 
 /**
  * What a `features used` run does, all of it active and none of it binding, so the runs measure
- * what the features cost and not how they throttle: tasks produced with priority i % 4; on the
- * measured queue a max_processing and a rate limit far above what the workers can hold or take;
- * settings on `otherQueues` other applications' queues, so the claims read a table with rows in it;
- * workers heartbeat each task once (batch: one request per claimed batch) and send its lease with
- * the report.
+ * what the features cost and not how they throttle: tasks produced with priority i % 4 (priorities);
+ * on the measured queue a max_processing and a rate limit far above what the workers can hold or
+ * take, and settings on `otherQueues` other applications' queues, so the claims read a table with
+ * rows in it (queues); workers heartbeat each task once (batch: one request per claimed batch)
+ * under its lease (heartbeats) and send its lease with the report (leases). A run with one feature
+ * used does that part only.
  */
 export const FEATURES_USED = {
   priorities: 4,
@@ -89,7 +90,7 @@ export interface ThroughputVariant {
 }
 
 export function variantLabel (v: ThroughputVariant): string {
-  return `${v.scenario} filter ${v.filter}${v.batching === 'off' ? ' batching off' : ''}${v.processes > 1 ? ` ${v.processes} processes` : ''}${v.features === 'used' ? ' features used' : ''}${v.build === 'baseline' ? ' (baseline)' : ''}`
+  return `${v.scenario} filter ${v.filter}${v.batching === 'off' ? ' batching off' : ''}${v.processes > 1 ? ` ${v.processes} processes` : ''}${v.features === 'unused' ? '' : ` ${featuresLabel(v.features)}`}${v.build === 'baseline' ? ' (baseline)' : ''}`
 }
 
 /** Which checkout's broker ran: the one under test, or the baseline given with --baseline. */
@@ -102,7 +103,7 @@ export interface ThroughputRun {
   filter: FilterShape
   processes: number
   build: BrokerBuild
-  /** used: priorities, queue settings, leases and heartbeats (FEATURES_USED) */
+  /** used: priorities, queue settings, leases and heartbeats (FEATURES_USED); leases etc.: that one alone */
   features: Features
   noisy_tasks?: number
   rep: number
@@ -119,12 +120,16 @@ export interface ThroughputRun {
   remaining: number
   /** every request the workers sent, heartbeats included */
   requests: number
-  /** heartbeat requests answered (features used; batch: one per claimed batch) */
+  /** heartbeat requests answered (heartbeats used; single: one per task, batch: one per claimed batch; checked) */
   heartbeats: number
-  /** features used: claims that came back empty while tasks were pending, made again (see bench/worker.ts) */
+  /** tasks reported with their lease (leases used: all of them, else none; checked) */
+  leased_reports: number
+  /** queue controls used: claims that came back empty while tasks were pending, made again (see bench/worker.ts) */
   empty_claims: number
-  /** queue_settings rows while the workers ran (checked: none unless features are used) */
+  /** queue_settings rows before the workers ran (checked: 1 + FEATURES_USED.otherQueues with queues used, else none) */
   queue_settings_rows: number
+  /** distinct priorities of the produced tasks (checked: FEATURES_USED.priorities with priorities used, else 1) */
+  priorities: number
   errors: number
   error_samples: string[]
   rss_start_mb: number | undefined
@@ -264,7 +269,7 @@ export class HttpBench {
     // Before the broker runs migrations on a fresh database the tables may not exist yet.
     const tables = await this.sql`select count(*)::int as n from pg_tables where schemaname = 'public' and tablename in ('inflight_tasks', 'deadletter_tasks')`
     if (tables[0]?.n === 2) await this.sql`truncate inflight_tasks, deadletter_tasks`
-    // A features-used run leaves queue settings behind; the next run must not inherit them.
+    // A run with queue controls leaves queue settings behind; the next run must not inherit them.
     if (await this.hasQueueSettings()) await this.sql`truncate queue_settings`
   }
 
@@ -274,6 +279,12 @@ export class HttpBench {
     return row?.present === true
   }
 
+  /** Whether tasks have a priority at all (an older checkout's have not). */
+  private async hasPriorities (): Promise<boolean> {
+    const [row] = await this.sql`select count(*)::int as n from information_schema.columns where table_schema = 'public' and table_name = 'inflight_tasks' and column_name = 'priority'`
+    return row?.n === 1
+  }
+
   private async queueSettingsRows (): Promise<number> {
     if (!(await this.hasQueueSettings())) return 0
     const [row] = await this.sql`select count(*)::int as n from queue_settings`
@@ -281,7 +292,7 @@ export class HttpBench {
   }
 
   /**
-   * The queue settings of a features-used run (FEATURES_USED), through the API as an operator sets
+   * The queue settings of a run with queue controls (FEATURES_USED), through the API as an operator sets
    * them; `holdable` is the most tasks the workers can hold at once, which max_processing stays far above.
    */
   private async setQueueSettings (api: Api, holdable: number): Promise<void> {
@@ -368,7 +379,7 @@ export class HttpBench {
     const bodies: Array<{ body: string, count: number }> = []
     for (let i = 0; i < n; i += 1000) {
       const count = Math.min(1000, n - i)
-      const priority = (j: number) => features === 'used' ? (i + j) % FEATURES_USED.priorities : undefined
+      const priority = (j: number) => featuresOf(features).priorities ? (i + j) % FEATURES_USED.priorities : undefined
       bodies.push({ body: JSON.stringify({ tasks: Array.from({ length: count }, (_, j) => benchTask(this.pad, undefined, application, priority(j))) }), count })
     }
     let next = 0
@@ -426,12 +437,12 @@ export class HttpBench {
     const workerCount = mode === 'batch' ? o.batchWorkers : o.workers
     const env: Record<string, string> = { TASKBROKER_STATUS_BATCHING: v.batching === 'on' ? 'true' : 'false' }
     if (v.processes > 1) env.TASKBROKER_PROCESSES = String(v.processes)
-    const used = v.features === 'used'
+    const uses = featuresOf(v.features)
     return await this.session(env, async (session) => {
       // The tables were emptied before the broker started; the settings go in before any worker runs.
-      if (used) await this.setQueueSettings(session.api, workerCount * (mode === 'batch' ? o.limit : 1))
+      if (uses.queues) await this.setQueueSettings(session.api, workerCount * (mode === 'batch' ? o.limit : 1))
       const queueSettingsRows = await this.queueSettingsRows()
-      const expectedRows = used ? 1 + FEATURES_USED.otherQueues : 0
+      const expectedRows = uses.queues ? 1 + FEATURES_USED.otherQueues : 0
       if (queueSettingsRows !== expectedRows) throw new Error(`${label}: ${queueSettingsRows} queue_settings rows before the workers start, expected ${expectedRows}`)
       await this.warmUp(session, mode, v.filter, v.features)
       if (noisyTasks > 0) {
@@ -443,11 +454,12 @@ export class HttpBench {
       const p1 = new Progress(`${label} produce`, o.tasks)
       let produced: { seconds: number, errors: number, errorSamples: string[] }
       try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p1.update(d, e), BENCH_APPLICATION, v.features) } finally { p1.stop() }
-      if (used) {
-        const [row] = await this.sql`select count(distinct priority)::int as n from inflight_tasks where application = ${BENCH_APPLICATION}`
-        const expected = Math.min(FEATURES_USED.priorities, o.tasks)
-        if (row?.n !== expected) throw new Error(`${label}: the produced tasks have ${String(row?.n)} distinct priorities, expected ${expected}`)
-      }
+      // Without priorities every task has the default one (an older checkout's schema has no other).
+      const priorities = await this.hasPriorities()
+        ? (await this.sql`select count(distinct priority)::int as n from inflight_tasks where application = ${BENCH_APPLICATION}`)[0]?.n as number
+        : Math.min(1, o.tasks)
+      const expectedPriorities = Math.min(uses.priorities ? FEATURES_USED.priorities : 1, o.tasks)
+      if (priorities !== expectedPriorities) throw new Error(`${label}: the produced tasks have ${priorities} distinct priorities, expected ${expectedPriorities}`)
       const p2 = new Progress(`${label} ${mode === 'single' ? 'claim + status/fetch_next' : `claim ${o.limit} + batch status`}`, o.tasks)
       let result
       const cpuBefore = cpuSnapshot({ broker: session.broker.pid, workers: session.workers.pid })
@@ -458,7 +470,14 @@ export class HttpBench {
       const remaining = result.capped ? await this.count() : await this.remaining()
       if (result.capped) log(`  capped at --max-run-seconds ${o.maxRunSeconds}: ${fmt(result.done)} of ${fmt(o.tasks)} completed`)
       else if (result.done !== o.tasks || remaining !== 0) log(`  WARNING: completed ${result.done} of ${o.tasks}, ${remaining} rows left in inflight_tasks`)
-      if (used && result.heartbeats === 0 && result.done > 0) throw new Error(`${label}: features used, but the workers sent no heartbeat`)
+      // Each feature exactly where it was asked for: a run that silently dropped one (or used one it should not) measures something else.
+      const heartbeatsExpected = !uses.heartbeats ? [0, 0] : mode === 'single' ? [result.done, result.done] : [Math.ceil(result.done / o.limit), result.done]
+      if (result.heartbeats < (heartbeatsExpected[0] ?? 0) || result.heartbeats > (heartbeatsExpected[1] ?? 0)) {
+        throw new Error(`${label}: ${result.heartbeats} heartbeat requests for ${result.done} tasks, expected ${heartbeatsExpected.join(' to ')}`)
+      }
+      const leasedExpected = uses.leases ? result.done : 0
+      if (result.leasedReports !== leasedExpected) throw new Error(`${label}: ${result.leasedReports} of ${result.done} tasks reported with their lease, expected ${leasedExpected}`)
+      if (!uses.queues && result.emptyClaims !== 0) throw new Error(`${label}: ${result.emptyClaims} empty claims made again without queue controls`)
       return {
         scenario: v.scenario,
         batching: v.batching,
@@ -480,8 +499,10 @@ export class HttpBench {
         remaining,
         requests: result.requests,
         heartbeats: result.heartbeats,
+        leased_reports: result.leasedReports,
         empty_claims: result.emptyClaims,
         queue_settings_rows: queueSettingsRows,
+        priorities,
         errors: result.errors + produced.errors,
         error_samples: [...produced.errorSamples, ...result.errorSamples],
         ...(cpu === undefined ? {} : { cpu_us_per_task: cpu })

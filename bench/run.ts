@@ -14,7 +14,7 @@ import { completeMode } from './complete-mode.js'
 import { roundtrip } from './roundtrip.js'
 import { HttpBench, log, variantLabel, type Ack, type Batching, type HttpOptions, type ThroughputVariant } from './http.js'
 import { FILTER_SHAPES, type FilterShape } from './lib/http.js'
-import type { Features } from './lib/protocol.js'
+import { FEATURES, type Features } from './lib/protocol.js'
 import { ROOT, ensureBuilt, killBrokers, prepareDatabase } from './lib/broker.js'
 import { peerVersion } from './lib/peers.js'
 import { markdown, summarize, type Results } from './lib/report.js'
@@ -22,7 +22,7 @@ import { median, sleep } from './lib/stats.js'
 
 const SCENARIOS: Record<string, string> = {
   all: 'the HTTP suite (default): throughput (single, batch × status batching on/off), latency at half of peak (ack flushed, queued), sustained (with --sustained S), peers (unless --no-peers)',
-  throughput: 'single and batch for every claim filter shape (with the features unused and/or used: --features), with 1 and 2 broker processes, the noisy neighbour, the baseline checkout when given: interleaved rep by rep (+ the produce figure; each rep starts with the HTTP ceiling: the same workers against a trivial Fastify route, no database)',
+  throughput: 'single and batch for every claim filter shape (with the features unused, all used and/or one used at a time: --features), with 1 and 2 broker processes, the noisy neighbour, the baseline checkout when given: interleaved rep by rep (+ the produce figure; each rep starts with the HTTP ceiling: the same workers against a trivial Fastify route, no database)',
   produce: 'POST /v1/tasks in batches of 1000: tasks/s',
   single: 'claim one, then status complete + fetch_next until none comes back: tasks/s, every filter shape',
   batch: 'claim --limit, one POST /v1/tasks/status for them: tasks/s, every filter shape',
@@ -103,12 +103,16 @@ flags (default):
   --processes LIST (1,2)     TASKBROKER_PROCESSES of the runs; N > 1: single and batch with the latency filter
   --noisy-tasks N (100000)   noisy neighbour: older pending tasks of another application (0 = no noisy run)
   --features LIST (unused)   single and batch with every filter shape (batching on, 1 process) with leases, heartbeats,
-                             priorities and queue controls unused, used, or both (unused,used: interleaved rep by rep,
-                             "features used vs unused" ratios). Used = active, never binding: priority i % 4; on the
-                             measured queue max_processing 100000 and rate_limit 1000000/s (burst 1000000), 50 other
-                             applications' queues paused; one heartbeat per task (batch: per claimed batch) and the
-                             lease with every report. Heartbeat requests, and claims made again after one came back
-                             empty while tasks were pending, are counted apart; tasks/s is still tasks completed per second
+                             priorities and queue controls: unused, used (all of them), or one alone, the rest unused:
+                             leases, heartbeats, priorities, queues (e.g. unused,leases,heartbeats,priorities,queues,used:
+                             interleaved rep by rep, a "<variant> vs unused" ratio per loop). Used = active, never binding:
+                             priorities: priority i % 4; queues: on the measured queue max_processing 100000 and rate_limit
+                             1000000/s (burst 1000000), 50 other applications' queues paused, and workers claim again after
+                             an empty claim while tasks are pending; heartbeats: one per task (batch: per claimed batch)
+                             under the task's lease, reports without it; leases: the lease with every report. Every run
+                             checks it has exactly its own (queue_settings rows, priority spread, heartbeat and leased
+                             report counts). Heartbeat requests, and claims made again after one came back empty, are
+                             counted apart; tasks/s is still tasks completed per second
   --checkout DIR|COMMIT      run the broker of another checkout (built there when stale); a commit gets a worktree in the temp directory
   --baseline DIR|COMMIT      also run that broker, rep by rep (single and batch, latency filter): ratios to it (the cost of a change)
   --reps R (3)               repetitions of throughput runs; medians reported
@@ -242,7 +246,7 @@ const options: Omit<HttpOptions, 'url'> = {
   filters: list<FilterShape>('filters', values.filters, FILTER_SHAPES),
   latencyFilter: list<FilterShape>('latency-filter', values['latency-filter'], FILTER_SHAPES)[0] ?? 'application',
   processes: list('processes', values.processes, PROCESS_COUNTS).map(Number),
-  features: list<Features>('features', values.features, ['unused', 'used']),
+  features: list<Features>('features', values.features, FEATURES),
   noisyTasks: int('noisy-tasks', values['noisy-tasks']),
   brokerRoot: checkoutDir('checkout', values.checkout) ?? ROOT,
   baselineRoot: checkoutDir('baseline', values.baseline)
@@ -313,8 +317,8 @@ async function attempt<T> (label: string, fn: () => Promise<T>): Promise<T> {
 
 /**
  * The single/batch/noisy runs of one rep, in order: every filter shape (status batching off with
- * the first only; each with the features unused, then used, as --features asks: the used run
- * beside its twin), the other process counts and the baseline with the latency filter, then the
+ * the first only; each with the features unused, used, or one used, in the order --features gives:
+ * the runs using them beside their twin), the other process counts and the baseline with the latency filter, then the
  * noisy neighbour (its quiet twin is the single run with the application filter).
  */
 function throughputVariants (scenario: string): ThroughputVariant[] {
@@ -327,7 +331,7 @@ function throughputVariants (scenario: string): ThroughputVariant[] {
       for (const batching of o.batching) {
         if (batching === 'off' && filter !== o.filters[0]) continue
         for (const features of o.features) {
-          if (features === 'used' && batching === 'off') continue
+          if (features !== 'unused' && batching === 'off') continue
           if (o.processes.includes(1)) out.push({ scenario: mode, batching, filter, processes: 1, build: 'current', features })
         }
       }

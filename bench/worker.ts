@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { Api, HttpError, ok, type BatchHeartbeatReply, type BatchStatusReply, type ClaimedTask, type ClaimReply, type StatusReply } from './lib/http.js'
-import type { DriverMessage, RunCommand, RunResult, WorkerMessage } from './lib/protocol.js'
+import { featuresOf, type DriverMessage, type RunCommand, type RunResult, type WorkerMessage } from './lib/protocol.js'
 import { sleep, summarize, wallMs } from './lib/stats.js'
 
 const send = (message: WorkerMessage) => { process.send?.(message) }
@@ -15,7 +15,7 @@ if (process.send === undefined) {
   process.exit(2)
 }
 
-/** A features-used worker whose claims stay empty this long while tasks are unreported gives up (the run then shows them as incomplete). */
+/** A worker of a run with queue controls whose claims stay empty this long while tasks are unreported gives up (the run then shows them as incomplete). */
 const EMPTY_CLAIMS_GIVE_UP_MS = 5000
 
 let stopping = false
@@ -26,6 +26,7 @@ class Counters {
   done = 0
   requests = 0
   heartbeats = 0
+  leasedReports = 0
   emptyClaims = 0
   errors = 0
   errorSamples: string[] = []
@@ -59,7 +60,7 @@ async function run (command: RunCommand): Promise<RunResult> {
   const claimSamples: number[] = []
   const ackSamples: number[] = []
   const { filter } = command
-  const used = command.features === 'used'
+  const uses = featuresOf(command.features)
   const claim = async (limit: number, waitMs: number) =>
     ok(await api.post<ClaimReply>('/v1/tasks/claim', { ...filter, limit, wait_ms: waitMs })).tasks
   const leaseOf = (task: ClaimedTask) => {
@@ -90,14 +91,14 @@ async function run (command: RunCommand): Promise<RunResult> {
 
   // An empty claim ends a worker: the queue is drained. With queue controls a claim may come back
   // empty while tasks are pending (a capped queue whose row another claim changed meanwhile gives
-  // that claim none of its tasks), so in a features-used run a worker claims again until the run's
-  // tasks are all reported, counting those empty claims; otherwise workers would drop out early
-  // and the run would measure fewer workers, not the features.
+  // that claim none of its tasks), so in a run with queue settings a worker claims again until the
+  // run's tasks are all reported, counting those empty claims; otherwise workers would drop out
+  // early and the run would measure fewer workers, not the features.
   const claimOrEnd = async (limit: number): Promise<ClaimedTask[]> => {
     let emptySince: number | undefined
     for (;;) {
       const tasks = await retrying(counters, () => claim(limit, 0))
-      if (tasks.length > 0 || !used || command.total === undefined || counters.done >= command.total) return tasks
+      if (tasks.length > 0 || !uses.queues || command.total === undefined || counters.done >= command.total) return tasks
       counters.emptyClaims++
       emptySince ??= performance.now()
       if (capped()) { hitCap = true; return tasks }
@@ -115,9 +116,11 @@ async function run (command: RunCommand): Promise<RunResult> {
         if (task === null) return
       }
       const id: string = task.id
-      const lease: string | undefined = used ? leaseOf(task) : undefined
-      if (lease !== undefined) await heartbeat(id, lease)
+      if (uses.heartbeats) await heartbeat(id, leaseOf(task))
+      // Heartbeats alone report unfenced, as a worker that keeps its tasks alive but ignores leases.
+      const lease: string | undefined = uses.leases ? leaseOf(task) : undefined
       const reply: StatusReply = await retrying(counters, () => complete(id, lease, true))
+      if (lease !== undefined) counters.leasedReports++
       counters.done++
       task = reply.task
     }
@@ -128,11 +131,12 @@ async function run (command: RunCommand): Promise<RunResult> {
       if (capped()) { hitCap = true; return }
       const tasks = await claimOrEnd(command.limit)
       if (tasks.length === 0) return
-      if (used) {
-        await heartbeatMany(tasks)
+      if (uses.heartbeats) await heartbeatMany(tasks)
+      if (uses.leases) {
         const updates = tasks.map(t => ({ id: t.id, status: 'complete', lease: leaseOf(t) }))
         const reply = await retrying(counters, async () => ok(await api.post<BatchStatusReply>('/v1/tasks/status', { updates })))
         if ((reply.stale ?? []).length > 0) counters.wrong(`batch status: ${reply.stale?.length ?? 0} of ${tasks.length} reports refused as stale`)
+        counters.leasedReports += tasks.length
       } else {
         const updates = tasks.map(t => ({ id: t.id, status: 'complete' }))
         await retrying(counters, async () => ok(await api.post<BatchStatusReply>('/v1/tasks/status', { updates })))
@@ -189,6 +193,7 @@ async function run (command: RunCommand): Promise<RunResult> {
     done: counters.done,
     requests: counters.requests,
     heartbeats: counters.heartbeats,
+    leasedReports: counters.leasedReports,
     emptyClaims: counters.emptyClaims,
     errors: counters.errors,
     errorSamples: counters.errorSamples,

@@ -30,16 +30,35 @@ export interface RunCommand {
   /** single/batch: stop after this many ms even if tasks are left (0 = drain them all) */
   capMs: number
   /**
-   * single/batch: use leases and heartbeats as a careful worker does: heartbeat each claimed task
-   * (batch: one request per claimed batch) and send its lease with the report
+   * single/batch: what the workers use of the features (featuresOf): leases, the claimed task's
+   * lease sent with every report; heartbeats, one per claimed task (batch: one request per claimed
+   * batch) under its lease; queues, claiming again after an empty claim (see bench/worker.ts)
    */
   features?: Features
-  /** features used: the tasks in the queue for this run; an empty claim ends a worker only once this many are reported */
+  /** queue controls in use: the tasks in the queue for this run; an empty claim ends a worker only once this many are reported */
   total?: number
 }
 
-/** Whether a run's workers and producer use the optional features (leases, heartbeats, priorities, queue controls). */
-export type Features = 'unused' | 'used'
+/** The optional features a run can use one at a time. */
+export const FEATURE_NAMES = ['leases', 'heartbeats', 'priorities', 'queues'] as const
+export type FeatureName = typeof FEATURE_NAMES[number]
+
+/**
+ * Which of the optional features a run's workers and producer use: none (`unused`), all of them
+ * (`used`), or one alone, the rest as in `unused` (so each one's cost is a ratio of its own).
+ */
+export type Features = 'unused' | 'used' | FeatureName
+export const FEATURES: readonly Features[] = ['unused', 'used', ...FEATURE_NAMES]
+
+export function featuresOf (features: Features | undefined): Record<FeatureName, boolean> {
+  const on = (name: FeatureName) => features === 'used' || features === name
+  return { leases: on('leases'), heartbeats: on('heartbeats'), priorities: on('priorities'), queues: on('queues') }
+}
+
+/** How tables and run labels name a configuration's features ('' when unused). */
+export function featuresLabel (features: Features | undefined): string {
+  return features === undefined || features === 'unused' ? '' : features === 'used' ? 'features used' : `features used: ${features}`
+}
 
 export type DriverMessage = RunCommand | { type: 'stop' } | { type: 'exit' }
 
@@ -50,9 +69,11 @@ export interface RunResult {
   done: number
   /** every request sent, heartbeats and retries included */
   requests: number
-  /** heartbeat requests answered 200 (features used) */
+  /** heartbeat requests answered 200 (heartbeats used) */
   heartbeats: number
-  /** features used: claims that came back empty while tasks were still unreported, and were made again */
+  /** tasks reported with their lease (leases used) */
+  leasedReports: number
+  /** queue controls used: claims that came back empty while tasks were still unreported, and were made again */
   emptyClaims: number
   errors: number
   errorSamples: string[]

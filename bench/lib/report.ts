@@ -2,6 +2,7 @@
 import type { CeilingRun, LatencyRun, ProduceRun, SustainedRun, ThroughputRun } from '../http.js'
 import type { RoundtripResult } from '../roundtrip.js'
 import type { CpuPerTask } from './cpu.js'
+import { FEATURES, featuresLabel, featuresOf, type Features } from './protocol.js'
 import { PEER_CONFIGS, type PeerRun } from './peers.js'
 import { fmt, median } from './stats.js'
 
@@ -39,15 +40,15 @@ export interface ThroughputSummary {
   filter: string
   processes: number
   build: string
-  /** used: leases, heartbeats, priorities and queue controls active (not binding) */
+  /** used: leases, heartbeats, priorities and queue controls active (not binding); leases etc.: that one alone */
   features: string
   noisy_tasks?: number
   median_tasks_per_sec: number
   runs: number[]
   capped: boolean[]
-  /** heartbeat requests of each run (features used) */
+  /** heartbeat requests of each run (any features used) */
   heartbeats?: number[]
-  /** claims of each run that came back empty while tasks were pending, made again (features used) */
+  /** claims of each run that came back empty while tasks were pending, made again (any features used) */
   empty_claims?: number[]
   rss_start_mb: Array<number | undefined>
   rss_end_mb: Array<number | undefined>
@@ -107,7 +108,7 @@ export function summarize (r: Results): Summary {
       median_tasks_per_sec: Math.round(median(runs.map(t => t.tasks_per_sec))),
       runs: runs.map(t => Math.round(t.tasks_per_sec)),
       capped: runs.map(t => t.capped),
-      ...(first.features === 'used' ? { heartbeats: runs.map(t => t.heartbeats ?? 0), empty_claims: runs.map(t => t.empty_claims ?? 0) } : {}),
+      ...((first.features ?? 'unused') !== 'unused' ? { heartbeats: runs.map(t => t.heartbeats ?? 0), empty_claims: runs.map(t => t.empty_claims ?? 0) } : {}),
       rss_start_mb: runs.map(t => t.rss_start_mb),
       rss_end_mb: runs.map(t => t.rss_end_mb),
       errors: runs.reduce((n, t) => n + t.errors, 0),
@@ -226,22 +227,42 @@ function goals (r: Results, s: Summary): Goal[] {
       config: `${scenario === 'single' ? singleConfig.split(';')[0] ?? '' : batchConfig}, filter ${FILTER_TEXT[String(o.latencyFilter)] ?? ''}; ${current?.commit ?? '?'} vs ${baseline?.commit ?? '–'}`
     })
   }
+  // What each variant does, for the configuration column.
+  const usedText = (features: Features, scenario: string): string => {
+    const uses = featuresOf(features)
+    const parts: string[] = []
+    if (uses.priorities) parts.push('priority i % 4')
+    if (uses.queues) parts.push('queue settings on the measured queue (max_processing and rate limit far above the load) and on other applications\' queues, claims made again after an empty one')
+    if (uses.heartbeats) parts.push(`a heartbeat per ${scenario === 'single' ? 'task' : 'claimed batch'} under its lease${uses.leases ? '' : ', reports without it'}`)
+    if (uses.leases) parts.push('the lease with every report')
+    return parts.join(', ')
+  }
   for (const scenario of ['single', 'batch']) {
-    // The latency filter's pair when it ran, else the first filter shape that has both.
-    const pairs = s.throughput.filter(t => t.scenario === scenario && t.features === 'used' && t.build === 'current' && t.processes === 1 && t.batching === 'on')
-      .map(used => ({ used, unused: findRun(s.throughput, { scenario, filter: used.filter }) }))
-      .filter((p): p is { used: ThroughputSummary, unused: ThroughputSummary } => p.unused !== undefined)
-    const pair = pairs.find(p => p.used.filter === String(o.latencyFilter)) ?? pairs[0]
-    if (pair === undefined) continue
-    const { used, unused } = pair
-    out.push({
-      goal: `${scenario} loop: features used vs unused (leases, heartbeats, priorities, queue controls), same run`,
-      target: 'measured (ratio to the same loop with them unused)',
-      measured: `${fmt(used.median_tasks_per_sec)} vs ${fmt(unused.median_tasks_per_sec)} tasks/s; per run ${fmt(median(used.heartbeats ?? []))} heartbeat requests, ${fmt(median(used.empty_claims ?? []))} empty claims made again`,
-      ratio: round(used.median_tasks_per_sec / unused.median_tasks_per_sec),
-      met: undefined,
-      config: `${scenario === 'single' ? singleConfig.split(';')[0] ?? '' : batchConfig}, filter ${FILTER_TEXT[used.filter] ?? used.filter}; used: priority i % 4, queue settings on the measured queue (max_processing and rate limit far above the load) and on other applications' queues, a heartbeat per ${scenario === 'single' ? 'task' : 'claimed batch'}, the lease with every report`
-    })
+    // One line per variant that ran: each feature alone, then all of them together (used), so the single costs can be set against the whole.
+    for (const features of [...FEATURES.filter(f => f !== 'unused' && f !== 'used'), 'used'] as Features[]) {
+      // The latency filter's pair when it ran, else the first filter shape that has both.
+      const pairs = s.throughput.filter(t => t.scenario === scenario && t.features === features && t.build === 'current' && t.processes === 1 && t.batching === 'on')
+        .map(used => ({ used, unused: findRun(s.throughput, { scenario, filter: used.filter }) }))
+        .filter((p): p is { used: ThroughputSummary, unused: ThroughputSummary } => p.unused !== undefined)
+      const pair = pairs.find(p => p.used.filter === String(o.latencyFilter)) ?? pairs[0]
+      if (pair === undefined) continue
+      const { used, unused } = pair
+      const uses = featuresOf(features)
+      const counts = [
+        ...(uses.heartbeats ? [`${fmt(median(used.heartbeats ?? []))} heartbeat requests`] : []),
+        ...(uses.queues ? [`${fmt(median(used.empty_claims ?? []))} empty claims made again`] : [])
+      ]
+      out.push({
+        goal: features === 'used'
+          ? `${scenario} loop: features used vs unused (leases, heartbeats, priorities, queue controls), same run`
+          : `${scenario} loop: ${featuresLabel(features)} vs unused, same run`,
+        target: 'measured (ratio to the same loop with them unused)',
+        measured: `${fmt(used.median_tasks_per_sec)} vs ${fmt(unused.median_tasks_per_sec)} tasks/s${counts.length > 0 ? `; per run ${counts.join(', ')}` : ''}`,
+        ratio: round(used.median_tasks_per_sec / unused.median_tasks_per_sec),
+        met: undefined,
+        config: `${scenario === 'single' ? singleConfig.split(';')[0] ?? '' : batchConfig}, filter ${FILTER_TEXT[used.filter] ?? used.filter}; ${featuresLabel(features)}: ${usedText(features, scenario)}`
+      })
+    }
   }
   for (const scenario of ['single', 'batch']) {
     const one = findRun(s.throughput, { scenario, filter: String(o.latencyFilter) })
@@ -309,7 +330,7 @@ function runLabel (t: ThroughputSummary, o: Record<string, unknown>): string {
       : `single (${String(o.workers)} workers, claim + status/fetch_next)`
   const extra = [`filter ${FILTER_TEXT[t.filter] ?? t.filter}`]
   if (t.processes > 1) extra.push(`${t.processes} processes`)
-  if (t.features === 'used') extra.push('**features used**')
+  if (t.features !== 'unused') extra.push(`**${featuresLabel(t.features as Features)}**`)
   if (t.build === 'baseline') extra.push('**baseline checkout**')
   return `${loop}, ${extra.join(', ')}`
 }
@@ -330,7 +351,7 @@ export function markdown (r: Results): string {
   }
   if (s.throughput.length > 0 || s.produce_median_tasks_per_sec !== undefined) {
     parts.push(`## Throughput (median of ${String(o.reps)}; configurations interleaved rep by rep; ${fmt(Number(o.tasks))} tasks per run)\n`)
-    // The heartbeat column only when some run used the features.
+    // The heartbeat column only when some run used any of the features.
     const beats = s.throughput.some(t => t.heartbeats !== undefined)
     const beatCell = (t?: ThroughputSummary) => beats ? [t?.heartbeats === undefined ? undefined : t.heartbeats.map((h, i) => `${fmt(h)} / ${fmt(t.empty_claims?.[i] ?? 0)}`).join(', ')] : []
     const rows: Array<Array<string | number | undefined>> = s.throughput.map(t => [

@@ -3,7 +3,7 @@
  * are generated from this file by drizzle-kit (`npm run db:generate`); never edit a landed one.
  */
 import { sql } from 'drizzle-orm'
-import { boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, smallint, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { bigint, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, smallint, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
 
@@ -101,6 +101,9 @@ export const queueSettings = pgTable('queue_settings', {
   /** The token bucket's state, updated by the claims that take from it. */
   rateTokens: doublePrecision('rate_tokens'),
   rateUpdatedAt: ts('rate_updated_at'),
+  /** Tasks claims have taken under this row, ever: a claim that waited for the row's lock adds
+   * what was taken since its snapshot to the processing tasks it counted (claim.ts). */
+  claimedTotal: bigint('claimed_total', { mode: 'number' }).notNull().default(0),
   updatedAt: ts('updated_at').notNull().default(sql`clock_timestamp()`)
 }, (table) => [
   primaryKey({ columns: [table.application, table.namespace] })

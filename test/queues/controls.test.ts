@@ -109,13 +109,23 @@ for (const backend of backends().filter(b => b === 'postgres')) {
     const shapes = Object.values(claimShapes(stores))
     // 30 claims at once over the pool's connections, every shape.
     const claimed = (await Promise.all(Array.from({ length: 30 }, (_, i) => (shapes[i % shapes.length] as (limit: number) => Promise<string[]>)(2)))).flat()
-    t.ok(claimed.length <= 3, `at most 3 claimed (got ${claimed.length})`)
-    t.ok(claimed.length >= 1, 'the first claim to lock the row got some')
+    t.equal(claimed.length, 3, 'exactly the cap: claims that waited for the row see what the others took')
     const [row] = await stores.database.rows(sql`select count(*)::int as n from inflight_tasks where status in ('processing', 'claimed')`)
     t.ok((row?.n as number) <= 3)
 
     await stores.queues.change({ application: 'shop', namespace: 'ns', maxProcessing: null, rateLimit: { perSec: NO_REFILL, burst: 5 } })
     const rated = (await Promise.all(Array.from({ length: 30 }, (_, i) => (shapes[i % shapes.length] as (limit: number) => Promise<string[]>)(1)))).flat()
     t.equal(rated.length, 5, 'the token bucket hands out exactly its 5 tokens to 30 racing claims')
+  })
+
+  t.test(`racing claims of a queue with room left each get a task [${backend}]`, async (t) => {
+    const stores = await queueStores(t, backend)
+    const ids = Array.from({ length: 40 }, (_, i) => uuid(i + 1))
+    await stores.produce(...ids.map(id => ({ id })))
+    await stores.queues.change({ application: 'shop', namespace: 'ns', maxProcessing: 1000 })
+    const shapes = Object.values(claimShapes(stores))
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => (shapes[i % shapes.length] as (limit: number) => Promise<string[]>)(1)))
+    t.same(answers.map(a => a.length), answers.map(() => 1), 'no claim answered empty while tasks were pending under the cap')
+    t.equal(new Set(answers.flat()).size, 30, 'each task claimed once')
   })
 }

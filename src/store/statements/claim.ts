@@ -12,10 +12,13 @@
  * claims) and is given an allowance; its tasks come from a walk of their own, and the tokens taken
  * are written back in the same statement. The lock serialises the claims of capped queues across
  * brokers; a locked row returns its newest version, so the token bucket is exact. A count of
- * processing tasks, though, is read from the statement's snapshot: when another claim changed the
- * row after it (its xmin moved), the count may miss that claim's tasks and this claim takes none
- * of that queue (a long-poll looks again): the cap is never exceeded. Tasks reported in the same
- * statement (a status flush's riders) no longer count: each report ends its task's processing.
+ * processing tasks, though, is read from the statement's snapshot, which misses the tasks of claims
+ * that committed after it (this claim waited for their lock): each claim adds what it took to the
+ * row's claimed_total, and the difference between the locked row's total and the snapshot's is
+ * counted as processing too. The cap is never exceeded, and a claim that waited still gets the
+ * room left (taking none of the queue whenever the row had moved left workers with empty answers
+ * while tasks were pending). Tasks reported in the same statement (a status flush's riders) no
+ * longer count: each report ends its task's processing.
  */
 import { sql, type SQL } from 'drizzle-orm'
 import type { Row } from '../../db/database.js'
@@ -157,9 +160,8 @@ export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
   const next = sql`args as (select ${spec.args}),
     rules as (select ${s.application}, ${s.namespace}, ${RESTRICTS} as restricts from ${queueSettings} s where ${spec.queues}),
     held as (
-      select ${s.application}, ${s.namespace}, ${s.maxProcessing}, ${s.ratePerSec}, ${s.rateBurst}, ${s.rateTokens}, ${s.rateUpdatedAt},
-        s.xmin::text as version,
-        (select s2.xmin::text from ${queueSettings} s2 where s2.${q.application} = ${s.application} and s2.${q.namespace} = ${s.namespace}) as seen
+      select ${s.application}, ${s.namespace}, ${s.maxProcessing}, ${s.ratePerSec}, ${s.rateBurst}, ${s.rateTokens}, ${s.rateUpdatedAt}, ${s.claimedTotal},
+        (select s2.${q.claimedTotal} from ${queueSettings} s2 where s2.${q.application} = ${s.application} and s2.${q.namespace} = ${s.namespace}) as seen_total
       from ${queueSettings} s
       where ${spec.queues} and not ${s.paused} and (${s.maxProcessing} is not null or ${s.ratePerSec} is not null)
       order by ${s.application}, ${s.namespace}
@@ -168,10 +170,10 @@ export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
     allow as (
       select ${h.application}, ${h.namespace}, ${h.ratePerSec}, b.tokens, least(
           case when ${h.maxProcessing} is null then null
-            when h.version is distinct from h.seen then 0
             else greatest(0, ${h.maxProcessing} - (select count(*) from ${inflightTasks} p
               where ${p.status} in ('processing', 'claimed') and ${p.application} = ${h.application} ${exceptOf(p.id)}
-                and (${p.namespace} = ${h.namespace} or (${h.namespace} = '' and ${coveredByApplicationRow(p)}))))::int end,
+                and (${p.namespace} = ${h.namespace} or (${h.namespace} = '' and ${coveredByApplicationRow(p)})))
+              - (${h.claimedTotal} - coalesce(h.seen_total, 0)))::int end,
           floor(b.tokens + 1e-9)::int,
           ${arg('lim')}) as allowance
       from held h, lateral (select case when ${h.ratePerSec} is null then null else least(${h.rateBurst}::float8,
@@ -207,7 +209,8 @@ export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
     charge as (
       update ${queueSettings} s
       set ${q.rateTokens} = case when a.${q.ratePerSec} is null then ${s.rateTokens} else a.tokens - k.taken end,
-        ${q.rateUpdatedAt} = greatest(${s.rateUpdatedAt}, now())
+        ${q.rateUpdatedAt} = greatest(${s.rateUpdatedAt}, now()),
+        ${q.claimedTotal} = ${s.claimedTotal} + k.taken
       from allow a, (select qa, qn, count(*) as taken from next where qa is not null group by qa, qn) k
       where ${s.application} = a.${q.application} and ${s.namespace} = a.${q.namespace} and k.qa = a.${q.application} and k.qn = a.${q.namespace}
       returning ${s.application}

@@ -1,0 +1,1 @@
+ALTER TABLE "queue_settings" ADD COLUMN "claimed_total" bigint DEFAULT 0 NOT NULL;

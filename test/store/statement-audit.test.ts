@@ -113,7 +113,7 @@ eachBackend(t, 'every statement of a whole lifecycle at the largest batch limits
   // Store methods given nothing send nothing.
   const store = createTaskStore(spy(database, sent), { processingDeadlineGraceSec: 3, maxDelaySec: 3600 })
   const before = sent.length
-  t.same(await store.produce([], new Date()), { inserted: [], duplicates: [] })
+  t.same(await store.produce([], new Date()), { inserted: [], duplicates: [], handedOff: new Map() })
   t.same(await store.setStatusMany([]), new Set())
   t.same((await store.setStatusManyAndClaim([], {}, 0)).claimed, [])
   t.same(await createUpkeepStore(spy(database, sent)).removeKillswitched([], 100), { removed: 0 })

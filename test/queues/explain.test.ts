@@ -14,6 +14,7 @@ import { backends, createTestDatabase } from '../helpers/database.js'
 
 interface PlanNode {
   'Node Type': string
+  'Actual Loops'?: number
   'Relation Name'?: string
   'Index Name'?: string
   'Subplan Name'?: string
@@ -69,6 +70,30 @@ if (!backends().includes('postgres')) {
         const under = [...walk(sort)].filter(node => node['Relation Name'] === 'inflight_tasks')
         t.same(under, [], `${variant}: a Sort over the claim's candidates only`)
       }
+    }
+  })
+
+  t.test('a claim whose queue is capped does not walk its backlog for uncapped tasks', async (t) => {
+    const { url } = await createTestDatabase(t, 'postgres')
+    const client = postgres(url as string, { max: 1, onnotice: () => {} })
+    t.teardown(() => client.end())
+    await client.unsafe(`insert into inflight_tasks (id, activation, received_at, processing_deadline_duration, status, application, namespace, taskname)
+      select 't' || i, '{}'::jsonb, now(), 60, 'pending', 'app', 'ns', 'x' from generate_series(1, 5000) i`)
+    await client.unsafe("insert into queue_settings (application, namespace, max_processing) values ('app', 'ns', 1000)")
+    await client.unsafe('analyze inflight_tasks')
+    const dialect = new PgDialect()
+    for (const variant of ['application', 'namespace'] as const) {
+      if (variant === 'application') await client.unsafe("update queue_settings set namespace = '' where application = 'app'")
+      const { next, update } = claimSteps({ ...pullClaim(variant), as: { status: 'processing', graceSec: 3 }, returning: taskColumns('t') })
+      await client.unsafe(`prepare capped_${variant} as ${dialect.sqlToQuery(sql`with ${next} ${update}`).sql}`)
+      const values = variant === 'application' ? "5, 'app'" : "5, 'app', 'ns'"
+      const [row] = await client.unsafe(`explain (analyze, format json) execute capped_${variant}(${values})`)
+      const plan = (row?.['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]?.Plan as PlanNode
+      const free = [...walk(plan)].find(node => node['Subplan Name'] === 'CTE free') as PlanNode
+      const walks = [...walk(free)].filter(node => node['Relation Name'] === 'inflight_tasks')
+      t.ok(walks.length > 0 && walks.every(node => node['Actual Loops'] === 0), `${variant}: the free walk never ran`)
+      const [claimed] = await client.unsafe("select count(*)::int as n from inflight_tasks where status = 'processing'")
+      t.equal(claimed?.n, variant === 'application' ? 5 : 10, `${variant}: the capped walk took its 5 tasks`)
     }
   })
 }

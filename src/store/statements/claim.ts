@@ -77,6 +77,10 @@ export interface ClaimFilterSpec {
   filter: SQL
   /** Conditions on a queue_settings row `s`: the rows that may steer the tasks this claim takes. */
   queues: SQL
+  /** True when every task the filter matches is in a restricted queue (the `rules` CTE holds the
+   * rows `queues` selects): the free walk is skipped at once instead of reading past every task
+   * of the capped queue. Absent: the free walk always runs. */
+  allRestricted?: SQL
   /** The claim order, led by the filter's equality columns: the same order (they are fixed), but
    * spelled as the filter's own index is, so a prepared statement's generic plan (which cannot
    * know how selective the application is) walks that index instead of the unfiltered one past
@@ -106,6 +110,8 @@ export function pullClaim (variant: FilterVariant): ClaimFilterSpec {
       args: sql`${lim}, ${application}`,
       filter: sql`and ${BY_APPLICATION}`,
       queues: sql`${s.application} = ${arg('want_app')}`,
+      // The application's row restricts and no namespace of it has a row that does not.
+      allRestricted: sql`exists (select 1 from rules where ${q.namespace} = '' and restricts) and not exists (select 1 from rules where not restricts)`,
       order: sql`${n.application}, ${CLAIM_ORDER}`
     }
   }
@@ -113,6 +119,8 @@ export function pullClaim (variant: FilterVariant): ClaimFilterSpec {
     args: sql`${lim}, ${application}, ${sql.placeholder('namespace')}::text as want_ns`,
     filter: sql`and ${BY_APPLICATION} and ${n.namespace} = ${arg('want_ns')}`,
     order: sql`${n.application}, ${n.namespace}, ${CLAIM_ORDER}`,
+    // `rules` holds exactly the row that steers the one queue.
+    allRestricted: sql`exists (select 1 from rules where restricts)`,
     // Exactly the row that steers this queue: its own, else its application's.
     queues: sql`${s.application} = ${arg('want_app')} and ${s.namespace} = coalesce((select ${o.namespace} from ${queueSettings} o
       where ${o.application} = ${arg('want_app')} and ${o.namespace} = ${arg('want_ns')}), '')`
@@ -181,6 +189,7 @@ export function claimSteps (spec: ClaimSpec): { next: SQL, update: SQL } {
     ),
     free as (
       select ${n.id}, ${n.priority}, ${n.addedAt} ${candidates}
+        ${spec.allRestricted === undefined ? sql`` : sql`and not (${spec.allRestricted})`}
         and (not exists (select 1 from rules where restricts) or not coalesce(
           (select g.restricts from rules g where g.${q.application} = ${n.application} and g.${q.namespace} = ${n.namespace}),
           (select g.restricts from rules g where g.${q.application} = ${n.application} and g.${q.namespace} = ''), false))

@@ -181,6 +181,8 @@ export interface LatencyRun {
   produce_request_ms: LatencySummary
   /** ticks when the producer had MAX_INFLIGHT requests unanswered and sent nothing (the broker fell behind) */
   producer_skipped_ticks: number
+  /** CPU per task claimed inside the measuring window (the producer runs in the bench process: not counted) */
+  cpu_us_per_task?: CpuPerTask
   errors: number
   error_samples: string[]
   remaining: number
@@ -569,6 +571,14 @@ export class HttpBench {
       const p = new Progress(`latency ack=${ack} at ${fmt(rate)}/s offered`, undefined)
       const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.latencyWorkers, limit: 1, filter: filterOf(o.latencyFilter), waitMs: o.waitMs, fetchNext: o.fetchNext, measureFrom, measureUntil, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
       let produced
+      // CPU over the measuring window only, per task claimed in it.
+      const pids = { broker: session.broker.pid, workers: session.workers.pid }
+      let cpuBefore: ReturnType<typeof cpuSnapshot> | undefined
+      let cpuAfter: ReturnType<typeof cpuSnapshot> | undefined
+      const cpuTimers = [
+        setTimeout(() => { cpuBefore = cpuSnapshot(pids) }, measureFrom - wallMs()),
+        setTimeout(() => { cpuAfter = cpuSnapshot(pids) }, measureUntil - wallMs())
+      ]
       try {
         produced = await this.openLoop(session.broker.url, rate, (o.warmup + o.duration) * 1000, measureFrom, measureUntil, session.signal)
         const stored = produced.stored
@@ -576,11 +586,14 @@ export class HttpBench {
         const deadline = Date.now() + 10_000
         while (!caughtUp() && Date.now() < deadline && !session.signal.aborted) await sleep(50)
       } finally {
+        for (const timer of cpuTimers) clearTimeout(timer)
         session.workers.stop()
         p.stop()
       }
       const result = await running
       const remaining = await this.remaining()
+      const claimed = result.claimLatency?.count ?? 0
+      const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? cpuPerTask(cpuBefore, cpuAfter, claimed) : undefined
       return {
         ack,
         filter: o.latencyFilter,
@@ -597,6 +610,7 @@ export class HttpBench {
         status_ack_ms: result.ackLatency ?? summarize([]),
         produce_request_ms: produced.rtt,
         producer_skipped_ticks: produced.skippedTicks,
+        ...(cpu === undefined ? {} : { cpu_us_per_task: cpu }),
         errors: result.errors + produced.errors,
         error_samples: result.errorSamples,
         remaining

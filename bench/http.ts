@@ -37,6 +37,8 @@ export interface HttpOptions {
   batching: Batching[]
   acks: Ack[]
   fetchNext: boolean
+  /** latency: fetch_next carries wait_ms (waitMs) */
+  fetchNextWait: boolean
   brokerEnv: Record<string, string>
   fromSource: boolean
   /** extra node flags for the broker process (e.g. --cpu-prof) */
@@ -569,7 +571,7 @@ export class HttpBench {
       const measureUntil = measureFrom + o.duration * 1000
       let done = 0
       const p = new Progress(`latency ack=${ack} at ${fmt(rate)}/s offered`, undefined)
-      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.latencyWorkers, limit: 1, filter: filterOf(o.latencyFilter), waitMs: o.waitMs, fetchNext: o.fetchNext, measureFrom, measureUntil, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
+      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.latencyWorkers, limit: 1, filter: filterOf(o.latencyFilter), waitMs: o.waitMs, fetchNext: o.fetchNext, fetchNextWaitMs: o.fetchNext && o.fetchNextWait ? o.waitMs : 0, measureFrom, measureUntil, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
       let produced
       // CPU over the measuring window only, per task claimed in it.
       const pids = { broker: session.broker.pid, workers: session.workers.pid }

@@ -67,6 +67,7 @@ const { values, positionals } = parseArgs({
     batching: { type: 'string', default: 'on' },
     ack: { type: 'string', default: 'flushed,queued' },
     'no-fetch-next': { type: 'boolean', default: false },
+    'fetch-next-wait': { type: 'boolean', default: false },
     'broker-env': { type: 'string', multiple: true, default: [] },
     'from-source': { type: 'boolean', default: false },
     build: { type: 'boolean', default: false },
@@ -128,6 +129,8 @@ flags (default):
   --tick-ms T (5)            latency: the producer sends what is due every T ms
   --batching on[,off] (on)   status batching variants (off: with the first filter only)   --ack flushed,queued  latency ack modes
   --no-fetch-next            latency: report without fetch_next (claim every task by long-poll)
+  --fetch-next-wait          latency: fetch_next long-polls too (fetch_next.wait_ms = --wait-ms): one request per task when
+                             caught up; the status ack is then not measured (the answer includes the wait)
   --broker-env KEY=VALUE     extra broker setting (repeatable), e.g. TASKBROKER_DB_POOL_SIZE=20
   --build / --no-build       always / never run npm run build (default: when dist is older than src)
   --from-source              run src/server.ts through tsx instead of dist (smoke tests; not for numbers)
@@ -236,6 +239,7 @@ const options: Omit<HttpOptions, 'url'> = {
   batching: list<Batching>('batching', values.batching, ['on', 'off']),
   acks: list<Ack>('ack', values.ack, ['flushed', 'queued']),
   fetchNext: !values['no-fetch-next'],
+  fetchNextWait: values['fetch-next-wait'],
   brokerEnv,
   fromSource: values['from-source'],
   brokerNodeArgs: values['cpu-prof'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof'])}`],

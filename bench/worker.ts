@@ -67,10 +67,10 @@ async function run (command: RunCommand): Promise<RunResult> {
     if (typeof task.lease !== 'string') throw new Error(`claimed task ${task.id} has no lease: the broker does not hand out leases, so its features cannot be measured used`)
     return task.lease
   }
-  const complete = async (id: string, lease: string | undefined, fetchNext: boolean): Promise<StatusReply> => {
+  const complete = async (id: string, lease: string | undefined, fetchNext: boolean, nextWaitMs = 0): Promise<StatusReply> => {
     const body: Record<string, unknown> = { status: 'complete' }
     if (lease !== undefined) body.lease = lease
-    if (fetchNext) body.fetch_next = filter
+    if (fetchNext) body.fetch_next = nextWaitMs > 0 ? { ...filter, wait_ms: nextWaitMs } : filter
     return ok(await api.post<StatusReply>(`/v1/tasks/${encodeURIComponent(id)}/status`, body))
   }
   // A 409 (not processing, or held under another lease) is an error like any other non-2xx answer.
@@ -158,9 +158,10 @@ async function run (command: RunCommand): Promise<RunResult> {
         recordClaim(task)
         const id: string = task.id
         const started = wallMs()
-        const reply = await retrying(counters, () => complete(id, undefined, command.fetchNext))
+        const reply = await retrying(counters, () => complete(id, undefined, command.fetchNext, command.fetchNextWaitMs))
         const ended = wallMs()
-        if (ended >= command.measureFrom && ended < command.measureUntil) ackSamples.push(ended - started)
+        // A fetch_next that long-polls answers after its wait: no ack time to record.
+        if (ended >= command.measureFrom && ended < command.measureUntil && (command.fetchNextWaitMs ?? 0) === 0) ackSamples.push(ended - started)
         counters.done++
         task = reply.task
       }

@@ -24,6 +24,8 @@ export interface RunCommand {
   filter: ClaimFilter
   waitMs: number
   fetchNext: boolean
+  /** stream: fetch_next long-polls this long when no task is ready (0: answered at once) */
+  fetchNextWaitMs?: number
   /** stream: latencies of tasks claimed in [measureFrom, measureUntil) (wall ms) are recorded */
   measureFrom: number
   measureUntil: number

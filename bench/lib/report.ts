@@ -383,7 +383,7 @@ export function markdown (r: Results): string {
   }
   if ((r.latency ?? []).length > 0) {
     const offered = fmt(r.latency?.[0]?.offered_per_sec ?? Number.NaN)
-    parts.push(`## Latency ${r.latency_peak_per_sec === undefined ? `at a fixed offered load (--rate): ${offered}` : `at half of peak (${fmt(r.latency_peak_per_sec)} tasks/s single peak → offered ${offered}`} tasks/s for ${String(o.duration)} s after ${String(o.warmup)} s warm-up; ${String(o.latencyWorkers)} workers long-poll wait_ms ${String(o.waitMs)}, report ${o.fetchNext === true ? 'with' : 'without'} fetch_next; producer sends what is due every ${String(o.tickMs)} ms)\n`)
+    parts.push(`## Latency ${r.latency_peak_per_sec === undefined ? `at a fixed offered load (--rate): ${offered}` : `at half of peak (${fmt(r.latency_peak_per_sec)} tasks/s single peak → offered ${offered}`} tasks/s for ${String(o.duration)} s after ${String(o.warmup)} s warm-up; ${String(o.latencyWorkers)} workers long-poll wait_ms ${String(o.waitMs)}, report ${o.fetchNext === true ? `with fetch_next${o.fetchNextWait === true ? ` (wait_ms ${String(o.waitMs)}: status ack not measured)` : ''}` : 'without fetch_next'}; producer sends what is due every ${String(o.tickMs)} ms)\n`)
     parts.push(table(['ack', 'achieved tasks/s', 'produce→claim p50 / p95 / p99 ms', 'status ack p50 / p95 / p99 ms', 'produce request p50 / p99 ms', 'producer stalled (ticks)', 'CPU µs/task: broker / PostgreSQL / workers', 'errors', 'broker RSS start → end (MB)'],
       (r.latency ?? []).map(l => [l.ack, l.achieved_per_sec,
         `${ms(l.produce_to_claim_ms.p50)} / ${ms(l.produce_to_claim_ms.p95)} / ${ms(l.produce_to_claim_ms.p99)}`,

@@ -10,7 +10,7 @@
 import pino, { type Logger } from 'pino'
 import type { Config } from '../config/config.js'
 import type { TaskInput } from '../domain/activation.js'
-import type { ClaimFilter, StatusUpdate, StoredTask } from '../domain/types.js'
+import type { StatusUpdate, StoredTask } from '../domain/types.js'
 import { openStore, type Store, type StoreRules } from '../store/index.js'
 import { connectBrokers } from './claims/broker-notifications.js'
 import { createClaimService } from './claims/claim-service.js'
@@ -31,7 +31,7 @@ import { createStatusWriter, type ReportOutcome } from './status/status-writer.j
 import { createUpkeepJobs } from './upkeep/jobs.js'
 import { createUpkeep, type Upkeep } from './upkeep/upkeep.js'
 import { createWake } from './wake.js'
-import { createWorkerApi, type ClaimRequest } from './worker-api.js'
+import { createWorkerApi, type ClaimRequest, type NextRequest } from './worker-api.js'
 
 export type { Store } from '../store/index.js'
 export type { TaskInput } from '../domain/activation.js'
@@ -61,7 +61,7 @@ export interface Broker {
   produce (tasks: readonly TaskInput[], options?: ProduceOptions): Promise<ProduceOutcome>
   claim (request: ClaimRequest): Promise<StoredTask[]>
   report (updates: readonly StatusUpdate[]): Promise<ReportOutcome>
-  reportAndClaimNext (update: StatusUpdate, next: ClaimFilter): Promise<{ outcome: ReportOutcome, task: StoredTask | undefined }>
+  reportAndClaimNext (update: StatusUpdate, next: NextRequest): Promise<{ outcome: ReportOutcome, task: StoredTask | undefined }>
   getTask (id: string): Promise<StoredTask>
   stats (): Promise<BrokerStats>
   readonly deadletters: Deadletters

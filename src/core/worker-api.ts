@@ -19,15 +19,22 @@ export interface ClaimRequest extends ClaimFilter {
   abort?: AbortSignal | undefined
 }
 
+/** The filter of a report's `fetch_next`, and how long to wait when no task is ready (default 0). */
+export interface NextRequest extends ClaimFilter {
+  waitMs?: number | undefined
+  /** Ends the wait early (the client went away). */
+  abort?: AbortSignal | undefined
+}
+
 export interface WorkerApi {
   claim (request: ClaimRequest): Promise<StoredTask[]>
   report (updates: readonly StatusUpdate[]): Promise<ReportOutcome>
-  reportAndClaimNext (update: StatusUpdate, next: ClaimFilter): Promise<{ outcome: ReportOutcome, task: StoredTask | undefined }>
+  reportAndClaimNext (update: StatusUpdate, next: NextRequest): Promise<{ outcome: ReportOutcome, task: StoredTask | undefined }>
 }
 
 export function createWorkerApi (deps: {
   deliveryMode: DeliveryMode
-  claims: Pick<ClaimService, 'claim'>
+  claims: Pick<ClaimService, 'claim' | 'sequence' | 'waitAfter'>
   statusWriter: Pick<StatusWriter, 'report' | 'reportAndClaimNext'>
 }): WorkerApi {
   const { claims, statusWriter } = deps
@@ -52,7 +59,19 @@ export function createWorkerApi (deps: {
       if (next.namespace !== undefined && next.application === undefined) {
         throw new InvalidRequestError('body/fetch_next/namespace needs body/fetch_next/application')
       }
-      return await statusWriter.reportAndClaimNext(update, { application: next.application, namespace: next.namespace })
+      const filter = { application: next.application, namespace: next.namespace }
+      const seen = claims.sequence()
+      const answer = await statusWriter.reportAndClaimNext(update, filter)
+      const waitMs = next.waitMs ?? 0
+      // A stale report is answered at once (409); otherwise no task ready yet: long-poll as a claim
+      // would. The report is written by now, so a failed wait costs only the next task.
+      if (answer.task !== undefined || waitMs <= 0 || answer.outcome.stale.length > 0) return answer
+      try {
+        const [task] = await claims.waitAfter(filter, 1, waitMs, next.abort, seen)
+        return { outcome: answer.outcome, task }
+      } catch {
+        return answer
+      }
     }
   }
 }

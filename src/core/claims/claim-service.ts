@@ -76,6 +76,28 @@ export function createClaimService (deps: {
     return await (coalescer?.claim(filter, limit) ?? timedStore.claim(filter, limit))
   }
 
+  async function waitFrom (filter: ClaimFilter, limit: number, deadline: number, abort: AbortSignal | undefined, seen: number): Promise<StoredTask[]> {
+    let tasks: StoredTask[] = []
+    const remaining = deadline - Date.now()
+    if (remaining > 0 && !signal.closed && abort?.aborted !== true) {
+      if (waiting >= deps.maxWaiters) throw new TooManyWaitersError(String(deps.maxWaiters))
+      const room = roomFor(filter)
+      waiting++
+      metrics.claimWaiters.inc()
+      try {
+        const waited = room.wait(limit, remaining, abort)
+        // A task announced while the claim before the wait ran: look again at once rather than in a second.
+        if (signal.sequence !== seen) room.kick()
+        tasks = await waited
+      } finally {
+        waiting--
+        metrics.claimWaiters.dec()
+      }
+    }
+    metrics.tasksClaimed.inc(tasks.length)
+    return tasks
+  }
+
   return {
     close: async () => { await coalescer?.close() },
     /** Claims waiting right now, all filters together. */
@@ -109,25 +131,21 @@ export function createClaimService (deps: {
     async claim (filter: ClaimFilter, limit: number, waitMs = 0, abort?: AbortSignal): Promise<StoredTask[]> {
       const deadline = Date.now() + Math.min(waitMs, deps.maxWaitMs)
       const seen = signal.sequence
-      let tasks = await claimOnce(filter, limit)
-      const remaining = deadline - Date.now()
-      if (tasks.length === 0 && remaining > 0 && !signal.closed && abort?.aborted !== true) {
-        if (waiting >= deps.maxWaiters) throw new TooManyWaitersError(String(deps.maxWaiters))
-        const room = roomFor(filter)
-        waiting++
-        metrics.claimWaiters.inc()
-        try {
-          const waited = room.wait(limit, remaining, abort)
-          // A task announced while the claim above ran: look again at once rather than in a second.
-          if (signal.sequence !== seen) room.kick()
-          tasks = await waited
-        } finally {
-          waiting--
-          metrics.claimWaiters.dec()
-        }
+      const tasks = await claimOnce(filter, limit)
+      if (tasks.length > 0) {
+        metrics.tasksClaimed.inc(tasks.length)
+        return tasks
       }
-      metrics.tasksClaimed.inc(tasks.length)
-      return tasks
+      return await waitFrom(filter, limit, deadline, abort, seen)
+    },
+    /** Read before a claim statement of the caller's own (a report's `fetch_next`), for `waitAfter`. */
+    sequence: () => signal.sequence,
+    /**
+     * Long-polls like `claim` for a caller whose own statement claimed nothing: `seen` is
+     * `sequence()` from before that statement, so a task announced since is looked for at once.
+     */
+    async waitAfter (filter: ClaimFilter, limit: number, waitMs: number, abort: AbortSignal | undefined, seen: number): Promise<StoredTask[]> {
+      return await waitFrom(filter, limit, Date.now() + Math.min(waitMs, deps.maxWaitMs), abort, seen)
     }
   }
 }

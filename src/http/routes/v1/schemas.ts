@@ -158,7 +158,10 @@ export function createRequestSchemas (limits: Limits, claims: ClaimBounds = DEFA
       status: Conclusion,
       ...RetryFields,
       lease: Type.Optional(LeaseSchema),
-      fetch_next: Type.Optional(Type.Object(Filter, { additionalProperties: false, description: 'claim the next task in the same request' }))
+      fetch_next: Type.Optional(Type.Object({
+        ...Filter,
+        wait_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: claims.maxWaitMs, default: 0, description: 'long-poll: when no task is ready, wait this long for one (the report is written first)' }))
+      }, { additionalProperties: false, description: 'claim the next task in the same request' }))
     }, { additionalProperties: false, examples: [EXAMPLES.status] }),
     BatchStatusBody: Type.Object({
       updates: Type.Array(Type.Object({

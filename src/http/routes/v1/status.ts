@@ -3,6 +3,8 @@ import type { Broker } from '../../../core/broker.js'
 import { BatchStatusResponseSchema, createRequestSchemas, ErrorResponseSchema, StatusResponseSchema } from './schemas.js'
 import { toClaimedTask } from './wire.js'
 import { LeaseStaleError } from '../../../domain/errors.js'
+import type { StatusUpdate } from '../../../domain/types.js'
+import type { ServerResponse } from 'node:http'
 
 const errors = { 400: ErrorResponseSchema, 413: ErrorResponseSchema, 503: ErrorResponseSchema }
 
@@ -18,12 +20,12 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async
       body: schemas.StatusBody,
       response: { 200: StatusResponseSchema, ...errors, 409: ErrorResponseSchema }
     }
-  }, async (request) => {
+  }, async (request, reply) => {
     const { status, max_attempts: maxAttempts, delay_on_retry: delayOnRetry, backoff, lease, fetch_next: next } = request.body
     const update = { id: request.params.id, status, maxAttempts, delayOnRetry, backoff, lease }
     const { outcome, task } = next === undefined
       ? { outcome: await broker.report([update]), task: undefined }
-      : await broker.reportAndClaimNext(update, next)
+      : await reportAndClaimNext(broker, update, next, reply.raw)
     // A stale report changed nothing; a task claimed beside it (fetch_next) is the worker's all the same.
     if (outcome.stale.length === 1 && task === undefined) throw new LeaseStaleError(update.id)
     return {
@@ -54,4 +56,18 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async
       ...(outcome.cancelled.length > 0 ? { cancelled: outcome.cancelled } : {})
     }
   })
+}
+
+/** A report with `fetch_next`; its long-poll for the next task (`wait_ms`) stops when the client goes away. */
+async function reportAndClaimNext (broker: Broker, update: StatusUpdate, next: { application?: string, namespace?: string, wait_ms?: number }, response: ServerResponse) {
+  const filter = { application: next.application, namespace: next.namespace }
+  if (next.wait_ms === undefined || next.wait_ms === 0) return await broker.reportAndClaimNext(update, filter)
+  const abort = new AbortController()
+  const onClose = () => abort.abort()
+  response.once('close', onClose)
+  try {
+    return await broker.reportAndClaimNext(update, { ...filter, waitMs: next.wait_ms, abort: abort.signal })
+  } finally {
+    response.off('close', onClose)
+  }
 }

@@ -57,6 +57,8 @@ export interface Activation {
 /** A task with its broker-side state. */
 export interface StoredTask {
   activation: Activation
+  /** The activation's JSON text as stored, when the store read it: answers pass it on as it is. */
+  activationJson?: string
   status: TaskStatus
   addedAt: Date
   processingAttempts: number

@@ -13,18 +13,40 @@ const c = inflightTasks
 /** The returned columns, `id` first (the rider statement's report rows put only an id there). */
 const TASK_COLUMNS = [c.id, c.activation, c.status, c.addedAt, c.processingAttempts, c.processingDeadline, c.expiresAt, c.delayUntil, c.claimExpiresAt, c.priority, c.lease, c.cancelRequested, c.progress] as const
 
-/** The task columns qualified by `alias`, for a SELECT list or RETURNING. */
+/**
+ * The task columns qualified by `alias`, for a SELECT list or RETURNING. The activation comes as its
+ * JSON text: parsed once here (claims check its shape), and the text handed to the worker as it is
+ * instead of serialised again.
+ */
 export function taskColumns (alias: string): SQL {
-  return list(TASK_COLUMNS.map(column => sql`${sql.raw(alias)}.${sql.identifier(column.name)}`))
+  return list(TASK_COLUMNS.map(column => column === c.activation
+    ? sql`${sql.raw(alias)}.${sql.identifier(column.name)}::text as ${sql.identifier(column.name)}`
+    : sql`${sql.raw(alias)}.${sql.identifier(column.name)}`))
 }
 
 /** Every task column but `id`, as typed nulls under the column's name: rows that carry only an id in a union with task rows. */
 export const NULL_TASK_COLUMNS: SQL = list(TASK_COLUMNS.slice(1).map(column =>
-  sql`null::${sql.raw(column.getSQLType())} as ${sql.identifier(column.name)}`))
+  sql`null::${sql.raw(column === c.activation ? 'text' : column.getSQLType())} as ${sql.identifier(column.name)}`))
+
+/** Where `parseActivations` keeps a row's activation text. */
+const ACTIVATION_JSON = 'activation_json'
+
+/** Rows of `taskColumns`: each activation parsed in place, its text kept beside it (for toStoredTask). */
+export function parseActivations (rows: Row[]): Row[] {
+  for (const row of rows) {
+    const text = row[c.activation.name]
+    if (typeof text !== 'string') continue
+    row[ACTIVATION_JSON] = text
+    row[c.activation.name] = JSON.parse(text)
+  }
+  return rows
+}
 
 export function toStoredTask (row: Row): StoredTask {
+  const json = row[ACTIVATION_JSON]
   return {
     activation: row[c.activation.name] as Activation,
+    ...(typeof json === 'string' ? { activationJson: json } : {}),
     status: row[c.status.name] as TaskStatus,
     addedAt: toDate(row[c.addedAt.name]) as Date,
     processingAttempts: row[c.processingAttempts.name] as number,

@@ -9,7 +9,7 @@ import { inflightTasks } from '../db/schema.js'
 import { TASK_STATUSES, type ProduceResult, type StoredTask, type StoreStats, type TaskStatus } from '../domain/types.js'
 import { guard } from './errors.js'
 import type { LiveCounts, ReportsWritten, TaskStore } from './interfaces.js'
-import { taskColumns, toDate, toStoredTask } from './rows.js'
+import { parseActivations, taskColumns, toDate, toStoredTask } from './rows.js'
 import { claimSteps, filterVariant, inClaimOrder, pullClaim, type FilterVariant } from './statements/claim.js'
 import { PRODUCE, produceHandoffStatement, produceHandoffValues, produceValues, producedTask, type HandoffTarget, type ProducedTask } from './statements/produce.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
@@ -87,7 +87,7 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
   }
 
   /** Claimed rows as tasks, in claim order; undecodable ones go to the dead letters instead. */
-  const handOut = async (rows: Row[]) => (await setAsideUndecodable(database, inClaimOrder(rows))).map(toStoredTask)
+  const handOut = async (rows: Row[]) => (await setAsideUndecodable(database, inClaimOrder(parseActivations(rows)))).map(toStoredTask)
 
   async function claim (filter: Parameters<TaskStore['claim']>[0], limit: number) {
     const { application, namespace } = filter
@@ -168,7 +168,7 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
 
     async getById (id) {
       const rows = await guard(() => database.rows(sql`select ${taskColumns('t')} from ${inflightTasks} t where t.${c.id} = ${id}`))
-      return rows[0] === undefined ? null : toStoredTask(rows[0])
+      return rows[0] === undefined ? null : toStoredTask(parseActivations(rows)[0] as Row)
     },
 
     async stats (now): Promise<StoreStats> {

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Broker } from '../../../core/broker.js'
 import { ClaimResponseSchema, createRequestSchemas, ErrorResponseSchema } from './schemas.js'
-import { toClaimedTask } from './wire.js'
+import { claimAnswerJson, sendJsonText } from './wire.js'
 
 export const claimRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
   const schemas = createRequestSchemas(broker.config.limits, broker.config.claims)
@@ -21,7 +21,7 @@ export const claimRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async 
     reply.raw.once('close', onClose)
     try {
       const tasks = await broker.claim({ application, namespace, limit, waitMs, abort: abort.signal })
-      return { tasks: tasks.map(toClaimedTask) }
+      return await sendJsonText(reply, claimAnswerJson(tasks))
     } finally {
       reply.raw.off('close', onClose)
     }

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Broker } from '../../../core/broker.js'
 import { BatchStatusResponseSchema, createRequestSchemas, ErrorResponseSchema, StatusResponseSchema } from './schemas.js'
-import { toClaimedTask } from './wire.js'
+import { claimedTaskJson, sendJsonText } from './wire.js'
 import { LeaseStaleError } from '../../../domain/errors.js'
 import type { StatusUpdate } from '../../../domain/types.js'
 import type { ServerResponse } from 'node:http'
@@ -28,12 +28,11 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async
       : await reportAndClaimNext(broker, update, next, reply.raw)
     // A stale report changed nothing; a task claimed beside it (fetch_next) is the worker's all the same.
     if (outcome.stale.length === 1 && task === undefined) throw new LeaseStaleError(update.id)
-    return {
-      applied: outcome.applied.length === 1,
-      queued: outcome.queued.length === 1,
-      task: task === undefined ? null : toClaimedTask(task),
-      ...(outcome.cancelled.length === 1 ? { cancelled: true as const } : {})
-    }
+    const applied = outcome.applied.length === 1
+    const queued = outcome.queued.length === 1
+    const cancelled = outcome.cancelled.length === 1
+    if (task === undefined) return { applied, queued, task: null, ...(cancelled ? { cancelled: true as const } : {}) }
+    return await sendJsonText(reply, `{"applied":${String(applied)},"queued":${String(queued)},"task":${claimedTaskJson(task)}${cancelled ? ',"cancelled":true' : ''}}`)
   })
 
   app.post('/tasks/status', {

@@ -1,4 +1,5 @@
 /** Broker results in the shapes API v1 answers with (schemas.ts and deadletter-schemas.ts describe them). */
+import type { FastifyReply } from 'fastify'
 import { stubActivation } from '../../../domain/activation.js'
 import type { StoredTask } from '../../../domain/types.js'
 import type { DeadLetter } from '../../../core/broker.js'
@@ -12,6 +13,33 @@ export function toClaimedTask (task: StoredTask) {
     lease: task.lease ?? '',
     priority: task.priority
   }
+}
+
+/**
+ * `toClaimedTask` as JSON text, the activation's stored text passed on as it is rather than parsed
+ * into objects and serialised again (most of a claim answer's bytes). The same document as the
+ * schema serialiser writes for ClaimedTaskSchema, keys in another order; an activation stored with
+ * keys the schema does not name (by hand, by another version) keeps them.
+ */
+export function claimedTaskJson (task: StoredTask): string {
+  const activation = task.activationJson ?? JSON.stringify(task.activation)
+  const end = activation.lastIndexOf('}')
+  const claim = `"processing_deadline":"${(task.processingDeadline ?? new Date(0)).toISOString()}","processing_attempts":${String(task.processingAttempts)},"lease":${JSON.stringify(task.lease ?? '')},"priority":${String(task.priority)}}`
+  return /^\{\s*$/.test(activation.slice(0, end)) ? `{${claim}` : `${activation.slice(0, end)},${claim}`
+}
+
+/**
+ * Sends JSON text as the answer: Fastify passes a string with a JSON content type on as it is,
+ * where the route's response schema would serialise an object. Typed as a plain reply because the
+ * schema's type provider expects the object.
+ */
+export async function sendJsonText (reply: FastifyReply, text: string): Promise<FastifyReply> {
+  return await reply.type('application/json; charset=utf-8').send(text)
+}
+
+/** A claim's answer ({tasks}) as JSON text (see claimedTaskJson). */
+export function claimAnswerJson (tasks: readonly StoredTask[]): string {
+  return `{"tasks":[${tasks.map(claimedTaskJson).join(',')}]}`
 }
 
 const iso = (date: Date | null) => date === null ? null : date.toISOString()

@@ -58,7 +58,7 @@ export interface Activation {
 export interface StoredTask {
   activation: Activation
   /** The activation's JSON text as stored, when the store read it: answers pass it on as it is. */
-  activationJson?: string
+  activationJson?: string | undefined
   status: TaskStatus
   addedAt: Date
   processingAttempts: number

@@ -4,6 +4,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { migrationsFolder } from '../paths.js'
 import { lockDataDir } from './data-dir-lock.js'
+import { PLANNER_SETTINGS_SQL } from './planner.js'
 import { preparedOn, runPrepared } from './drizzle-calls.js'
 import * as schema from './schema.js'
 import type { Database, DatabaseOptions, Db, Row } from './types.js'
@@ -17,6 +18,13 @@ export async function openPglite (options: DatabaseOptions): Promise<Database> {
   try {
     client = await PGlite.create(lock?.dir ?? options.dataDir)
   } catch (error) {
+    lock?.release()
+    throw error
+  }
+  try {
+    await client.exec(PLANNER_SETTINGS_SQL)
+  } catch (error) {
+    await client.close().catch(() => {})
     lock?.release()
     throw error
   }

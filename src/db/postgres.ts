@@ -7,6 +7,7 @@ import postgres from 'postgres'
 import { migrationsFolder } from '../paths.js'
 import { markIfSent, StoreTimeoutError } from './call-errors.js'
 import { rowsOf, within } from './drizzle-calls.js'
+import { PLANNER_SETTINGS } from './planner.js'
 import * as schema from './schema.js'
 import type { CallOptions, Database, DatabaseOptions, Db, LeaderLock, Row } from './types.js'
 
@@ -61,7 +62,8 @@ export function openPostgres (url: string, options: DatabaseOptions): Database {
       // The claim's estimated cost (a LIMIT over a large partial index, the queue-control CTEs)
       // passes jit_above_cost, and compiling it took ~170 ms of a statement that runs in ~7 ms:
       // the unfiltered single loop fell to ~700 tasks/s. Short OLTP statements never gain from JIT.
-      jit: 'off'
+      jit: 'off',
+      ...PLANNER_SETTINGS
     }
   })
   interface Pool { client: postgres.Sql, db: Db, retired: boolean }

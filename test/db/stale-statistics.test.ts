@@ -70,7 +70,7 @@ if (!backends().includes('postgres')) {
     await client.unsafe(`insert into inflight_tasks (id, activation, received_at, processing_deadline_duration, status, application, namespace, taskname, priority)
       select 't' || i, '{}'::jsonb, now(), 60, 'processing', 'bench', 'bench', 'x', 0 from generate_series(1, 5000) i`)
     await client.unsafe('analyze inflight_tasks')
-    await client.unsafe(`update inflight_tasks set status = 'pending'`)
+    await client.unsafe('update inflight_tasks set status = \'pending\'')
     await client.unsafe(`insert into inflight_tasks (id, activation, received_at, processing_deadline_duration, status, application, namespace, taskname, priority)
       select 'b' || i, '{}'::jsonb, now(), 60, 'pending', 'bench', 'bench', 'x', 0 from generate_series(1, 20000) i`)
 

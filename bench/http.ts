@@ -174,6 +174,8 @@ export interface LatencyRun {
   workers: number
   wait_ms: number
   fetch_next: boolean
+  /** fetch_next long-polled this long (0: answered at once); no status ack samples then */
+  fetch_next_wait_ms?: number
   produced: number
   completed: number
   /** tasks claimed per second inside the measuring window */
@@ -563,7 +565,7 @@ export class HttpBench {
    * Open-loop offered load: the producer sends what is due every `tickMs` (one request, the send
    * time in each task's parameters), workers long-poll claim and report with fetch_next.
    */
-  async latency (ack: Ack, rate: number): Promise<LatencyRun> {
+  async latency (ack: Ack, rate: number, nextWait = this.options.fetchNextWait): Promise<LatencyRun> {
     const o = this.options
     return await this.session({ TASKBROKER_STATUS_ACK: ack }, async (session) => {
       await this.warmUp(session, 'stream', o.latencyFilter)
@@ -571,7 +573,7 @@ export class HttpBench {
       const measureUntil = measureFrom + o.duration * 1000
       let done = 0
       const p = new Progress(`latency ack=${ack} at ${fmt(rate)}/s offered`, undefined)
-      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.latencyWorkers, limit: 1, filter: filterOf(o.latencyFilter), waitMs: o.waitMs, fetchNext: o.fetchNext, fetchNextWaitMs: o.fetchNext && o.fetchNextWait ? o.waitMs : 0, measureFrom, measureUntil, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
+      const running = session.workers.run({ mode: 'stream', baseUrl: session.broker.url, workers: o.latencyWorkers, limit: 1, filter: filterOf(o.latencyFilter), waitMs: o.waitMs, fetchNext: o.fetchNext, fetchNextWaitMs: o.fetchNext && nextWait ? o.waitMs : 0, measureFrom, measureUntil, capMs: 0 }, (d, e) => { done = d; p.update(d, e) })
       let produced
       // CPU over the measuring window only, per task claimed in it.
       const pids = { broker: session.broker.pid, workers: session.workers.pid }
@@ -605,6 +607,7 @@ export class HttpBench {
         workers: o.latencyWorkers,
         wait_ms: o.waitMs,
         fetch_next: o.fetchNext,
+        fetch_next_wait_ms: o.fetchNext && nextWait ? o.waitMs : 0,
         produced: produced.stored,
         completed: result.done,
         achieved_per_sec: (result.claimLatency?.count ?? 0) / o.duration,

@@ -426,6 +426,8 @@ if (scenario === 'complete-mode') {
       }
       results.latency = []
       for (const ack of options.acks) results.latency.push(await attempt(`latency ack=${ack}`, () => bench.latency(ack, rate)))
+      // The full run also measures workers whose fetch_next long-polls (one request per task).
+      if (scenario === 'all' && options.fetchNext && !options.fetchNextWait) results.latency.push(await attempt('latency ack=flushed, fetch_next waits', () => bench.latency('flushed', rate, true)))
     }
     if (scenario === 'sustained' || (scenario === 'all' && sustainedSec > 0)) results.sustained = await attempt('sustained', () => bench.sustained(sustainedSec))
     if (scenario === 'peers' || (scenario === 'all' && !values['no-peers'])) {

@@ -111,10 +111,15 @@ t.test('npm run bench: a tiny run of the HTTP suite completes and reports every 
   t.ok(results.ceiling[0].requests_per_sec > 0, 'the trivial server answered')
   t.match(results.summary, { ceiling_median_per_sec: Number, single_of_ceiling: Number })
 
-  t.equal(results.latency.length, 1)
+  t.equal(results.latency.length, 2, 'ack flushed, then flushed with fetch_next long-polling')
   const latency = results.latency[0]
-  t.match(latency, { ack: 'flushed', offered_per_sec: 100, remaining: 0, broker_exit: '0' })
+  t.match(latency, { ack: 'flushed', offered_per_sec: 100, remaining: 0, broker_exit: '0', fetch_next_wait_ms: 0 })
   t.equal(latency.completed, latency.produced, 'every produced task was completed')
+  const waiting = results.latency[1]
+  t.match(waiting, { ack: 'flushed', offered_per_sec: 100, remaining: 0, broker_exit: '0', fetch_next_wait_ms: Number })
+  t.ok(waiting.fetch_next_wait_ms > 0, 'its fetch_next long-polls')
+  t.equal(waiting.completed, waiting.produced, 'every produced task was completed with fetch_next long-polling')
+  t.equal(waiting.status_ack_ms.count, 0, 'no status ack measured when the answer includes the wait')
   // Samples are taken inside the measured window only: on a machine busy enough that the first
   // reports end after it, a figure can have no samples (count 0). The fields must still be there,
   // and every figure that has samples must have its percentiles.

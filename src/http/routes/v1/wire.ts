@@ -19,13 +19,15 @@ export function toClaimedTask (task: StoredTask) {
  * `toClaimedTask` as JSON text, the activation's stored text passed on as it is rather than parsed
  * into objects and serialised again (most of a claim answer's bytes). The same document as the
  * schema serialiser writes for ClaimedTaskSchema, keys in another order; an activation stored with
- * keys the schema does not name (by hand, by another version) keeps them.
+ * keys the schema does not name (by hand, by another version) keeps them. A task with no stored
+ * text (handed off by the produce that stored it) is serialised from its object.
  */
 export function claimedTaskJson (task: StoredTask): string {
-  const activation = task.activationJson ?? JSON.stringify(task.activation)
-  const end = activation.lastIndexOf('}')
-  const claim = `"processing_deadline":"${(task.processingDeadline ?? new Date(0)).toISOString()}","processing_attempts":${String(task.processingAttempts)},"lease":${JSON.stringify(task.lease ?? '')},"priority":${String(task.priority)}}`
-  return /^\{\s*$/.test(activation.slice(0, end)) ? `{${claim}` : `${activation.slice(0, end)},${claim}`
+  const stored = task.activationJson
+  if (stored === undefined) return JSON.stringify(toClaimedTask(task))
+  // A stored activation is an object with its fields (an undecodable one never gets this far).
+  const open = stored.slice(0, stored.lastIndexOf('}'))
+  return `${open},"processing_deadline":"${(task.processingDeadline ?? new Date(0)).toISOString()}","processing_attempts":${String(task.processingAttempts)},"lease":${JSON.stringify(task.lease ?? '')},"priority":${String(task.priority)}}`
 }
 
 /**

@@ -122,7 +122,7 @@ export function createClient (options: ClientOptions) {
     },
     /** Reports one outcome; with `fetch_next` it also claims, so it is retried only when nothing was done. */
     async report (taskId: string, body: StatusRequest, o?: CallOptions): Promise<StatusResult> {
-      return await call({ method: 'POST', path: `/v1/tasks/${id(taskId)}/status`, body, safe: body.fetch_next === undefined, options: o })
+      return await call({ method: 'POST', path: `/v1/tasks/${id(taskId)}/status`, body, safe: body.fetch_next === undefined, waitMs: body.fetch_next?.wait_ms ?? 0, options: o })
     },
     /** Reports many outcomes in one request (POST /v1/tasks/status). */
     async reportMany (updates: BatchStatusUpdate[], o?: CallOptions): Promise<BatchStatusResult> {

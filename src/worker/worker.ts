@@ -1,6 +1,6 @@
 /**
  * `createWorker(...)`: a pull worker on the client. It long-polls claims for its free slots, runs
- * the handler per task (run-task.ts), reports outcomes — one finished task with `fetch_next`, so
+ * the handler per task (run-task.ts), reports outcomes — one finished task with `fetch_next` (long-polling), so
  * the answer brings its next task; several finished at once in one batch report — and keeps long
  * tasks alive with heartbeats, delivering cancellation and the deadline as the task's AbortSignal.
  * `stop()` drains: no more claims, tasks claimed but not started are released, running ones finish
@@ -30,6 +30,12 @@ export interface WorkerOptions {
   handler: Handler
   /** Long-poll length of a claim (default 5000 ms); stop() may wait this long for a claim in flight. */
   waitMs?: number
+  /**
+   * A finished task's report long-polls for the next one (`fetch_next.wait_ms` = waitMs), so a
+   * worker that keeps up makes one request per task (default true; false for a broker without
+   * `fetch_next.wait_ms`, which refuses it with a 400). stop() may wait this long for it too.
+   */
+  fetchNextWait?: boolean
   /** Heartbeat period (default: a third of the task's processing_deadline_duration, at least 1 s). */
   heartbeatIntervalMs?: number
   /** Seconds each heartbeat extends the deadline by (default: the broker's). */
@@ -77,6 +83,7 @@ export function createWorker (options: WorkerOptions): Worker {
   const log = options.logger ?? pino({ name: 'taskbroker-worker', level: process.env.LOG_LEVEL ?? 'info' })
   const concurrency = Math.max(1, options.concurrency ?? 1)
   const waitMs = options.waitMs ?? 5_000
+  const nextWaitMs = options.fetchNextWait === false ? 0 : waitMs
   const filter = {
     ...(options.application === undefined ? {} : { application: options.application }),
     ...(options.namespace === undefined ? {} : { namespace: options.namespace })
@@ -206,7 +213,8 @@ export function createWorker (options: WorkerOptions): Worker {
       // One report: ask for the next task in the same request.
       let answer
       try {
-        answer = await client.report(only.task.id, { ...only.report, fetch_next: filter }, { signal: reportsController.signal, retry: until })
+        const next = nextWaitMs > 0 ? { ...filter, wait_ms: nextWaitMs } : filter
+        answer = await client.report(only.task.id, { ...only.report, fetch_next: next }, { signal: reportsController.signal, retry: until })
       } catch (error) {
         if (isStale(error)) return staleReports([only.task.id])
         if (!mayRetry(error, true)) throw error

@@ -194,3 +194,33 @@ eachBackend(t, 'stop() with a deadline aborts a task that runs past it; its thro
   t.equal((await client.getTask('long')).status, 'failure')
   t.equal((await client.stats()).by_status.processing ?? 0, 0)
 })
+
+eachBackend(t, 'a worker that keeps up makes one request per task: its report long-polls for the next one', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  /** POST /v1/tasks/claim and POST /v1/tasks/{id}/status requests the broker has answered. */
+  const requests = async (route: string) => {
+    const text = (await broker.app().inject({ method: 'GET', url: '/metrics' })).body
+    return text.split('\n').filter(l => l.startsWith('taskbroker_http_request_duration_seconds_count{') && l.includes(`route="${route}"`))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)
+  }
+  const waiters = async () => {
+    const line = (await broker.app().inject({ method: 'GET', url: '/metrics' })).body.split('\n').find(l => l.startsWith('taskbroker_claim_waiters '))
+    return Number(line?.split(' ')[1] ?? 0)
+  }
+  const done: string[] = []
+  const worker = createWorker({ url: broker.url, secrets: [SECRET], application: 'app', concurrency: 1, waitMs: 5_000, logger: silent, handler: async (task) => { done.push(task.id) } })
+  t.ok(await waitFor(async () => await waiters() === 1), 'the worker long-polls a claim')
+  for (const [i, task] of tasks(3).entries()) {
+    await client.produce([task])
+    t.ok(await waitFor(() => done.length === i + 1), `${task.id} ran`)
+    // Reported with fetch_next, which now waits for the next task.
+    t.ok(await waitFor(async () => await waiters() === 1), `after ${task.id} the worker waits again`)
+  }
+  t.equal(await requests('/v1/tasks/claim'), 1, 'one claim, which brought task-0')
+  t.equal(await requests('/v1/tasks/:id/status'), 2, 'two reports answered, each with the next task; the third waits')
+  await worker.stop()
+  t.equal(worker.holding, 0)
+  t.match(await client.getTask('task-2').catch((e: unknown) => e), { code: 'TASKBROKER_TASK_NOT_FOUND' }, 'the last task was reported too')
+})

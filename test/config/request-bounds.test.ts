@@ -17,7 +17,8 @@ const FROM_SETTINGS: Array<{ at: RegExp, group: Bounded, field: string }> = [
   { at: /^ProduceBody\.properties\.tasks\.maxItems$/, group: 'limits', field: 'produceMaxTasks' },
   { at: /^BatchStatusBody\.properties\.updates\.maxItems$/, group: 'limits', field: 'statusMaxUpdates' },
   { at: /^ClaimBody\.properties\.limit\.maximum$/, group: 'limits', field: 'claimMaxTasks' },
-  { at: /^ClaimBody\.properties\.wait_ms\.maximum$/, group: 'claims', field: 'maxWaitMs' }
+  { at: /^ClaimBody\.properties\.wait_ms\.maximum$/, group: 'claims', field: 'maxWaitMs' },
+  { at: /^StatusBody\.properties\.fetch_next\.properties\.wait_ms\.maximum$/, group: 'claims', field: 'maxWaitMs' }
 ]
 
 /** Bounds of the API itself, the same on every broker. */
@@ -74,7 +75,7 @@ for (const [name, env] of [['defaults', {}], ['unusual values', UNUSUAL]] as con
         t.fail(`${path} = ${value} follows no setting and is no listed constant`)
       }
     }
-    t.same([...used].sort(), FROM_SETTINGS.map(r => `${r.group}.${r.field}`).sort(), 'every setting-driven bound is in the schemas')
+    t.same([...used].sort(), [...new Set(FROM_SETTINGS.map(r => `${r.group}.${r.field}`))].sort(), 'every setting-driven bound is in the schemas')
     const parameters = (createRequestSchemas(config.limits, config.claims).TaskInput.properties.parameters as unknown as { description: string }).description
     t.match(parameters, `at most ${config.limits.parametersMaxBytes} bytes`, 'the parameter size (checked after validation) is stated')
   })

@@ -458,7 +458,7 @@ export function startLoad (options: LoadOptions): Load {
         // The store failed mid-statement (the connection broke after the insert was sent): the
         // insert may have committed. A real producer retries with the same ids (produce is
         // idempotent on id); these ones are simply of unknown outcome.
-        if (outcome.status === 503 && outcome.body.code === 'TASKBROKER_STORE_UNAVAILABLE') for (const id of ids) ledger.maybeProduced.add(id)
+        if (outcome.status === 503 && (outcome.body.code === 'TASKBROKER_STORE_UNAVAILABLE' || outcome.body.code === 'TASKBROKER_OUTCOME_UNKNOWN')) for (const id of ids) ledger.maybeProduced.add(id)
         await sleep(outcome.status === 503 ? (honour ? retryDelayMs(outcome, true) : pauseMs) : 200)
       } else {
         // Refused: the request never reached a broker. Reset or timed out: it may have been stored.

@@ -40,8 +40,18 @@ const CLAIM_ORDER = sql`${n.priority} desc nulls last, ${n.addedAt}`
 /** Rows as a claim returns them (RETURNING has no order), in claim order. */
 export function inClaimOrder (rows: Row[]): Row[] {
   const priority = (row: Row) => Number(row[inflightTasks.priority.name] ?? 0)
-  const at = (row: Row) => (toDate(row[inflightTasks.addedAt.name]) as Date).getTime()
-  return rows.sort((a, b) => priority(b) - priority(a) || at(a) - at(b))
+  const at = inflightTasks.addedAt.name
+  return rows.sort((a, b) => priority(b) - priority(a) || compareTimestamps(a[at], b[at]))
+}
+
+/**
+ * PostgreSQL's timestamps arrive as text, microseconds and all, in one format within a result:
+ * compared as text, where Dates (milliseconds) would tie two tasks added within the same
+ * millisecond and leave them in RETURNING's order. PGlite's arrive as Dates.
+ */
+function compareTimestamps (a: unknown, b: unknown): number {
+  if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0
+  return (toDate(a) as Date).getTime() - (toDate(b) as Date).getTime()
 }
 
 /** A queue_settings row (`from queue_settings s`), the row locked for a claim (`h`), another row (`o`). */

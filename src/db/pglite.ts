@@ -14,17 +14,12 @@ export async function openPglite (options: DatabaseOptions): Promise<Database> {
   // One process per directory: a second broker on it would silently lose tasks (data-dir-lock.ts).
   const lock = inMemory ? undefined : lockDataDir(options.dataDir)
   if (lock?.replaced !== undefined) options.log.warn({ dataDir: lock.dir, previous: lock.replaced }, 'took over the lock of a broker that is gone (it did not shut down cleanly)')
-  let client: PGlite
+  let client: PGlite | undefined
   try {
     client = await PGlite.create(lock?.dir ?? options.dataDir)
-  } catch (error) {
-    lock?.release()
-    throw error
-  }
-  try {
     await client.exec(PLANNER_SETTINGS_SQL)
   } catch (error) {
-    await client.close().catch(() => {})
+    await client?.close().catch(() => {})
     lock?.release()
     throw error
   }

@@ -42,22 +42,18 @@ export function parseActivations (rows: Row[]): Row[] {
   return rows
 }
 
-/**
- * The row as a task. The timestamps a claim's answer does not show are parsed when read (only
- * GET /v1/tasks/{id} does): parsing them cost a claimed batch more than its shape checks.
- */
 export function toStoredTask (row: Row): StoredTask {
   const json = row[ACTIVATION_JSON]
   return {
     activation: row[c.activation.name] as Activation,
     activationJson: typeof json === 'string' ? json : undefined,
     status: row[c.status.name] as TaskStatus,
-    get addedAt () { return toDate(row[c.addedAt.name]) as Date },
+    addedAt: toDate(row[c.addedAt.name]) as Date,
     processingAttempts: row[c.processingAttempts.name] as number,
     processingDeadline: toDate(row[c.processingDeadline.name]),
-    get expiresAt () { return toDate(row[c.expiresAt.name]) },
-    get delayUntil () { return toDate(row[c.delayUntil.name]) },
-    get claimExpiresAt () { return toDate(row[c.claimExpiresAt.name]) },
+    expiresAt: toDate(row[c.expiresAt.name]),
+    delayUntil: toDate(row[c.delayUntil.name]),
+    claimExpiresAt: toDate(row[c.claimExpiresAt.name]),
     priority: row[c.priority.name] as number,
     lease: (row[c.lease.name] as string | null | undefined) ?? null,
     progress: row[c.progress.name] ?? null,

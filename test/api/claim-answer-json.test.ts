@@ -63,7 +63,7 @@ eachBackend(t, 'claim answers carry every activation value intact, in the docume
   t.strictSame(answer.task.parameters, AWKWARD_PARAMETERS[0])
 })
 
-t.test('the text is the object the schema serialiser was given, with or without stored text', async (t) => {
+t.test('stored activation text, however spaced, gives the object the schema serialiser was given', async (t) => {
   const base: StoredTask = {
     activation: {
       id: 'u-1',
@@ -88,7 +88,6 @@ t.test('the text is the object the schema serialiser was given, with or without 
     progress: null,
     cancelRequested: false
   }
-  t.strictSame(JSON.parse(claimedTaskJson(base)), toClaimedTask(base), 'serialised from the object')
   // As PostgreSQL writes jsonb out: spaces after separators.
   const stored = { ...base, activationJson: JSON.stringify(base.activation, null, 1).replace(/\n/g, ' ') }
   t.strictSame(JSON.parse(claimedTaskJson(stored)), toClaimedTask(base), 'passed on from the stored text')

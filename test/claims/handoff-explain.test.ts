@@ -7,13 +7,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import { produceHandoffStatement } from '../../src/store/statements/produce.js'
 import { backends, createTestDatabase } from '../helpers/database.js'
-
-interface PlanNode { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, Plans?: PlanNode[] }
-
-function * walk (node: PlanNode): Generator<PlanNode> {
-  yield node
-  for (const child of node.Plans ?? []) yield * walk(child)
-}
+import { planOf, walk } from '../helpers/plans.js'
 
 if (!backends().includes('postgres')) {
   t.comment('EXPLAIN checks need PostgreSQL (TASKBROKER_TEST_DATABASE_URL)')
@@ -31,7 +25,7 @@ if (!backends().includes('postgres')) {
     const row = (values: string[]) => values.map(v => `'{${v}}'`).join(', ')
     const args = row(['h1', '"{}"', '2026-01-01T00:00:00Z', 'NULL', 'NULL', '60', 'pending', 'false', 'app1', 'ns1', 'x', 'discard', '1', '0', 'true', 'app1', 'ns1'])
     const [result] = await client.unsafe(`explain (format json) execute handoff(${args})`)
-    const plan = (result?.['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]?.Plan as PlanNode
+    const plan = planOf(result)
     const scans = [...walk(plan)].filter(node => node['Relation Name'] === 'inflight_tasks' && node['Node Type'] !== 'ModifyTable')
     t.same(scans.map(node => [node['Node Type'], node['Index Name']]), [
       ['Index Scan', 'inflight_tasks_pending_order_idx'],

@@ -15,13 +15,7 @@ import { produceHandoffStatement } from '../../src/store/statements/produce.js'
 import { statusQuery } from '../../src/store/statements/status.js'
 import { taskColumns } from '../../src/store/rows.js'
 import { backends, createTestDatabase } from '../helpers/database.js'
-
-interface PlanNode { 'Node Type': string, 'Relation Name'?: string, 'Index Name'?: string, Plans?: PlanNode[] }
-
-function * walk (node: PlanNode): Generator<PlanNode> {
-  yield node
-  for (const child of node.Plans ?? []) yield * walk(child)
-}
+import { planOf, walk, type PlanNode } from '../helpers/plans.js'
 
 /** Sort nodes with a scan of the tasks table under them. */
 const sortsOverTasks = (plan: PlanNode): PlanNode[] =>
@@ -51,7 +45,7 @@ async function planSorts (url: string, settings: Record<string, string>): Promis
       const params = (text.match(/\$\d+/g) ?? []).map(p => Number(p.slice(1)))
       await client.unsafe(`prepare s${i} as ${text}`)
       const [row] = await client.unsafe(`explain (format json) execute s${i}(${Array.from({ length: Math.max(0, ...params) }, () => 'null').join(', ')})`)
-      sorts[name] = sortsOverTasks((row?.['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]?.Plan as PlanNode).length
+      sorts[name] = sortsOverTasks(planOf(row)).length
     }
     return sorts
   } finally {

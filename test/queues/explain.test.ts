@@ -11,20 +11,7 @@ import t from 'tap'
 import { claimSteps, pullClaim, type FilterVariant } from '../../src/store/statements/claim.js'
 import { taskColumns } from '../../src/store/rows.js'
 import { backends, createTestDatabase } from '../helpers/database.js'
-
-interface PlanNode {
-  'Node Type': string
-  'Actual Loops'?: number
-  'Relation Name'?: string
-  'Index Name'?: string
-  'Subplan Name'?: string
-  Plans?: PlanNode[]
-}
-
-function * walk (node: PlanNode): Generator<PlanNode> {
-  yield node
-  for (const child of node.Plans ?? []) yield * walk(child)
-}
+import { planOf, walk, type PlanNode } from '../helpers/plans.js'
 
 const INDEX: Record<FilterVariant, string> = {
   any: 'inflight_tasks_pending_order_idx',
@@ -53,7 +40,7 @@ if (!backends().includes('postgres')) {
       await client.unsafe(`prepare claim_${variant} as ${text}`)
       const values = ['5', '\'app7\'', '\'ns2\''].slice(0, variant === 'any' ? 1 : variant === 'application' ? 2 : 3)
       const [row] = await client.unsafe(`explain (format json) execute claim_${variant}(${values.join(', ')})`)
-      const plan = (row?.['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]?.Plan as PlanNode
+      const plan = planOf(row)
       const free = [...walk(plan)].find(node => node['Subplan Name'] === 'CTE free')
       t.ok(free !== undefined, `${variant}: the free path is a CTE of its own`)
       const scans = [...walk(free as PlanNode)].filter(node => node['Relation Name'] === 'inflight_tasks')
@@ -88,7 +75,7 @@ if (!backends().includes('postgres')) {
       await client.unsafe(`prepare capped_${variant} as ${dialect.sqlToQuery(sql`with ${next} ${update}`).sql}`)
       const values = variant === 'application' ? "5, 'app'" : "5, 'app', 'ns'"
       const [row] = await client.unsafe(`explain (analyze, format json) execute capped_${variant}(${values})`)
-      const plan = (row?.['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]?.Plan as PlanNode
+      const plan = planOf(row)
       const free = [...walk(plan)].find(node => node['Subplan Name'] === 'CTE free') as PlanNode
       const walks = [...walk(free)].filter(node => node['Relation Name'] === 'inflight_tasks')
       t.ok(walks.length > 0 && walks.every(node => node['Actual Loops'] === 0), `${variant}: the free walk never ran`)

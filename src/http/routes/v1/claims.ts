@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Broker } from '../../../core/broker.js'
 import { ClaimResponseSchema, createRequestSchemas, ErrorResponseSchema } from './schemas.js'
-import { claimAnswerJson, sendJsonText } from './wire.js'
+import { claimAnswerJson, sendJsonText, untilClientGone } from './wire.js'
 
 export const claimRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async (app, { broker }) => {
   const schemas = createRequestSchemas(broker.config.limits, broker.config.claims)
@@ -15,15 +15,7 @@ export const claimRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async 
     }
   }, async (request, reply) => {
     const { application, namespace, limit, wait_ms: waitMs } = request.body
-    // Stop waiting when the client goes away (the response closes before it was sent).
-    const abort = new AbortController()
-    const onClose = () => abort.abort()
-    reply.raw.once('close', onClose)
-    try {
-      const tasks = await broker.claim({ application, namespace, limit, waitMs, abort: abort.signal })
-      return await sendJsonText(reply, claimAnswerJson(tasks))
-    } finally {
-      reply.raw.off('close', onClose)
-    }
+    const tasks = await untilClientGone(reply.raw, abort => broker.claim({ application, namespace, limit, waitMs, abort }))
+    return await sendJsonText(reply, claimAnswerJson(tasks))
   })
 }

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Broker } from '../../../core/broker.js'
 import { BatchStatusResponseSchema, createRequestSchemas, ErrorResponseSchema, StatusResponseSchema } from './schemas.js'
-import { claimedTaskJson, sendJsonText } from './wire.js'
+import { claimedTaskJson, sendJsonText, untilClientGone } from './wire.js'
 import { LeaseStaleError } from '../../../domain/errors.js'
 import type { StatusUpdate } from '../../../domain/types.js'
 import type { ServerResponse } from 'node:http'
@@ -61,12 +61,6 @@ export const statusRoutes: FastifyPluginAsyncTypebox<{ broker: Broker }> = async
 async function reportAndClaimNext (broker: Broker, update: StatusUpdate, next: { application?: string, namespace?: string, wait_ms?: number }, response: ServerResponse) {
   const filter = { application: next.application, namespace: next.namespace }
   if (next.wait_ms === undefined || next.wait_ms === 0) return await broker.reportAndClaimNext(update, filter)
-  const abort = new AbortController()
-  const onClose = () => abort.abort()
-  response.once('close', onClose)
-  try {
-    return await broker.reportAndClaimNext(update, { ...filter, waitMs: next.wait_ms, abort: abort.signal })
-  } finally {
-    response.off('close', onClose)
-  }
+  const waitMs = next.wait_ms
+  return await untilClientGone(response, abort => broker.reportAndClaimNext(update, { ...filter, waitMs, abort }))
 }

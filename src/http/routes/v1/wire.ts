@@ -1,4 +1,5 @@
 /** Broker results in the shapes API v1 answers with (schemas.ts and deadletter-schemas.ts describe them). */
+import type { ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { stubActivation } from '../../../domain/activation.js'
 import type { StoredTask } from '../../../domain/types.js'
@@ -37,6 +38,18 @@ export function claimedTaskJson (task: StoredTask): string {
  */
 export async function sendJsonText (reply: FastifyReply, text: string): Promise<FastifyReply> {
   return await reply.type('application/json; charset=utf-8').send(text)
+}
+
+/** Runs a long-poll with a signal that aborts when the client goes away (the response closes unsent). */
+export async function untilClientGone<T> (response: ServerResponse, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const abort = new AbortController()
+  const onClose = () => abort.abort()
+  response.once('close', onClose)
+  try {
+    return await run(abort.signal)
+  } finally {
+    response.off('close', onClose)
+  }
 }
 
 /** A claim's answer ({tasks}) as JSON text (see claimedTaskJson). */

@@ -23,7 +23,7 @@ import { createMetrics, type Metrics } from './metrics.js'
 import { createBackpressure } from './produce/backpressure.js'
 import { createProduce, type ProduceOptions, type ProduceOutcome } from './produce/produce.js'
 import type { PushDelivery } from './push/push-delivery.js'
-import { createQueues, type Queues } from './queues.js'
+import { createQueues, watchQueueRestrictions, type Queues } from './queues.js'
 import { createReads, type BrokerStats } from './reads.js'
 import { loadRuntimeConfig, type RuntimeConfigSource } from './runtime-config.js'
 import { createSchedules, type Schedules } from './schedules/schedules.js'
@@ -131,7 +131,10 @@ interface Assembly {
 async function assemble (config: Config, { store, owned, runtimeConfig, log, now }: Assembly): Promise<Broker> {
   const metrics = createMetrics()
   const signal = createTaskSignal()
-  const brokers = await connectBrokers(store, signal, log)
+  const restrictionsWatch = watchQueueRestrictions({ restrictions: store.queueRestrictions, everyMs: config.claims.recheckMs, log })
+  // The first claims already take the plain statement when no queue is restricted.
+  await store.queueRestrictions.refresh().catch((error: unknown) => { log.warn({ err: error }, 'queue restrictions not looked at; claims keep the queue-control steps') })
+  const brokers = await connectBrokers(store, signal, log, restrictionsWatch.lookNow)
   const wake = createWake(signal, brokers)
   const leases = createLeases({
     store: store.leases,
@@ -233,6 +236,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
       stop: async (deadline) => { await upkeep.stop(Math.min(2_000, msLeft(deadline) / 4)) }
     },
     { name: 'runtime config', stop: () => { runtimeConfig.close() } },
+    { name: 'queue restrictions watch', start: () => { restrictionsWatch.start() }, stop: () => { restrictionsWatch.stop() } },
     // Fetching stops at once; at stop unpushed tasks go back to pending, pushes in flight finish
     // (aborted near the deadline), their outcomes are written.
     ...(push === undefined ? [] : [pushPart(push)]),
@@ -268,7 +272,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     stats: reads.stats,
     deadletters: createDeadletters({ store: store.deadletters, wake, now }),
     leases,
-    queues: createQueues({ store: store.queues, wake, metrics, now }),
+    queues: createQueues({ store: store.queues, wake, metrics, now, changed: () => { brokers.queuesChanged() } }),
     schedules,
 
     async notReadyReason () {

@@ -5,7 +5,8 @@
  * long-polls of the queues it covers, here and on other brokers.
  */
 import { InvalidRequestError } from '../domain/errors.js'
-import type { QueueListing, QueueSettings, QueueSettingsChange, QueueStore } from '../store/index.js'
+import type { Logger } from 'pino'
+import type { QueueListing, QueueRestrictions, QueueSettings, QueueSettingsChange, QueueStore } from '../store/index.js'
 import type { Metrics } from './metrics.js'
 import type { Wake } from './wake.js'
 
@@ -17,7 +18,14 @@ export interface Queues {
   change (change: QueueSettingsChange): Promise<QueueSettings | null>
 }
 
-export function createQueues (deps: { store: QueueStore, wake: Wake, metrics: Metrics, now: () => Date }): Queues {
+export function createQueues (deps: {
+  store: QueueStore
+  wake: Wake
+  metrics: Metrics
+  now: () => Date
+  /** A change was made (the store has looked at the restrictions again): tell the other brokers. */
+  changed: () => void
+}): Queues {
   deps.metrics.trackQueueControls(() => deps.store.controls())
   return {
     list: async () => await deps.store.list(deps.now()),
@@ -25,10 +33,36 @@ export function createQueues (deps: { store: QueueStore, wake: Wake, metrics: Me
     async change (change) {
       if (change.namespace === '') throw new InvalidRequestError('body/namespace must not be empty: leave it out to set the application-wide row')
       const settings = await deps.store.change(change)
+      deps.changed()
       // Waking costs one small statement and wakes only what is pending; a change that tightens
       // settings wakes claims that then find nothing, which is harmless.
       deps.wake(await deps.store.pending(change.application, change.namespace))
       return settings
+    }
+  }
+}
+
+/**
+ * Keeps the store's view of queue restrictions (whether claims may skip the queue-control steps)
+ * fresh: looks at once on `lookNow` (another broker changed a setting) and every `everyMs` (a
+ * notification can be lost). A stale view costs no correctness (see store/queue-restrictions.ts).
+ */
+export function watchQueueRestrictions (deps: { restrictions: QueueRestrictions, everyMs: number, log: Logger }) {
+  let timer: ReturnType<typeof setInterval> | undefined
+  const lookNow = (): void => {
+    deps.restrictions.refresh().catch((error: unknown) => {
+      deps.log.debug({ err: error }, 'queue restrictions not looked at; claims keep the queue-control steps')
+    })
+  }
+  return {
+    lookNow,
+    start (): void {
+      timer ??= setInterval(lookNow, deps.everyMs)
+      timer.unref()
+    },
+    stop (): void {
+      clearInterval(timer)
+      timer = undefined
     }
   }
 }

@@ -8,12 +8,14 @@ import { prepareSchema } from '../db/migration-check.js'
 import { createDeadletterStore, type DeadletterStore } from './deadletter-store.js'
 import { createLeaseStore, type LeaseStore } from './lease-store.js'
 import { createPushStore, type PushStore } from './push-store.js'
+import { createQueueRestrictions, type QueueRestrictions } from './queue-restrictions.js'
 import { createQueueStore, type QueueStore } from './queue-store.js'
 import { createScheduleStore, type ScheduleStore } from './schedule-store.js'
 import { createTaskStore, type TaskStore } from './task-store.js'
 import { createUpkeepStore, type UpkeepStore } from './upkeep-store.js'
 
 export type { LeaderLock } from '../db/database.js'
+export type { QueueRestrictions } from './queue-restrictions.js'
 export type * from './interfaces.js'
 export type { ScheduleCounts, ScheduleRecord, ScheduleSource, ScheduleStore, ScheduleWrite } from './schedule-store.js'
 // What the core may ask of store failures and dead-letter cursors.
@@ -29,6 +31,10 @@ export interface Store {
   readonly leases: LeaseStore
   readonly queues: QueueStore
   readonly schedules: ScheduleStore
+  /** Whether some queue is paused or capped, as last seen (claims skip the queue-control steps while
+   * none is): looked at again after every change made here; the core also looks periodically and
+   * when another broker says it made one. */
+  readonly queueRestrictions: QueueRestrictions
   /** Messages between brokers sharing one PostgreSQL database (LISTEN/NOTIFY); PGlite has none. */
   readonly messages: {
     listen (channel: string, onPayload: (payload: string) => void): Promise<{ unlisten: () => Promise<void> }>
@@ -62,15 +68,17 @@ export interface OpenStoreOptions extends StoreRules {
 
 /** Builds the stores on a database its caller owns (and closes). */
 export function createStore (database: Database, rules: StoreRules, owned = false): Store {
+  const queueRestrictions = createQueueRestrictions(database)
   return {
     kind: database.kind,
-    tasks: createTaskStore(database, rules),
+    tasks: createTaskStore(database, rules, queueRestrictions),
     upkeep: createUpkeepStore(database, { timeoutMs: rules.upkeepCallTimeoutMs }),
     deadletters: createDeadletterStore(database),
-    push: createPushStore(database, rules),
+    push: createPushStore(database, rules, queueRestrictions),
     leases: createLeaseStore(database, rules),
-    queues: createQueueStore(database),
+    queues: createQueueStore(database, queueRestrictions),
     schedules: createScheduleStore(database),
+    queueRestrictions,
     messages: {
       listen: async (channel, onPayload) => await database.listen(channel, onPayload),
       notify: async (channel, payload) => { await database.notify(channel, payload) }

@@ -14,6 +14,7 @@ import type { Activation } from '../domain/types.js'
 import { pgArray } from './arrays.js'
 import { guard } from './errors.js'
 import type { PushClaim, PushStore } from './interfaces.js'
+import type { QueueRestrictions } from './queue-restrictions.js'
 import { claimSteps, inClaimOrder, processingDeadline, PUSH_CLAIM } from './statements/claim.js'
 import { compile } from './statements/compiled.js'
 import { columnsOf, list, namesOf } from './statements/schema-sql.js'
@@ -25,13 +26,17 @@ const c = columnsOf(inflightTasks)
 const t = columnsOf(inflightTasks, 't')
 const k = namesOf(inflightTasks)
 
-export function createPushStore (database: Database, options: { processingDeadlineGraceSec: number }): PushStore {
-  const { next, update } = claimSteps({
-    ...PUSH_CLAIM,
-    as: { status: 'claimed', leaseMs: sql`${sql.placeholder('leaseMs')}::int` },
-    returning: sql`${list([t.id, t.activation, t.processingAttempts, t.addedAt, t.priority, t.lease])}, ${t.claimExpiresAt}::text as token`
-  })
-  const claim = database.prepare('taskbroker_push_claim', sql`with ${next} ${update}`)
+export function createPushStore (database: Database, options: { processingDeadlineGraceSec: number }, restrictions: Pick<QueueRestrictions, 'none'> = { none: false }): PushStore {
+  const prepareClaim = (controls: boolean) => {
+    const { next, update } = claimSteps({
+      ...PUSH_CLAIM,
+      as: { status: 'claimed', leaseMs: sql`${sql.placeholder('leaseMs')}::int` },
+      controls,
+      returning: sql`${list([t.id, t.activation, t.processingAttempts, t.addedAt, t.priority, t.lease])}, ${t.claimExpiresAt}::text as token`
+    })
+    return database.prepare(controls ? 'taskbroker_push_claim' : 'taskbroker_push_claim_plain', sql`with ${next} ${update}`)
+  }
+  const claims = { controlled: prepareClaim(true), plain: prepareClaim(false) }
 
   // One statement for a whole batch of outcomes, whatever their mix (an undelivered task whose
   // cancel was requested ends: complete, for upkeep to remove). The deadline is set as a
@@ -58,7 +63,7 @@ export function createPushStore (database: Database, options: { processingDeadli
   return {
     async claim (request) {
       if (request.applications.length === 0 || request.limit < 1) return []
-      const claimed = await guard(() => claim.run({
+      const claimed = await guard(() => claims[restrictions.none ? 'plain' : 'controlled'].run({
         low: request.buckets[0],
         high: request.buckets[1],
         applications: pgArray(request.applications),

@@ -10,6 +10,7 @@ import { inflightTasks, queueSettings } from '../db/schema.js'
 import { TASK_STATUSES, type TaskStatus } from '../domain/types.js'
 import { guard } from './errors.js'
 import type { QueueControls, QueueListing, QueueSettings, QueueStore } from './interfaces.js'
+import type { QueueRestrictions } from './queue-restrictions.js'
 import { toDate } from './rows.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
 
@@ -45,7 +46,13 @@ function settingsColumns (alias: string, prefix: string): SQL {
     .map(key => sql`${a[key]} as ${sql.identifier(prefix + k[key])}`), sql`, `)
 }
 
-export function createQueueStore (database: Database): QueueStore {
+export function createQueueStore (database: Database, restrictions: QueueRestrictions): QueueStore {
+  /** After a change: claims here take the statement the settings now call for. A failed look leaves
+   * the full statement in use (always correct); the change itself was made. */
+  const seeChange = async <T>(result: T): Promise<T> => {
+    await restrictions.refresh().catch(() => {})
+    return result
+  }
   return {
     async list (now) {
       const rows = await guard(() => database.rows(sql`
@@ -109,12 +116,12 @@ export function createQueueStore (database: Database): QueueStore {
         on conflict (${q.application}, ${q.namespace}) do update set ${sql.join(given.map(([column]) => sql`${column} = excluded.${column}`), sql`, `)}
         returning ${s.paused}, ${s.maxProcessing}, ${s.ratePerSec}, ${s.rateBurst}, ${s.updatedAt}`))
       const settings = toSettings(rows[0] as Row)
-      if (settings.paused || settings.maxProcessing !== null || settings.rateLimit !== null) return settings
+      if (settings.paused || settings.maxProcessing !== null || settings.rateLimit !== null) return await seeChange(settings)
       // Nothing left set: the row goes, and its queue follows its application's row again.
       await guard(() => database.rows(sql`
         delete from ${queueSettings} where ${q.application} = ${change.application} and ${q.namespace} = ${namespace}
           and not ${q.paused} and ${q.maxProcessing} is null and ${q.ratePerSec} is null`))
-      return null
+      return await seeChange(null)
     },
 
     async pending (application, namespace) {

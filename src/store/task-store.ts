@@ -8,6 +8,7 @@ import type { Database, Row } from '../db/database.js'
 import { inflightTasks } from '../db/schema.js'
 import { TASK_STATUSES, type ProduceResult, type StoredTask, type StoreStats, type TaskStatus } from '../domain/types.js'
 import { guard } from './errors.js'
+import type { QueueRestrictions } from './queue-restrictions.js'
 import type { LiveCounts, ReportsWritten, TaskStore } from './interfaces.js'
 import { parseActivations, taskColumns, toDate, toStoredTask } from './rows.js'
 import { claimSteps, filterVariant, inClaimOrder, pullClaim, type FilterVariant } from './statements/claim.js'
@@ -65,33 +66,35 @@ function handedOffTask (task: ProducedTask, row: Row): StoredTask {
   }
 }
 
-export function createTaskStore (database: Database, options: TaskStoreOptions): TaskStore {
+export function createTaskStore (database: Database, options: TaskStoreOptions, restrictions: Pick<QueueRestrictions, 'none'> = { none: false }): TaskStore {
   const graceSec = options.processingDeadlineGraceSec
   const deleteCompleted = (options.completedRows ?? 'delete') === 'delete'
 
   const countLive = database.prepare('taskbroker_count_live', sql`
     select ${c.status}, count(*)::int as count from ${inflightTasks}
     where ${c.status} in (${sql.raw(LIVE_STATUSES.map(s => `'${s}'`).join(', '))}) group by ${c.status}`)
-  const prepareClaim = (name: string, variant: FilterVariant) => {
+  const prepareClaim = (name: string, variant: FilterVariant, controls: boolean) => {
     const { next, update } = claimSteps({
       ...pullClaim(variant),
       as: { status: 'processing', graceSec },
+      controls,
       returning: taskColumns('t')
     })
-    return database.prepare(name, sql`with ${next} ${update}`)
+    return database.prepare(controls ? name : `${name}_plain`, sql`with ${next} ${update}`)
   }
-  const claims: Record<FilterVariant, ReturnType<Database['prepare']>> = {
-    any: prepareClaim('taskbroker_claim_any', 'any'),
-    application: prepareClaim('taskbroker_claim_app', 'application'),
-    namespace: prepareClaim('taskbroker_claim_app_ns', 'namespace')
-  }
+  const claimsOf = (controls: boolean): Record<FilterVariant, ReturnType<Database['prepare']>> => ({
+    any: prepareClaim('taskbroker_claim_any', 'any', controls),
+    application: prepareClaim('taskbroker_claim_app', 'application', controls),
+    namespace: prepareClaim('taskbroker_claim_app_ns', 'namespace', controls)
+  })
+  const claims = { controlled: claimsOf(true), plain: claimsOf(false) }
 
   /** Claimed rows as tasks, in claim order; undecodable ones go to the dead letters instead. */
   const handOut = async (rows: Row[]) => (await setAsideUndecodable(database, inClaimOrder(parseActivations(rows)))).map(toStoredTask)
 
   async function claim (filter: Parameters<TaskStore['claim']>[0], limit: number) {
     const { application, namespace } = filter
-    const rows = await guard(() => claims[filterVariant(filter)].run({ limit, application, namespace }))
+    const rows = await guard(() => claims[restrictions.none ? 'plain' : 'controlled'][filterVariant(filter)].run({ limit, application, namespace }))
     return await handOut(rows)
   }
 
@@ -152,7 +155,7 @@ export function createTaskStore (database: Database, options: TaskStoreOptions):
       // An empty id list never reaches SQL.
       if (updates.length === 0) return { ...reportsWritten([]), claimed: await claim(filter, limit) }
       const fenced = needsFence(updates)
-      const statement = statusStatement(deleteCompleted, filterVariant(filter), graceSec, fenced)
+      const statement = statusStatement(deleteCompleted, filterVariant(filter), graceSec, fenced, !restrictions.none)
       // Properties added, not spread: spreading the values into a new object cost ~10 µs a flush.
       const values: Record<string, unknown> = statusValues(updates, fenced)
       values.limit = limit

@@ -2,7 +2,8 @@
  * Claims scale with the number of queues: on PostgreSQL, each pull claim variant walks the index
  * that starts with its filter (the generic plan, as the prepared statement runs it), in claim
  * order, with no Sort over the tasks. Another Sort orders the claim's own few candidates (free
- * and capped queues merged, at most twice its limit).
+ * and capped queues merged, at most twice its limit). The plain claim (no queue restricted) walks
+ * the same index and reads queue_settings once, for its guard.
  */
 import { sql } from 'drizzle-orm'
 import { PgDialect } from 'drizzle-orm/pg-core'
@@ -57,6 +58,18 @@ if (!backends().includes('postgres')) {
         const under = [...walk(sort)].filter(node => node['Relation Name'] === 'inflight_tasks')
         t.same(under, [], `${variant}: a Sort over the claim's candidates only`)
       }
+
+      // The plain claim (no queue restricted): the same single walk, no queue-control steps.
+      const plain = claimSteps({ ...pullClaim(variant), as: { status: 'processing', graceSec: 3 }, controls: false, returning: taskColumns('t') })
+      await client.unsafe(`prepare plain_${variant} as ${dialect.sqlToQuery(sql`with ${plain.next} ${plain.update}`).sql}`)
+      const [plainRow] = await client.unsafe(`explain (format json) execute plain_${variant}(${values.join(', ')})`)
+      const plainPlan = planOf(plainRow)
+      const plainScans = [...walk(plainPlan)].filter(node => node['Relation Name'] === 'inflight_tasks' && node['Node Type'] !== 'ModifyTable')
+      t.same(plainScans.map(node => [node['Node Type'], node['Index Name']]), [['Index Scan', INDEX[variant]], ['Index Scan', 'inflight_tasks_pkey']],
+        `plain ${variant}: one walk of ${INDEX[variant]}, then the claimed rows by primary key`)
+      t.same([...walk(plainPlan)].filter(node => node['Node Type'] === 'Sort'), [], `plain ${variant}: no Sort`)
+      const settingsReads = [...walk(plainPlan)].filter(node => node['Relation Name'] === 'queue_settings')
+      t.same(settingsReads.map(node => node['Parent Relationship']), ['InitPlan'], `plain ${variant}: queue_settings read once per statement, by the guard (an InitPlan)`)
     }
   })
 

@@ -2,6 +2,7 @@
 import type { Test } from 'tap'
 import { toActivation, type TaskInput } from '../../src/domain/activation.js'
 import { createPushStore } from '../../src/store/push-store.js'
+import { createQueueRestrictions } from '../../src/store/queue-restrictions.js'
 import { createQueueStore } from '../../src/store/queue-store.js'
 import { createTaskStore } from '../../src/store/task-store.js'
 import { createTestDatabase, type BackendName } from '../helpers/database.js'
@@ -11,9 +12,12 @@ export const uuid = (n: number) => `00000000-0000-4000-8000-${n.toString(16).pad
 
 export async function queueStores (t: Test, backend: BackendName) {
   const { database } = await createTestDatabase(t, backend)
-  const tasks = createTaskStore(database, { processingDeadlineGraceSec: 3, maxDelaySec: 3600 })
-  const push = createPushStore(database, { processingDeadlineGraceSec: 3 })
-  const queues = createQueueStore(database)
+  // As the broker has them: claims take the plain statement while no queue is restricted.
+  const restrictions = createQueueRestrictions(database)
+  await restrictions.refresh()
+  const tasks = createTaskStore(database, { processingDeadlineGraceSec: 3, maxDelaySec: 3600 }, restrictions)
+  const push = createPushStore(database, { processingDeadlineGraceSec: 3 }, restrictions)
+  const queues = createQueueStore(database, restrictions)
   /** Produces the tasks one statement each, in order (added_at follows). */
   const produce = async (...inputs: Array<Partial<TaskInput> & { id: string }>) => {
     for (const input of inputs) {
@@ -21,7 +25,7 @@ export async function queueStores (t: Test, backend: BackendName) {
       await tasks.produce([activation], new Date(), [input.priority ?? 0])
     }
   }
-  return { database, tasks, push, queues, produce }
+  return { database, tasks, push, queues, restrictions, produce }
 }
 
 export type QueueStores = Awaited<ReturnType<typeof queueStores>>

@@ -1,7 +1,9 @@
 /**
  * Brokers sharing a PostgreSQL database tell each other about new tasks with NOTIFY, so a
- * long-poll on one broker wakes for a task produced through another. Each broker ignores its own
- * notifications (it woke its waiters already). On PGlite (one process) this does nothing.
+ * long-poll on one broker wakes for a task produced through another, and about changed queue
+ * settings, so the others look at them again at once (QueueRestrictions) rather than at their next
+ * periodic look. Each broker ignores its own notifications (it acted on them already). On PGlite
+ * (one process) this does nothing.
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -11,39 +13,56 @@ import type { TaskSignal } from './task-signal.js'
 
 /** Channel for "tasks arrived" notifications between broker processes sharing one database. */
 const TASKS_CHANNEL = 'taskbroker_tasks'
+/** Channel for "queue settings changed": the payload is the sender's id. */
+const QUEUES_CHANNEL = 'taskbroker_queues'
 
 export interface BrokerNotifications {
   /** Tells the other brokers that `count` tasks of `queue` became claimable. */
   send (queue: QueueRef, count: number): void
+  /** Tells the other brokers that a queue's settings changed. */
+  queuesChanged (): void
   close (): Promise<void>
 }
 
-export async function connectBrokers (store: Pick<Store, 'kind' | 'messages'>, signal: TaskSignal, log: Logger): Promise<BrokerNotifications> {
-  const noop = { send: () => {}, close: async () => {} }
+export async function connectBrokers (
+  store: Pick<Store, 'kind' | 'messages'>,
+  signal: TaskSignal,
+  log: Logger,
+  /** Another broker changed a queue's settings. */
+  onQueuesChanged: () => void
+): Promise<BrokerNotifications> {
+  const noop = { send: () => {}, queuesChanged: () => {}, close: async () => {} }
   if (store.kind !== 'postgres') return noop
   const self = randomUUID()
-  let subscription: { unlisten: () => Promise<void> } | undefined
+  const subscriptions: Array<{ unlisten: () => Promise<void> }> = []
   try {
-    subscription = await store.messages.listen(TASKS_CHANNEL, payload => {
+    subscriptions.push(await store.messages.listen(TASKS_CHANNEL, payload => {
       try {
         const message = JSON.parse(payload) as { from: string, queue: QueueRef, count: number }
         if (message.from !== self) signal.notify(message.queue, message.count)
       } catch (error) {
         log.warn({ err: error }, 'ignoring a malformed task notification')
       }
-    })
+    }))
+    subscriptions.push(await store.messages.listen(QUEUES_CHANNEL, payload => {
+      if (payload !== self) onQueuesChanged()
+    }))
   } catch (error) {
-    // Not fatal: long-polls still re-check every second.
-    log.warn({ err: error }, 'cannot LISTEN for task notifications; long-polls fall back to polling')
+    // Not fatal: long-polls still re-check every second, queue settings are looked at as often.
+    log.warn({ err: error }, 'cannot LISTEN for notifications of other brokers; long-polls fall back to polling')
+    await Promise.all(subscriptions.map(async s => { await s.unlisten().catch(() => {}) }))
     return noop
+  }
+  const notify = (channel: string, payload: string) => {
+    store.messages.notify(channel, payload).catch((error: unknown) => {
+      log.debug({ err: error, channel }, 'notification not sent')
+    })
   }
   return {
     send (queue: QueueRef, count: number) {
-      const payload = JSON.stringify({ from: self, queue, count })
-      store.messages.notify(TASKS_CHANNEL, payload).catch((error: unknown) => {
-        log.debug({ err: error }, 'task notification not sent')
-      })
+      notify(TASKS_CHANNEL, JSON.stringify({ from: self, queue, count }))
     },
-    close: async () => { await subscription?.unlisten().catch(() => {}) }
+    queuesChanged () { notify(QUEUES_CHANNEL, self) },
+    close: async () => { await Promise.all(subscriptions.map(async s => { await s.unlisten().catch(() => {}) })) }
   }
 }

@@ -97,7 +97,7 @@ export type ReportRowOutcome = 'applied' | 'cancelled' | 'stale'
  * `namespace`) and returns them after the report rows, whose other columns are null (claimed
  * rows have a null outcome).
  */
-export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec: number, fenced = false): SQL {
+export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec: number, fenced = false, controls = true): SQL {
   const shape = SHAPES[fenced ? 'fenced' : 'plain']
   const reports = deleteCompleted
     ? sql`done as (delete from ${inflightTasks} t using v where ${t.id} = v.${c.id} and v.${c.status} = 'complete'${shape.fence}
@@ -125,6 +125,7 @@ export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | un
   const { next, update } = claimSteps({
     ...pullClaim(claim),
     as: { status: 'processing', graceSec },
+    controls,
     except: sql`v`,
     returning: taskColumns('t')
   })
@@ -137,11 +138,11 @@ export function statusQuery (deleteCompleted: boolean, claim: FilterVariant | un
 const cache = new Map<string, CompiledStatement>()
 
 /** The statement for one variant, compiled on first use. */
-export function statusStatement (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec = 0, fenced = false): CompiledStatement {
-  const key = `${deleteCompleted}:${claim ?? ''}:${claim === undefined ? 0 : graceSec}:${fenced}`
+export function statusStatement (deleteCompleted: boolean, claim: FilterVariant | undefined, graceSec = 0, fenced = false, controls = true): CompiledStatement {
+  const key = `${deleteCompleted}:${claim ?? ''}:${claim === undefined ? 0 : graceSec}:${fenced}:${claim === undefined || controls}`
   let statement = cache.get(key)
   if (statement === undefined) {
-    statement = compile(statusQuery(deleteCompleted, claim, graceSec, fenced))
+    statement = compile(statusQuery(deleteCompleted, claim, graceSec, fenced, controls))
     cache.set(key, statement)
   }
   return statement

@@ -8,6 +8,7 @@ import { migrationsFolder } from '../paths.js'
 import { markIfSent, StoreTimeoutError } from './call-errors.js'
 import { rowsOf, within } from './drizzle-calls.js'
 import { PLANNER_SETTINGS } from './planner.js'
+import { postgresTarget } from './postgres-url.js'
 import * as schema from './schema.js'
 import type { CallOptions, Database, DatabaseOptions, Db, LeaderLock, Row } from './types.js'
 
@@ -37,10 +38,14 @@ const MIGRATION_LOCK_KEY = 0x7462_6d67 // "tbmg"
  *   flight given `callTimeoutMs` to finish.
  * LISTEN has a client of its own, so replacing the pool never drops the subscription.
  */
-export function openPostgres (url: string, options: DatabaseOptions): Database {
+export function openPostgres (givenUrl: string, options: DatabaseOptions): Database {
   const defaultTimeoutMs = options.callTimeoutMs ?? 0
   const dialect = new PgDialect()
+  // `?host=/socket/dir` as libpq reads it.
+  const { url, host } = postgresTarget(givenUrl)
+  const hostOption = host === undefined ? {} : { host }
   const clientOptions = (max: number, applicationName: string): postgres.Options<Record<string, postgres.PostgresType>> => ({
+    ...hostOption,
     max,
     // Fail fast when the server is unreachable: callers get a 503 instead of a hanging request.
     connect_timeout: defaultTimeoutMs > 0 ? Math.min(5, Math.max(0.5, defaultTimeoutMs / 1000)) : 5,
@@ -132,7 +137,7 @@ export function openPostgres (url: string, options: DatabaseOptions): Database {
     run: (text, params, callOptions) => call(text, params, true, callOptions),
     async migrate () {
       // One connection of its own, holding the lock for the whole run.
-      const migrator = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10, fetch_types: false })
+      const migrator = postgres(url, { ...hostOption, max: 1, onnotice: () => {}, connect_timeout: 10, fetch_types: false })
       try {
         await migrator`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`
         await migratePostgres(drizzlePostgres(migrator), { migrationsFolder: migrationsFolder() })

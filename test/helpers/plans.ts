@@ -6,6 +6,7 @@ export interface PlanNode {
   'Relation Name'?: string
   'Index Name'?: string
   'Subplan Name'?: string
+  'Parent Relationship'?: string
   Plans?: PlanNode[]
 }
 

@@ -6,7 +6,7 @@
  */
 import { sql } from 'drizzle-orm'
 import pino from 'pino'
-import postgres from 'postgres'
+import { connectPostgres } from './lib/pg.js'
 import { openDatabase } from '../src/db/database.js'
 import { createTaskStore } from '../src/store/task-store.js'
 import { toActivation } from '../src/domain/activation.js'
@@ -22,7 +22,7 @@ export interface CompleteModeOptions {
 }
 
 export async function completeMode (options: CompleteModeOptions): Promise<Record<string, unknown>> {
-  const admin = postgres(options.url, { max: 1, onnotice: () => {} })
+  const admin = connectPostgres(options.url, { max: 1, onnotice: () => {} })
   const name = options.database
   if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`--database must be a plain identifier (got ${name})`)
   const exists = await admin`select 1 from pg_database where datname = ${name}`

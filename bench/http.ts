@@ -3,7 +3,8 @@
  * in another (bench/worker.ts, undici), the producer and the clock in this one. Every scenario
  * run gets an emptied database and a fresh broker, stopped with SIGTERM when it ends.
  */
-import postgres from 'postgres'
+import type postgres from 'postgres'
+import { connectPostgres } from './lib/pg.js'
 import { NO_BACKPRESSURE, startBroker, startCeilingServer, type Broker } from './lib/broker.js'
 import { cpuPerTask, cpuSnapshot, type CpuPerTask } from './lib/cpu.js'
 import { Api, benchTask, BENCH_APPLICATION, BENCH_NAMESPACE, filterOf, NOISY_APPLICATION, ok, type FilterShape, type ProduceReply } from './lib/http.js'
@@ -253,7 +254,7 @@ export class HttpBench {
   private readonly sql: postgres.Sql
   private readonly pad: string
   constructor (readonly options: HttpOptions) {
-    this.sql = postgres(options.url, { max: 1, onnotice: () => {} })
+    this.sql = connectPostgres(options.url, { max: 1, onnotice: () => {} })
     this.pad = 'x'.repeat(options.payload)
   }
 

@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import postgres from 'postgres'
+import { connectPostgres } from './lib/pg.js'
 import { NO_BACKPRESSURE, ROOT, ensureBuilt, killBrokers, prepareDatabase, startBroker } from './lib/broker.js'
 import { Api } from './lib/http.js'
 import { fmt, median, sleep } from './lib/stats.js'
@@ -213,7 +213,7 @@ async function scrape (url: string): Promise<{ pushes: Record<string, number>, f
 }
 
 async function run (url: string, batching: Batching, rep: number): Promise<PushRun> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} })
+  const sql = connectPostgres(url, { max: 1, onnotice: () => {} })
   const tables = await sql`select count(*)::int as n from pg_tables where schemaname = 'public' and tablename in ('inflight_tasks', 'deadletter_tasks')`
   if (tables[0]?.n === 2) await sql`truncate inflight_tasks, deadletter_tasks`
   const secrets = (brokerEnvFlags.TASKBROKER_AUTH_SECRETS ?? '').split(',').filter(s => s !== '')

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import postgres from 'postgres'
+import { connectPostgres } from './lib/pg.js'
 import { completeMode } from './complete-mode.js'
 import { roundtrip } from './roundtrip.js'
 import { HttpBench, log, variantLabel, type Ack, type Batching, type HttpOptions, type ThroughputVariant } from './http.js'
@@ -281,7 +281,7 @@ const commitOf = (dir: string) => ({
 })
 
 async function machine (databaseUrl: string): Promise<Record<string, unknown>> {
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
+  const sql = connectPostgres(databaseUrl, { max: 1, onnotice: () => {} })
   try {
     const [v] = await sql`select version() as version, current_setting('shared_buffers') as shared_buffers, current_setting('synchronous_commit') as synchronous_commit, current_setting('max_connections') as max_connections`
     return {

@@ -5,7 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import postgres from 'postgres'
+import { connectPostgres } from './pg.js'
 import { freePort, newestMtime, ROOT, rssMb, stopChild, treeRssMb, waitUntilReady } from './process.js'
 
 export { freePort, ROOT, rssMb }
@@ -35,7 +35,7 @@ export function ensureBuilt (mode: 'auto' | 'always' | 'never', log: (line: stri
 /** The URL of `database` on the server of `adminUrl`, creating the database when missing. */
 export async function prepareDatabase (adminUrl: string, database: string): Promise<string> {
   if (!/^[a-z_][a-z0-9_]*$/.test(database)) throw new Error(`--database must be a plain identifier (got ${database})`)
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
+  const admin = connectPostgres(adminUrl, { max: 1, onnotice: () => {} })
   try {
     const exists = await admin`select 1 from pg_database where datname = ${database}`
     if (exists.length === 0) await admin.unsafe(`create database ${database}`)

@@ -1,11 +1,11 @@
 /** A PostgreSQL database of its own for a focused benchmark: created, migrated, dropped after. */
 import pino from 'pino'
-import postgres from 'postgres'
+import { connectPostgres } from './pg.js'
 import { openDatabase, type Database } from '../../src/db/database.js'
 
 export async function withScratchDatabase<T> (adminUrl: string, run: (database: Database) => Promise<T>): Promise<T> {
   const name = `tb_bench_${process.pid}`
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
+  const admin = connectPostgres(adminUrl, { max: 1, onnotice: () => {} })
   await admin.unsafe(`drop database if exists ${name}`)
   await admin.unsafe(`create database ${name}`)
   const url = new URL(adminUrl)

@@ -55,7 +55,7 @@ const { values, positionals } = parseArgs({
     baseline: { type: 'string' },
     reps: { type: 'string', default: '3' },
     duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '1' },
+    warmup: { type: 'string', default: '3' },
     'warmup-tasks': { type: 'string', default: '2000' },
     rate: { type: 'string' },
     sustained: { type: 'string', default: '0' },
@@ -119,7 +119,7 @@ flags (default):
   --reps R (3)               repetitions of throughput runs; medians reported
   --max-run-seconds S (15)   single/batch: stop a run after S s and report tasks/s over that time (0 = drain all)
   --ceiling-seconds S (5)    single: measure the HTTP ceiling (same workers, trivial route, no database) for S s first (0 = skip)
-  --duration S (10)          latency: measured seconds     --warmup S (1) seconds before measuring
+  --duration S (10)          latency: measured seconds     --warmup S (3) seconds before measuring
   --warmup-tasks N (2000)    untimed tasks through every fresh broker first (JIT warm-up)
   --rate R                   latency: offered tasks/s (default half the measured single peak)
   --sustained S (0)          also run sustained for S seconds (scenario sustained: default 60)

@@ -132,9 +132,10 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
   const metrics = createMetrics()
   const signal = createTaskSignal()
   const restrictionsWatch = watchQueueRestrictions({ restrictions: store.queueRestrictions, everyMs: config.claims.recheckMs, log })
-  // The first claims already take the plain statement when no queue is restricted.
-  await store.queueRestrictions.refresh().catch((error: unknown) => { log.warn({ err: error }, 'queue restrictions not looked at; claims keep the queue-control steps') })
   const brokers = await connectBrokers(store, signal, log, restrictionsWatch.lookNow)
+  // Listening first: a change another broker makes from here on is heard. The first claims
+  // already take the plain statement when no queue is restricted.
+  await store.queueRestrictions.refresh().catch((error: unknown) => { log.warn({ err: error }, 'queue restrictions not looked at; claims keep the queue-control steps') })
   const wake = createWake(signal, brokers)
   const leases = createLeases({
     store: store.leases,

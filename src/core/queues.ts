@@ -49,15 +49,18 @@ export function createQueues (deps: {
  */
 export function watchQueueRestrictions (deps: { restrictions: QueueRestrictions, everyMs: number, log: Logger }) {
   let timer: ReturnType<typeof setInterval> | undefined
-  const lookNow = (): void => {
-    deps.restrictions.refresh().catch((error: unknown) => {
-      deps.log.debug({ err: error }, 'queue restrictions not looked at; claims keep the queue-control steps')
-    })
+  let looking: Promise<void> | undefined
+  const lookNow = (): Promise<void> => deps.restrictions.refresh().then(() => {}, (error: unknown) => {
+    deps.log.debug({ err: error }, 'queue restrictions not looked at; claims keep the queue-control steps')
+  })
+  // A tick while the last periodic look is still out (a slow database) adds none.
+  const tick = (): void => {
+    looking ??= lookNow().finally(() => { looking = undefined })
   }
   return {
-    lookNow,
+    lookNow: (): void => { lookNow().catch(() => {}) },
     start (): void {
-      timer ??= setInterval(lookNow, deps.everyMs)
+      timer ??= setInterval(tick, deps.everyMs)
       timer.unref()
     },
     stop (): void {

@@ -41,9 +41,9 @@ const MIGRATION_LOCK_KEY = 0x7462_6d67 // "tbmg"
 export function openPostgres (givenUrl: string, options: DatabaseOptions): Database {
   const defaultTimeoutMs = options.callTimeoutMs ?? 0
   const dialect = new PgDialect()
-  // `?host=/socket/dir` as libpq reads it.
-  const { url, host } = postgresTarget(givenUrl)
-  const hostOption = host === undefined ? {} : { host }
+  // `?host=/socket/dir&port=N` as libpq reads them.
+  const { url, host, port } = postgresTarget(givenUrl)
+  const hostOption = { ...(host === undefined ? {} : { host }), ...(port === undefined ? {} : { port }) }
   const clientOptions = (max: number, applicationName: string): postgres.Options<Record<string, postgres.PostgresType>> => ({
     ...hostOption,
     max,

@@ -18,23 +18,31 @@ export interface QueueRestrictions {
   refresh (): Promise<boolean>
 }
 
-export function createQueueRestrictions (database: Database): QueueRestrictions {
+export function createQueueRestrictions (database: Pick<Database, 'prepare'>): QueueRestrictions {
   const look = database.prepare('taskbroker_queue_restricted', sql`select ${SOME_QUEUE_RESTRICTED} as restricted`)
   let none = false
-  // A look that started before a later one must not overwrite what the later one saw.
-  let looks = 0
+  // Looks may overlap (a change, a notification, the timer): the latest-started look that has
+  // answered wins, so an older one answering late never overwrites what a newer one saw, and
+  // every answer counts unless a newer one came first.
+  let started = 0
+  let applied = 0
+  const apply = (look: number, value: boolean) => {
+    if (look < applied) return
+    applied = look
+    none = value
+  }
   return {
     get none () { return none },
     async refresh () {
-      const mine = ++looks
+      const mine = ++started
       try {
         const rows = await guard(() => look.run())
         const restricted = rows[0]?.restricted === true
-        if (mine === looks) none = !restricted
+        apply(mine, !restricted)
         return restricted
       } catch (error) {
         // Not knowing: the full statement, which is always correct.
-        if (mine === looks) none = false
+        apply(mine, false)
         throw error
       }
     }

@@ -1,7 +1,7 @@
 /**
- * libpq's `?host=` in a database URL (a Unix-socket directory): taken out of the URL and given to
- * postgres.js as its host; on PostgreSQL, the broker's connections, migrations and upkeep lock go
- * through the socket.
+ * libpq's `?host=` and `?port=` in a database URL (a Unix-socket directory and its port): taken out
+ * of the URL and given to postgres.js as options; on PostgreSQL, the broker's connections,
+ * migrations and upkeep lock go through the socket.
  */
 import { existsSync } from 'node:fs'
 import { sql } from 'drizzle-orm'
@@ -11,12 +11,18 @@ import { openDatabase } from '../../src/db/database.js'
 import { postgresTarget } from '../../src/db/postgres-url.js'
 import { backends, createTestDatabase } from '../helpers/database.js'
 
-t.test('a host query parameter becomes the host; the rest of the URL is kept', async (t) => {
+t.test('host and port query parameters become options; the rest of the URL is kept', async (t) => {
   t.same(postgresTarget('postgres://u:p@db.example:5433/app'), { url: 'postgres://u:p@db.example:5433/app' }, 'no query')
-  t.same(postgresTarget('postgres://u@/app?host=/var/run/postgresql'), { url: 'postgres://u@/app', host: '/var/run/postgresql' })
-  t.same(postgresTarget('postgres://u@/app?sslmode=disable&host=%2Ftmp&application_name=x'),
-    { url: 'postgres://u@/app?sslmode=disable&application_name=x', host: '/tmp' }, 'other parameters stay, the value is decoded')
-  t.same(postgresTarget('postgres://u@/app?host='), { url: 'postgres://u@/app?host=' }, 'an empty host is left to postgres.js')
+  t.same(postgresTarget('postgres://u@db/app?sslmode=disable'), { url: 'postgres://u@db/app?sslmode=disable' }, 'neither parameter')
+  t.same(postgresTarget('postgres://u@/app?host=/var/run/postgresql'), { url: 'postgres://u@localhost/app', host: '/var/run/postgresql' },
+    'an empty host in the URL gets a placeholder (postgres.js cannot parse it otherwise)')
+  t.same(postgresTarget('postgres://u@:5433/app?host=/tmp'), { url: 'postgres://u@localhost:5433/app', host: '/tmp' }, 'a port without a host')
+  t.same(postgresTarget('postgres://u:p@ss@/app?host=/tmp'), { url: 'postgres://u:p@ss@localhost/app', host: '/tmp' }, 'the last @ ends the user part')
+  t.same(postgresTarget('postgres:///app?host=/tmp&port=5433'), { url: 'postgres:///app', host: '/tmp', port: 5433 }, 'no authority at all')
+  t.same(postgresTarget('postgres://u@db/app?sslmode=disable&host=%2Ftmp&application_name=x'),
+    { url: 'postgres://u@db/app?sslmode=disable&application_name=x', host: '/tmp' }, 'other parameters stay, the value is decoded')
+  t.same(postgresTarget('postgres://u@db/app?host=&port='), { url: 'postgres://u@db/app' }, 'empty values: the defaults, and never sent to the server')
+  t.throws(() => postgresTarget('postgres://u@db/app?port=54x'), { code: 'TASKBROKER_STARTUP_REFUSED', message: /port parameter is not a port number \(got 54x\)/ })
 })
 
 const SOCKET_DIR = '/var/run/postgresql'
@@ -30,8 +36,8 @@ if (!backends().includes('postgres')) {
   t.test('the broker connects through a Unix socket named by ?host=', { skip }, async (t) => {
     const { url } = await createTestDatabase(t, 'postgres')
     const tcp = new URL(url as string)
-    // The host in the authority is overridden by the parameter, as libpq does.
-    const socketUrl = `postgres://${tcp.username}@unused-host${tcp.port === '' ? '' : `:${tcp.port}`}${tcp.pathname}?host=${encodeURIComponent(SOCKET_DIR)}`
+    // No host in the URL's authority, socket directory and port as parameters: libpq's spelling.
+    const socketUrl = `postgres://${tcp.username}@${tcp.pathname}?host=${encodeURIComponent(SOCKET_DIR)}&port=${tcp.port === '' ? '5432' : tcp.port}`
     const database = await openDatabase({ url: socketUrl, dataDir: '', poolSize: 2, log: pino({ level: 'silent' }), callTimeoutMs: 10_000 })
     t.teardown(() => database.close())
     await database.migrate()

@@ -9,6 +9,9 @@ import { sql } from 'drizzle-orm'
 import pino from 'pino'
 import t from 'tap'
 import { createBroker } from '../../src/core/broker.js'
+import { watchQueueRestrictions } from '../../src/core/queues.js'
+import type { Row } from '../../src/db/database.js'
+import { createQueueRestrictions } from '../../src/store/queue-restrictions.js'
 import { createPushStore } from '../../src/store/push-store.js'
 import { createTaskStore } from '../../src/store/task-store.js'
 import { testConfig, testStore } from '../helpers/app.js'
@@ -49,6 +52,52 @@ eachBackend(t, 'a claim on a stale view takes nothing while some queue is restri
   await restrictions.refresh()
   t.equal(restrictions.none, false, 'looked again: a queue is restricted')
   t.same(await stores.tasks.claim({}, 10).then(claimed => claimed.map(task => task.activation.id)), [free], 'with the controls: the free queue only')
+})
+
+t.test('overlapping looks: each answer counts unless a newer look answered first', async (t) => {
+  const answers: Array<(restricted: boolean) => void> = []
+  const database = { prepare: () => ({ run: async () => await new Promise<Row[]>(resolve => { answers.push(restricted => { resolve([{ restricted }]) }) }) }) }
+  const restrictions = createQueueRestrictions(database as unknown as Parameters<typeof createQueueRestrictions>[0])
+  const first = restrictions.refresh()
+  const second = restrictions.refresh()
+  answers[1]?.(false)
+  await second
+  t.equal(restrictions.none, true, 'the newer look answered: none restricted')
+  answers[0]?.(true)
+  await first
+  t.equal(restrictions.none, true, 'the older look answering late is dropped')
+  const third = restrictions.refresh()
+  const fourth = restrictions.refresh()
+  answers[2]?.(true)
+  await third
+  t.equal(restrictions.none, false, 'an older look answering first counts (looks that keep overlapping still move the view)')
+  answers[3]?.(false)
+  await fourth
+  t.equal(restrictions.none, true, 'then the newer one')
+})
+
+t.test('the watch looks periodically, one periodic look at a time, until stopped', async (t) => {
+  let looks = 0
+  let out = 0
+  let mostOut = 0
+  const restrictions = {
+    none: true,
+    async refresh () {
+      looks++
+      mostOut = Math.max(mostOut, ++out)
+      await sleep(30)
+      out--
+      return false
+    }
+  }
+  const watch = watchQueueRestrictions({ restrictions, everyMs: 5, log: pino({ level: 'silent' }) })
+  watch.start()
+  t.ok(await within30s(() => looks >= 3), 'looks again and again')
+  watch.stop()
+  const stoppedAt = looks
+  await sleep(200)
+  t.equal(looks, stoppedAt, 'no look after stop')
+  t.equal(mostOut, 1, 'a tick while a look is out adds none (a slow database is not piled on)')
 })
 
 for (const backend of backends().filter(b => b === 'postgres')) {

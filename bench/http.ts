@@ -188,12 +188,51 @@ export interface LatencyRun {
   producer_skipped_ticks: number
   /** CPU per task claimed inside the measuring window (the producer runs in the bench process: not counted) */
   cpu_us_per_task?: CpuPerTask
+  /** The broker's counters over the measuring window: how tasks reached their workers, what it took */
+  broker_counts?: LatencyCounts
   errors: number
   error_samples: string[]
   remaining: number
   rss_start_mb: number | undefined
   rss_end_mb: number | undefined
   broker_exit: string
+}
+
+/** Deltas of broker metrics over a latency run's measuring window. */
+export interface LatencyCounts {
+  produced: number
+  /** handed by produce straight to a waiting claim */
+  handed_off: number
+  /** claim statements of the claim service (long-polls, coalesced claims); flushes' fetch_next claims are not among them */
+  claim_statements: number
+  /** status flushes (one statement each) */
+  status_flushes: number
+}
+
+/** The value of a metric in Prometheus text, all its series summed (labels ignored). */
+function metricSum (text: string, name: string): number {
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue
+    const rest = line.slice(name.length)
+    if (rest[0] !== ' ' && rest[0] !== '{') continue
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return sum
+}
+
+async function latencyCountsAt (brokerUrl: string): Promise<LatencyCounts | undefined> {
+  try {
+    const text = await (await fetch(`${brokerUrl}/metrics`)).text()
+    return {
+      produced: metricSum(text, 'taskbroker_tasks_produced_total'),
+      handed_off: metricSum(text, 'taskbroker_tasks_handed_off_total'),
+      claim_statements: metricSum(text, 'taskbroker_claim_statement_duration_seconds_count'),
+      status_flushes: metricSum(text, 'taskbroker_batcher_flush_duration_seconds_count')
+    }
+  } catch {
+    return undefined
+  }
 }
 
 export interface SustainedRun {
@@ -580,9 +619,11 @@ export class HttpBench {
       const pids = { broker: session.broker.pid, workers: session.workers.pid }
       let cpuBefore: ReturnType<typeof cpuSnapshot> | undefined
       let cpuAfter: ReturnType<typeof cpuSnapshot> | undefined
+      let countsBefore: Promise<LatencyCounts | undefined> | undefined
+      let countsAfter: Promise<LatencyCounts | undefined> | undefined
       const cpuTimers = [
-        setTimeout(() => { cpuBefore = cpuSnapshot(pids) }, measureFrom - wallMs()),
-        setTimeout(() => { cpuAfter = cpuSnapshot(pids) }, measureUntil - wallMs())
+        setTimeout(() => { cpuBefore = cpuSnapshot(pids); countsBefore = latencyCountsAt(session.broker.url) }, measureFrom - wallMs()),
+        setTimeout(() => { cpuAfter = cpuSnapshot(pids); countsAfter = latencyCountsAt(session.broker.url) }, measureUntil - wallMs())
       ]
       try {
         produced = await this.openLoop(session.broker.url, rate, (o.warmup + o.duration) * 1000, measureFrom, measureUntil, session.signal)
@@ -599,6 +640,10 @@ export class HttpBench {
       const remaining = await this.remaining()
       const claimed = result.claimLatency?.count ?? 0
       const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? cpuPerTask(cpuBefore, cpuAfter, claimed) : undefined
+      const [before, after] = await Promise.all([countsBefore, countsAfter])
+      const counts = before === undefined || after === undefined
+        ? undefined
+        : { produced: after.produced - before.produced, handed_off: after.handed_off - before.handed_off, claim_statements: after.claim_statements - before.claim_statements, status_flushes: after.status_flushes - before.status_flushes }
       return {
         ack,
         filter: o.latencyFilter,
@@ -617,6 +662,7 @@ export class HttpBench {
         produce_request_ms: produced.rtt,
         producer_skipped_ticks: produced.skippedTicks,
         ...(cpu === undefined ? {} : { cpu_us_per_task: cpu }),
+        ...(counts === undefined ? {} : { broker_counts: counts }),
         errors: result.errors + produced.errors,
         error_samples: result.errorSamples,
         remaining

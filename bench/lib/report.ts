@@ -1,5 +1,5 @@
 /** The results of one `npm run bench` invocation: summaries, the goals check, and Markdown tables. */
-import type { CeilingRun, LatencyRun, ProduceRun, SustainedRun, ThroughputRun } from '../http.js'
+import type { CeilingRun, LatencyCounts, LatencyRun, ProduceRun, SustainedRun, ThroughputRun } from '../http.js'
 import type { RoundtripResult } from '../roundtrip.js'
 import type { CpuPerTask } from './cpu.js'
 import { FEATURES, featuresLabel, featuresOf, type Features } from './protocol.js'
@@ -385,12 +385,13 @@ export function markdown (r: Results): string {
   if ((r.latency ?? []).length > 0) {
     const offered = fmt(r.latency?.[0]?.offered_per_sec ?? Number.NaN)
     parts.push(`## Latency ${r.latency_peak_per_sec === undefined ? `at a fixed offered load (--rate): ${offered}` : `at half of peak (${fmt(r.latency_peak_per_sec)} tasks/s single peak → offered ${offered}`} tasks/s for ${String(o.duration)} s after ${String(o.warmup)} s warm-up; ${String(o.latencyWorkers)} workers long-poll wait_ms ${String(o.waitMs)}, report ${o.fetchNext === true ? 'with fetch_next (a row with fetch_next.wait_ms: the report long-polls for the next task, its status ack not measured)' : 'without fetch_next'}; producer sends what is due every ${String(o.tickMs)} ms)\n`)
-    parts.push(table(['ack', 'achieved tasks/s', 'produce→claim p50 / p95 / p99 ms', 'status ack p50 / p95 / p99 ms', 'produce request p50 / p99 ms', 'producer stalled (ticks)', 'CPU µs/task: broker / PostgreSQL / workers', 'errors', 'broker RSS start → end (MB)'],
+    parts.push(table(['ack', 'achieved tasks/s', 'produce→claim p50 / p95 / p99 ms', 'status ack p50 / p95 / p99 ms', 'produce request p50 / p99 ms', 'producer stalled (ticks)', 'CPU µs/task: broker / PostgreSQL / workers', 'handed off by produce / claim statements / status flushes (per 100 tasks)', 'errors', 'broker RSS start → end (MB)'],
       (r.latency ?? []).map(l => [(l.fetch_next_wait_ms ?? 0) > 0 ? `${l.ack}, fetch_next.wait_ms ${String(l.fetch_next_wait_ms)}` : l.ack, l.achieved_per_sec,
         `${ms(l.produce_to_claim_ms.p50)} / ${ms(l.produce_to_claim_ms.p95)} / ${ms(l.produce_to_claim_ms.p99)}`,
         `${ms(l.status_ack_ms.p50)} / ${ms(l.status_ack_ms.p95)} / ${ms(l.status_ack_ms.p99)}`,
         `${ms(l.produce_request_ms.p50)} / ${ms(l.produce_request_ms.p99)}`, l.producer_skipped_ticks,
-        l.cpu_us_per_task === undefined ? '–' : `${l.cpu_us_per_task.broker} / ${l.cpu_us_per_task.postgres} / ${l.cpu_us_per_task.workers}`, l.errors, `${l.rss_start_mb ?? '?'} → ${l.rss_end_mb ?? '?'}`])))
+        l.cpu_us_per_task === undefined ? '–' : `${l.cpu_us_per_task.broker} / ${l.cpu_us_per_task.postgres} / ${l.cpu_us_per_task.workers}`,
+        latencyCounts(l.broker_counts), l.errors, `${l.rss_start_mb ?? '?'} → ${l.rss_end_mb ?? '?'}`])))
   }
   if (r.sustained !== undefined) {
     const u = r.sustained
@@ -423,4 +424,11 @@ export function markdown (r: Results): string {
     parts.push('```json\n' + JSON.stringify(r.complete_mode, null, 2) + '\n```\n')
   }
   return parts.join('\n')
+}
+
+/** Per 100 tasks produced in the window: tasks handed off by produce, claim statements, status flushes. */
+function latencyCounts (c: LatencyCounts | undefined): string {
+  if (c === undefined || c.produced <= 0) return '–'
+  const per100 = (n: number) => (100 * n / c.produced).toFixed(1)
+  return `${per100(c.handed_off)} / ${per100(c.claim_statements)} / ${per100(c.status_flushes)}`
 }

@@ -45,7 +45,7 @@ const hasBody = (request: FastifyRequest) => {
 }
 
 const isJson = (contentType: string | undefined) =>
-  contentType !== undefined && contentType.split(';')[0]?.trim().toLowerCase() === 'application/json'
+  contentType === 'application/json' || (contentType !== undefined && contentType.split(';')[0]?.trim().toLowerCase() === 'application/json')
 
 export function installAuth (app: FastifyInstance, options: AuthOptions): void {
   const signed = options.secrets.length > 0
@@ -91,17 +91,20 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
 
   const parseJson = app.getDefaultJsonParser('error', 'ignore')
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    const raw = body as Buffer
-    try {
-      // A body-less request verified in onRequest may still come here (it names a content type).
-      if (!isExempt(request.routeOptions.url) && (raw.length > 0 || !verified.has(request))) verify(request, raw)
-    } catch (error) {
-      done(error as Error, undefined)
-      return
+  // Signed, the body is read as bytes (the signature covers them); unsigned, straight as text.
+  app.addContentTypeParser('*', { parseAs: signed ? 'buffer' : 'string' }, (request, body, done) => {
+    const raw = body as Buffer | string
+    if (signed) {
+      try {
+        // A body-less request verified in onRequest may still come here (it names a content type).
+        if (!isExempt(request.routeOptions.url) && (raw.length > 0 || !verified.has(request))) verify(request, raw)
+      } catch (error) {
+        done(error as Error, undefined)
+        return
+      }
     }
     const type = header(request, 'content-type')
-    if (isJson(type)) parseJson(request, raw.toString('utf8'), done)
+    if (isJson(type)) parseJson(request, typeof raw === 'string' ? raw : raw.toString('utf8'), done)
     else if (raw.length === 0) done(null, undefined)
     else done(new UnsupportedMediaTypeError(type === undefined ? 'no content-type' : JSON.stringify(type.slice(0, 100))), undefined)
   })

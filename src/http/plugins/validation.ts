@@ -59,8 +59,8 @@ export function findUnstorable (root: unknown, rootPath: string): string | null 
 
 /** Runs before schema validation, on every route. */
 export function installStorableCheck (app: FastifyInstance): void {
-  app.addHook('preValidation', async (request) => {
+  app.addHook('preValidation', (request, _reply, done) => {
     const problem = findUnstorable(request.params, 'params') ?? findUnstorable(request.query, 'querystring') ?? findUnstorable(request.body, 'body')
-    if (problem !== null) throw new InvalidRequestError(problem)
+    done(problem === null ? undefined : new InvalidRequestError(problem))
   })
 }

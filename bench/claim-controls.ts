@@ -33,49 +33,42 @@ await withScratchDatabase(url, async (database) => {
     select 'bg-' || i, '{}'::jsonb, now(), 60, 'pending', 'a' || (i % 10), 'ns', 'x' from generate_series(1, 10000) i`))
   await database.rows(sql`analyze inflight_tasks`)
 
-type Variant = 'plain (no queue restricted)' | 'controls, no settings' | 'controls, 200 rows of others' | 'this queue: max_processing' | 'this queue: rate_limit'
-const app: Record<Variant, string> = {
-  'plain (no queue restricted)': 'p0',
-  'controls, no settings': 'p1',
-  'controls, 200 rows of others': 'p2',
-  'this queue: max_processing': 'p3',
-  'this queue: rate_limit': 'p4'
-}
-const samples = Object.fromEntries(Object.keys(app).map(v => [v, [] as number[]])) as Record<Variant, number[]>
-const claimOf = (variant: Variant) => variant === 'plain (no queue restricted)'
-  ? () => plainStore.claim({ application: app[variant] }, 1)
-  : () => store.claim({ application: app[variant] }, 1)
-const order = Object.keys(app) as Variant[]
-for (let round = 0; round < WARMUP + iterations; round++) {
-  if (round === WARMUP) {
-    // Settings appear after the warm-up rounds (no settings at all before).
-    for (let i = 0; i < 200; i++) await queues.change({ application: `other-${i}`, paused: i % 2 === 0, maxProcessing: i % 2 === 0 ? null : 5 })
-    await queues.change({ application: app['this queue: max_processing'], maxProcessing: 1_000_000_000 })
-    await queues.change({ application: app['this queue: rate_limit'], rateLimit: { perSec: 1_000_000, burst: 1_000_000 } })
+  type Variant = 'plain (no queue restricted)' | 'controls, no settings' | 'controls, 200 rows of others' | 'this queue: max_processing' | 'this queue: rate_limit'
+  const app: Record<Variant, string> = {
+    'plain (no queue restricted)': 'p0',
+    'controls, no settings': 'p1',
+    'controls, 200 rows of others': 'p2',
+    'this queue: max_processing': 'p3',
+    'this queue: rate_limit': 'p4'
   }
-  for (const variant of order) {
-    if (round >= WARMUP && (variant === 'controls, no settings' || variant === 'plain (no queue restricted)')) continue
+  const samples = Object.fromEntries(Object.keys(app).map(v => [v, [] as number[]])) as Record<Variant, number[]>
+  /** Produces one task of the variant's queue and claims it, timing the claim (recorded past the warm-up). */
+  const timedClaim = async (variant: Variant, round: number) => {
     await store.produce([toActivation({ application: app[variant], namespace: 'ns', taskname: 'x' }, new Date())], new Date())
+    const claimer = variant === 'plain (no queue restricted)' ? plainStore : store
     const started = performance.now()
-    const rows = await claimOf(variant)()
+    const rows = await claimer.claim({ application: app[variant] }, 1)
     const ms = performance.now() - started
     if (rows.length !== 1) throw new Error(`${variant}: claimed ${rows.length}`)
     if (round >= WARMUP) samples[variant].push(ms)
   }
-}
-// "No settings" is measured in rounds of its own with the table empty again.
-await database.rows(sql`truncate table queue_settings`)
-await restrictions.refresh()
-for (let round = 0; round < WARMUP + iterations; round++) {
-  for (const variant of ['plain (no queue restricted)', 'controls, no settings'] as const) {
-    await store.produce([toActivation({ application: app[variant], namespace: 'ns', taskname: 'x' }, new Date())], new Date())
-    const started = performance.now()
-    const rows = await claimOf(variant)()
-    const ms = performance.now() - started
-    if (rows.length !== 1) throw new Error(`${variant}: claimed ${rows.length}`)
-    if (round >= WARMUP) samples[variant].push(ms)
+  const order = Object.keys(app) as Variant[]
+  const withoutSettings: Variant[] = ['plain (no queue restricted)', 'controls, no settings']
+  for (let round = 0; round < WARMUP + iterations; round++) {
+    if (round === WARMUP) {
+      // Settings appear after the warm-up rounds (no settings at all before).
+      for (let i = 0; i < 200; i++) await queues.change({ application: `other-${i}`, paused: i % 2 === 0, maxProcessing: i % 2 === 0 ? null : 5 })
+      await queues.change({ application: app['this queue: max_processing'], maxProcessing: 1_000_000_000 })
+      await queues.change({ application: app['this queue: rate_limit'], rateLimit: { perSec: 1_000_000, burst: 1_000_000 } })
+    }
+    for (const variant of order) if (round < WARMUP || !withoutSettings.includes(variant)) await timedClaim(variant, round)
   }
-}
-console.log(`claim by application, 1 task, 10,000 pending tasks of other applications (ms per statement, ${iterations}+ claims each)`)
-for (const variant of order) console.log(`  ${variant.padEnd(30)} ${JSON.stringify(summarize(samples[variant]))}`)
+  // The variants without settings are measured in rounds of their own with the table empty again.
+  await database.rows(sql`truncate table queue_settings`)
+  await restrictions.refresh()
+  for (let round = 0; round < WARMUP + iterations; round++) {
+    for (const variant of withoutSettings) await timedClaim(variant, round)
+  }
+  console.log(`claim by application, 1 task, 10,000 pending tasks of other applications (ms per statement, ${iterations}+ claims each)`)
+  for (const variant of order) console.log(`  ${variant.padEnd(30)} ${JSON.stringify(summarize(samples[variant]))}`)
 })

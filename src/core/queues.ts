@@ -50,15 +50,16 @@ export function createQueues (deps: {
 export function watchQueueRestrictions (deps: { restrictions: QueueRestrictions, everyMs: number, log: Logger }) {
   let timer: ReturnType<typeof setInterval> | undefined
   let looking: Promise<void> | undefined
-  const lookNow = (): Promise<void> => deps.restrictions.refresh().then(() => {}, (error: unknown) => {
+  // A failed look is logged; the store then keeps the full statement.
+  const look = (): Promise<void> => deps.restrictions.refresh().then(() => {}, (error: unknown) => {
     deps.log.debug({ err: error }, 'queue restrictions not looked at; claims keep the queue-control steps')
   })
   // A tick while the last periodic look is still out (a slow database) adds none.
   const tick = (): void => {
-    looking ??= lookNow().finally(() => { looking = undefined })
+    looking ??= look().finally(() => { looking = undefined })
   }
   return {
-    lookNow: (): void => { lookNow().catch(() => {}) },
+    lookNow: (): void => { look().catch(() => {}) },
     start (): void {
       timer ??= setInterval(tick, deps.everyMs)
       timer.unref()

@@ -9,7 +9,7 @@ import type { Database, Row } from '../db/database.js'
 import { inflightTasks, queueSettings } from '../db/schema.js'
 import { TASK_STATUSES, type TaskStatus } from '../domain/types.js'
 import { guard } from './errors.js'
-import type { QueueControls, QueueListing, QueueSettings, QueueStore } from './interfaces.js'
+import type { QueueControls, QueueListing, QueueSettings, QueueSettingsChange, QueueStore } from './interfaces.js'
 import type { QueueRestrictions } from './queue-restrictions.js'
 import { toDate } from './rows.js'
 import { columnsOf, namesOf } from './statements/schema-sql.js'
@@ -46,13 +46,38 @@ function settingsColumns (alias: string, prefix: string): SQL {
     .map(key => sql`${a[key]} as ${sql.identifier(prefix + k[key])}`), sql`, `)
 }
 
-export function createQueueStore (database: Database, restrictions: QueueRestrictions): QueueStore {
-  /** After a change: claims here take the statement the settings now call for. A failed look leaves
-   * the full statement in use (always correct); the change itself was made. */
-  const seeChange = async <T>(result: T): Promise<T> => {
-    await restrictions.refresh().catch(() => {})
-    return result
+/** Applies a change to a queue's settings row; the row's settings, or null when nothing is left set (the row is removed). */
+async function writeChange (database: Database, change: QueueSettingsChange): Promise<QueueSettings | null> {
+  const namespace = change.namespace ?? ''
+  // Given fields only; a new row takes the defaults (not paused, no caps) for the others.
+  const given: Array<[SQL, SQL]> = []
+  if (change.paused !== undefined) given.push([q.paused, sql`${change.paused ?? false}::boolean`])
+  if (change.maxProcessing !== undefined) given.push([q.maxProcessing, sql`${change.maxProcessing}::int`])
+  if (change.rateLimit !== undefined) {
+    const limit = change.rateLimit
+    // A new limit starts with a full bucket.
+    given.push(
+      [q.ratePerSec, sql`${limit?.perSec ?? null}::float8`],
+      [q.rateBurst, sql`${limit?.burst ?? null}::int`],
+      [q.rateTokens, sql`${limit?.burst ?? null}::float8`],
+      [q.rateUpdatedAt, limit === null ? sql`null::timestamptz` : sql`now()`])
   }
+  given.push([q.updatedAt, sql`clock_timestamp()`])
+  const rows = await guard(() => database.rows(sql`
+      insert into ${queueSettings} as s (${q.application}, ${q.namespace}, ${sql.join(given.map(([column]) => column), sql`, `)})
+      values (${change.application}, ${namespace}, ${sql.join(given.map(([, value]) => value), sql`, `)})
+      on conflict (${q.application}, ${q.namespace}) do update set ${sql.join(given.map(([column]) => sql`${column} = excluded.${column}`), sql`, `)}
+      returning ${s.paused}, ${s.maxProcessing}, ${s.ratePerSec}, ${s.rateBurst}, ${s.updatedAt}`))
+  const settings = toSettings(rows[0] as Row)
+  if (settings.paused || settings.maxProcessing !== null || settings.rateLimit !== null) return settings
+  // Nothing left set: the row goes, and its queue follows its application's row again.
+  await guard(() => database.rows(sql`
+      delete from ${queueSettings} where ${q.application} = ${change.application} and ${q.namespace} = ${namespace}
+        and not ${q.paused} and ${q.maxProcessing} is null and ${q.ratePerSec} is null`))
+  return null
+}
+
+export function createQueueStore (database: Database, restrictions: QueueRestrictions): QueueStore {
   return {
     async list (now) {
       const rows = await guard(() => database.rows(sql`
@@ -95,33 +120,11 @@ export function createQueueStore (database: Database, restrictions: QueueRestric
     },
 
     async change (change) {
-      const namespace = change.namespace ?? ''
-      // Given fields only; a new row takes the defaults (not paused, no caps) for the others.
-      const given: Array<[SQL, SQL]> = []
-      if (change.paused !== undefined) given.push([q.paused, sql`${change.paused ?? false}::boolean`])
-      if (change.maxProcessing !== undefined) given.push([q.maxProcessing, sql`${change.maxProcessing}::int`])
-      if (change.rateLimit !== undefined) {
-        const limit = change.rateLimit
-        // A new limit starts with a full bucket.
-        given.push(
-          [q.ratePerSec, sql`${limit?.perSec ?? null}::float8`],
-          [q.rateBurst, sql`${limit?.burst ?? null}::int`],
-          [q.rateTokens, sql`${limit?.burst ?? null}::float8`],
-          [q.rateUpdatedAt, limit === null ? sql`null::timestamptz` : sql`now()`])
-      }
-      given.push([q.updatedAt, sql`clock_timestamp()`])
-      const rows = await guard(() => database.rows(sql`
-        insert into ${queueSettings} as s (${q.application}, ${q.namespace}, ${sql.join(given.map(([column]) => column), sql`, `)})
-        values (${change.application}, ${namespace}, ${sql.join(given.map(([, value]) => value), sql`, `)})
-        on conflict (${q.application}, ${q.namespace}) do update set ${sql.join(given.map(([column]) => sql`${column} = excluded.${column}`), sql`, `)}
-        returning ${s.paused}, ${s.maxProcessing}, ${s.ratePerSec}, ${s.rateBurst}, ${s.updatedAt}`))
-      const settings = toSettings(rows[0] as Row)
-      if (settings.paused || settings.maxProcessing !== null || settings.rateLimit !== null) return await seeChange(settings)
-      // Nothing left set: the row goes, and its queue follows its application's row again.
-      await guard(() => database.rows(sql`
-        delete from ${queueSettings} where ${q.application} = ${change.application} and ${q.namespace} = ${namespace}
-          and not ${q.paused} and ${q.maxProcessing} is null and ${q.ratePerSec} is null`))
-      return await seeChange(null)
+      const settings = await writeChange(database, change)
+      // Claims here take the statement the settings now call for; a failed look leaves the full
+      // one in use, which is always correct (the change itself was made).
+      await restrictions.refresh().catch(() => {})
+      return settings
     },
 
     async pending (application, namespace) {

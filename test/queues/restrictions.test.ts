@@ -58,21 +58,22 @@ t.test('overlapping looks: each answer counts unless a newer look answered first
   const answers: Array<(restricted: boolean) => void> = []
   const database = { prepare: () => ({ run: async () => await new Promise<Row[]>(resolve => { answers.push(restricted => { resolve([{ restricted }]) }) }) }) }
   const restrictions = createQueueRestrictions(database as unknown as Parameters<typeof createQueueRestrictions>[0])
+  /** Answers look `i` (in start order) and waits for it. */
+  const answer = async (look: Promise<boolean>, i: number, restricted: boolean) => {
+    answers[i]?.(restricted)
+    await look
+  }
   const first = restrictions.refresh()
   const second = restrictions.refresh()
-  answers[1]?.(false)
-  await second
+  await answer(second, 1, false)
   t.equal(restrictions.none, true, 'the newer look answered: none restricted')
-  answers[0]?.(true)
-  await first
+  await answer(first, 0, true)
   t.equal(restrictions.none, true, 'the older look answering late is dropped')
   const third = restrictions.refresh()
   const fourth = restrictions.refresh()
-  answers[2]?.(true)
-  await third
+  await answer(third, 2, true)
   t.equal(restrictions.none, false, 'an older look answering first counts (looks that keep overlapping still move the view)')
-  answers[3]?.(false)
-  await fourth
+  await answer(fourth, 3, false)
   t.equal(restrictions.none, true, 'then the newer one')
 })
 

@@ -35,6 +35,7 @@ export async function connectBrokers (
   if (store.kind !== 'postgres') return noop
   const self = randomUUID()
   const subscriptions: Array<{ unlisten: () => Promise<void> }> = []
+  const unlistenAll = async () => { await Promise.all(subscriptions.map(async s => { await s.unlisten().catch(() => {}) })) }
   try {
     subscriptions.push(await store.messages.listen(TASKS_CHANNEL, payload => {
       try {
@@ -50,7 +51,7 @@ export async function connectBrokers (
   } catch (error) {
     // Not fatal: long-polls still re-check every second, queue settings are looked at as often.
     log.warn({ err: error }, 'cannot LISTEN for notifications of other brokers; long-polls fall back to polling')
-    await Promise.all(subscriptions.map(async s => { await s.unlisten().catch(() => {}) }))
+    await unlistenAll()
     return noop
   }
   const notify = (channel: string, payload: string) => {
@@ -63,6 +64,6 @@ export async function connectBrokers (
       notify(TASKS_CHANNEL, JSON.stringify({ from: self, queue, count }))
     },
     queuesChanged () { notify(QUEUES_CHANNEL, self) },
-    close: async () => { await Promise.all(subscriptions.map(async s => { await s.unlisten().catch(() => {}) })) }
+    close: unlistenAll
   }
 }

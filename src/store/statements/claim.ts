@@ -10,16 +10,16 @@
  * walk of the claim index, as before (while no row restricts anywhere, claims take the plain
  * statement instead, which is that walk alone: ClaimSpec.controls). Tasks of a paused queue are
  * never taken. A queue with a cap (max_processing, rate_limit) has its row locked (FOR UPDATE, in
- * key order: no deadlocks between claims) and is given an allowance; its tasks come from a walk of their own, and the tokens taken
- * are written back in the same statement. The lock serialises the claims of capped queues across
- * brokers; a locked row returns its newest version, so the token bucket is exact. A count of
- * processing tasks, though, is read from the statement's snapshot, which misses the tasks of claims
- * that committed after it (this claim waited for their lock): each claim adds what it took to the
- * row's claimed_total, and the difference between the locked row's total and the snapshot's is
- * counted as processing too. The cap is never exceeded, and a claim that waited still gets the
- * room left (taking none of the queue whenever the row had moved left workers with empty answers
- * while tasks were pending). Tasks reported in the same statement (a status flush's riders) no
- * longer count: each report ends its task's processing.
+ * key order: no deadlocks between claims) and is given an allowance; its tasks come from a walk of
+ * their own, and the tokens taken are written back in the same statement. The lock serialises the
+ * claims of capped queues across brokers; a locked row returns its newest version, so the token
+ * bucket is exact. A count of processing tasks, though, is read from the statement's snapshot,
+ * which misses the tasks of claims that committed after it (this claim waited for their lock): each
+ * claim adds what it took to the row's claimed_total, and the difference between the locked row's
+ * total and the snapshot's is counted as processing too. The cap is never exceeded, and a claim
+ * that waited still gets the room left (taking none of the queue whenever the row had moved left
+ * workers with empty answers while tasks were pending). Tasks reported in the same statement (a
+ * status flush's riders) no longer count: each report ends its task's processing.
  */
 import { sql, type SQL } from 'drizzle-orm'
 import type { Row } from '../../db/database.js'

@@ -39,20 +39,38 @@ export const MAX_JSON_DEPTH = 64
 // eslint-disable-next-line no-control-regex
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
-/** The path of the first value PostgreSQL cannot take, and why; null when all is well. Iterative, so depth cannot overflow the stack. */
+/** The path of the first value PostgreSQL cannot take, and why; null when all is well. */
 export function findUnstorable (root: unknown, rootPath: string): string | null {
-  const stack: Array<{ value: unknown, path: string, depth: number }> = [{ value: root, path: rootPath, depth: 0 }]
-  while (stack.length > 0) {
-    const { value, path, depth } = stack.pop() as { value: unknown, path: string, depth: number }
-    if (typeof value === 'string') {
-      if (UNSTORABLE.test(value)) return `${path} contains a NUL character or an unpaired surrogate, which cannot be stored`
-    } else if (value !== null && typeof value === 'object') {
-      if (depth >= MAX_JSON_DEPTH) return `${path} is nested more than ${MAX_JSON_DEPTH} levels deep`
-      for (const [key, inner] of Object.entries(value)) {
-        if (UNSTORABLE.test(key)) return `${path} has a key with a NUL character or an unpaired surrogate, which cannot be stored`
-        stack.push({ value: inner, path: `${path}/${key}`, depth: depth + 1 })
-      }
+  const problem = problemIn(root, 0)
+  if (problem === null) return null
+  const path = [rootPath, ...problem.keys.reverse()].join('/')
+  switch (problem.kind) {
+    case 'text': return `${path} contains a NUL character or an unpaired surrogate, which cannot be stored`
+    case 'key': return `${path} has a key with a NUL character or an unpaired surrogate, which cannot be stored`
+    case 'depth': return `${path} is nested more than ${MAX_JSON_DEPTH} levels deep`
+  }
+}
+
+/** Keys from the problem up to the root (pushed on the way out, so a clean body allocates nothing). */
+interface Problem { keys: string[], kind: 'text' | 'key' | 'depth' }
+
+/** Recursion stops at MAX_JSON_DEPTH, so any depth of input is safe for the stack. */
+function problemIn (value: unknown, depth: number): Problem | null {
+  if (typeof value === 'string') return UNSTORABLE.test(value) ? { keys: [], kind: 'text' } : null
+  if (value === null || typeof value !== 'object') return null
+  if (depth >= MAX_JSON_DEPTH) return { keys: [], kind: 'depth' }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const problem = problemIn(value[i], depth + 1)
+      if (problem !== null) { problem.keys.push(String(i)); return problem }
     }
+    return null
+  }
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue
+    if (UNSTORABLE.test(key)) return { keys: [], kind: 'key' }
+    const problem = problemIn((value as Record<string, unknown>)[key], depth + 1)
+    if (problem !== null) { problem.keys.push(key); return problem }
   }
   return null
 }

@@ -2,6 +2,8 @@
  * Produce: ONE insert of unnested column arrays, whatever the batch size (its text never changes,
  * so it is compiled and prepared once; drizzle's insert builder, 13 bind parameters per row, spent
  * 200–300 ms of CPU on a 1000-task batch). A task column is added to PRODUCED and nowhere else here.
+ * The activations travel as one JSON array beside them: as elements of a text array each would be
+ * escaped once more (every quote in its JSON doubled up), the largest string work produce did.
  */
 import { sql, type SQL } from 'drizzle-orm'
 import { inflightTasks, queueSettings } from '../../db/schema.js'
@@ -33,10 +35,9 @@ export interface ProducedTask {
 
 type InflightColumn = keyof typeof inflightTasks._.columns
 
-/** The columns produce writes, each with its value as array-element text. */
+/** The columns produce writes from arrays, each with its value as array-element text. */
 const PRODUCED = {
   id: t => t.id,
-  activation: t => JSON.stringify(t.activation),
   receivedAt: t => t.receivedAt.toISOString(),
   expiresAt: t => t.expiresAt?.toISOString() ?? null,
   delayUntil: t => t.delayUntil?.toISOString() ?? null,
@@ -55,16 +56,17 @@ const KEYS = Object.keys(PRODUCED) as Array<keyof typeof PRODUCED>
 const c = columnsOf(inflightTasks)
 const r = columnsOf(inflightTasks, 'r')
 
-/** An array parameter per column, typed as the column (jsonb travels as text, cast afterwards). */
-function arrayOf (key: keyof typeof PRODUCED) {
-  const type = inflightTasks[key].getSQLType()
-  return sql`${sql.placeholder(key)}::${sql.raw(type === 'jsonb' ? 'text' : type)}[]`
+/** The produced rows: one per task, the activations zipped with the column arrays (typed as the columns). */
+function producedRows (extraArrays: SQL[], extraColumns: SQL[]): SQL {
+  const arrays = KEYS.map(key => sql`unnest(${sql.placeholder(key)}::${sql.raw(inflightTasks[key].getSQLType())}[])`)
+  return sql`rows from (jsonb_array_elements(${sql.placeholder('activations')}::jsonb), ${list([...arrays, ...extraArrays.map(a => sql`unnest(${a})`)])})
+    with ordinality as r(${list([c.activation, ...KEYS.map(key => c[key]), ...extraColumns])}, ord)`
 }
 
 /** Rows get added_at (clock_timestamp()) as they are inserted, in batch order (`order by ord`): FIFO holds. */
-export const PRODUCE = compile(sql`insert into ${inflightTasks} (${list(KEYS.map(key => c[key]))})
-  select ${list(KEYS.map(key => key === 'activation' ? sql`${r[key]}::jsonb` : r[key]))}
-  from unnest(${list(KEYS.map(arrayOf))}) with ordinality as r(${list(KEYS.map(key => c[key]))}, ord)
+export const PRODUCE = compile(sql`insert into ${inflightTasks} (${list([c.activation, ...KEYS.map(key => c[key])])})
+  select ${list([r.activation, ...KEYS.map(key => r[key])])}
+  from ${producedRows([], [])}
   order by ord
   on conflict (${c.id}) do nothing
   returning ${c.id}`)
@@ -108,13 +110,13 @@ const handoffStatements = new Map<number, CompiledStatement>()
 export function produceHandoffStatement (graceSec: number): CompiledStatement {
   let statement = handoffStatements.get(graceSec)
   if (statement === undefined) {
-    const written = [...KEYS.map(key => c[key]), c.processingDeadline, c.lease]
+    const written = [c.activation, ...KEYS.map(key => c[key]), c.processingDeadline, c.lease]
     const deadline = processingDeadline(graceSec, sql`r.${c.processingDeadlineDuration}`)
+    const offers = [sql`${sql.placeholder('handoff')}::boolean[]`, sql`${sql.placeholder('to_app')}::text[]`, sql`${sql.placeholder('to_ns')}::text[]`]
     statement = compile(sql`insert into ${inflightTasks} (${list(written)})
-      select ${list(KEYS.map(key => key === 'activation' ? sql`r.${c[key]}::jsonb` : key === 'status' ? sql`case when x.h then 'processing' else r.${c.status} end` : sql`r.${c[key]}`))},
+      select ${list([r.activation, ...KEYS.map(key => key === 'status' ? sql`case when x.h then 'processing' else r.${c.status} end` : sql`r.${c[key]}`)])},
         case when x.h then ${deadline} end, case when x.h then gen_random_uuid() end
-      from unnest(${list(KEYS.map(arrayOf))}, ${sql.placeholder('handoff')}::boolean[], ${sql.placeholder('to_app')}::text[], ${sql.placeholder('to_ns')}::text[])
-        with ordinality as r(${list(KEYS.map(key => c[key]))}, handoff, to_app, to_ns, ord)
+      from ${producedRows(offers, [sql`handoff`, sql`to_app`, sql`to_ns`])}
       -- offset 0: decided once per row (pulled up, it was copied into each of the three columns that read it)
       cross join lateral (select ${HANDED_OFF} as h offset 0) x
       order by ord
@@ -136,7 +138,7 @@ export function produceHandoffValues (tasks: readonly ProducedTask[], targets: R
 
 /** The values of PRODUCE's placeholders for `tasks`. */
 export function produceValues (tasks: readonly ProducedTask[]): Record<string, string> {
-  const values: Record<string, string> = {}
+  const values: Record<string, string> = { activations: JSON.stringify(tasks.map(t => t.activation)) }
   for (const key of KEYS) {
     const text = PRODUCED[key]
     const column = new Array<string | null>(tasks.length)

@@ -20,7 +20,10 @@ keepAlive(t)
 /** A broker on a real port whose produce statement (or second claim statement) waits until `open()` is called. */
 async function gatedBroker (t: Test, backend: Parameters<typeof createTestDatabase>[1], gated: 'produce' | 'claim' = 'produce') {
   const { database } = await createTestDatabase(t, backend)
-  const config = testConfig({ ...NO_UPKEEP, TASKBROKER_CLAIM_RECHECK_MS: '50' })
+  // The claim gate needs the room's re-checks; the produce gate must not have them: a produce
+  // cannot hold a waiter whose re-check statement is running, so on a busy machine it would
+  // sometimes store the task pending instead of handing it off.
+  const config = testConfig({ ...NO_UPKEEP, TASKBROKER_CLAIM_RECHECK_MS: gated === 'claim' ? '50' : '600000' })
   const store = testStore(database, config)
   let open = () => {}
   let entered = () => {}

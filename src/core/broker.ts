@@ -132,7 +132,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
   const metrics = createMetrics()
   const signal = createTaskSignal()
   const restrictionsWatch = watchQueueRestrictions({ restrictions: store.queueRestrictions, everyMs: config.claims.recheckMs, log })
-  const brokers = await connectBrokers(store, signal, log, restrictionsWatch.lookNow)
+  const brokers = await connectBrokers(store, signal, log, restrictionsWatch.lookNow, config.claims.recheckMs)
   // Listening first: a change another broker makes from here on is heard. The first claims
   // already take the plain statement when no queue is restricted.
   await store.queueRestrictions.refresh().catch((error: unknown) => { log.warn({ err: error }, 'queue restrictions not looked at; claims keep the queue-control steps') })
@@ -245,7 +245,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     { name: 'heartbeats', stop: async (deadline) => { await leases.close(msLeft(deadline)) } },
     { name: 'status writer', stop: async (deadline) => { await statusWriter.close(msLeft(deadline)) }, minimumMs: 250 },
     { name: 'claims', stop: async () => { await claims.close() } },
-    { name: 'broker notifications', stop: async () => { await brokers.close() } },
+    { name: 'broker notifications', start: () => { brokers.start() }, stop: async () => { await brokers.close() } },
     // A store given by its owner stays open. Calls still in flight get a second.
     ...(owned ? [{ name: 'store', stop: async () => { await store.close() }, minimumMs: 1_000 }] : [])
   ], log)

@@ -8,6 +8,7 @@ import { migrationsFolder } from '../paths.js'
 import { markIfSent, StoreTimeoutError } from './call-errors.js'
 import { rowsOf, within } from './drizzle-calls.js'
 import { PLANNER_SETTINGS } from './planner.js'
+import { LISTENER_APPLICATION_NAME } from './listener.js'
 import { postgresTarget } from './postgres-url.js'
 import * as schema from './schema.js'
 import type { CallOptions, Database, DatabaseOptions, Db, LeaderLock, Row } from './types.js'
@@ -147,7 +148,7 @@ export function openPostgres (givenUrl: string, options: DatabaseOptions): Datab
       }
     },
     async listen (channel, onPayload) {
-      listener ??= postgres(url, clientOptions(1, 'taskbroker-listen'))
+      listener ??= postgres(url, clientOptions(1, LISTENER_APPLICATION_NAME))
       const subscription = await listener.listen(channel, onPayload)
       // Bounded: on a server that stopped answering, UNLISTEN would wait forever (the listener
       // client is closed right after anyway).

@@ -7,6 +7,7 @@ import { openDatabase, type Database, type DatabaseKind, type LeaderLock } from 
 import { prepareSchema } from '../db/migration-check.js'
 import { createDeadletterStore, type DeadletterStore } from './deadletter-store.js'
 import { createLeaseStore, type LeaseStore } from './lease-store.js'
+import { createListenerCount } from './listeners.js'
 import { createPushStore, type PushStore } from './push-store.js'
 import { createQueueRestrictions, type QueueRestrictions } from './queue-restrictions.js'
 import { createQueueStore, type QueueStore } from './queue-store.js'
@@ -39,6 +40,8 @@ export interface Store {
   readonly messages: {
     listen (channel: string, onPayload: (payload: string) => void): Promise<{ unlisten: () => Promise<void> }>
     notify (channel: string, payload: string): Promise<void>
+    /** Sessions listening for these messages on this database: one per broker, this one's included. */
+    listeners (): Promise<number>
   }
   /** A lock one broker at a time holds (upkeep); always held on PGlite, which is one process. */
   leaderLock (key: number): LeaderLock
@@ -81,7 +84,8 @@ export function createStore (database: Database, rules: StoreRules, owned = fals
     queueRestrictions,
     messages: {
       listen: async (channel, onPayload) => await database.listen(channel, onPayload),
-      notify: async (channel, payload) => { await database.notify(channel, payload) }
+      notify: async (channel, payload) => { await database.notify(channel, payload) },
+      listeners: createListenerCount(database)
     },
     leaderLock: key => database.leaderLock(key),
     close: async () => { if (owned) await database.close() }

@@ -24,7 +24,7 @@ if (!backends().includes('postgres')) {
     await client.unsafe(`prepare handoff as ${produceHandoffStatement(3).text}`)
     const row = (values: string[]) => values.map(v => `'{${v}}'`).join(', ')
     // The activations as one JSON array, then a one-element array per column.
-    const args = `'[{}]', ` + row(['h1', '2026-01-01T00:00:00Z', 'NULL', 'NULL', '60', 'pending', 'false', 'app1', 'ns1', 'x', 'discard', '1', '0', 'true', 'app1', 'ns1'])
+    const args = ['\'[{}]\'', row(['h1', '2026-01-01T00:00:00Z', 'NULL', 'NULL', '60', 'pending', 'false', 'app1', 'ns1', 'x', 'discard', '1', '0', 'true', 'app1', 'ns1'])].join(', ')
     const [result] = await client.unsafe(`explain (format json) execute handoff(${args})`)
     const plan = planOf(result)
     const scans = [...walk(plan)].filter(node => node['Relation Name'] === 'inflight_tasks' && node['Node Type'] !== 'ModifyTable')

@@ -4,6 +4,11 @@
  * settings, so the others look at them again at once (QueueRestrictions) rather than at their next
  * periodic look. Each broker ignores its own notifications (it acted on them already). On PGlite
  * (one process) this does nothing.
+ *
+ * A broker alone on its database sends none: a NOTIFY per produce cost PostgreSQL about a quarter
+ * of a small produce's CPU, for a listener that only ever heard itself. Each broker says hello when
+ * it starts listening, so the others send again at once, and counts the listening brokers every
+ * re-check interval, so it stops once the others have gone.
  */
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -15,12 +20,16 @@ import type { TaskSignal } from './task-signal.js'
 const TASKS_CHANNEL = 'taskbroker_tasks'
 /** Channel for "queue settings changed": the payload is the sender's id. */
 const QUEUES_CHANNEL = 'taskbroker_queues'
+/** Channel for "a broker began listening": the payload is its id. */
+const HELLO_CHANNEL = 'taskbroker_hello'
 
 export interface BrokerNotifications {
   /** Tells the other brokers that `count` tasks of `queue` became claimable. */
   send (queue: QueueRef, count: number): void
   /** Tells the other brokers that a queue's settings changed. */
   queuesChanged (): void
+  /** Starts counting the listening brokers every re-check interval. */
+  start (): void
   close (): Promise<void>
 }
 
@@ -29,11 +38,14 @@ export async function connectBrokers (
   signal: TaskSignal,
   log: Logger,
   /** Another broker changed a queue's settings. */
-  onQueuesChanged: () => void
+  onQueuesChanged: () => void,
+  /** How often the listening brokers are counted. */
+  everyMs: number
 ): Promise<BrokerNotifications> {
-  const noop = { send: () => {}, queuesChanged: () => {}, close: async () => {} }
+  const noop = { send: () => {}, queuesChanged: () => {}, start: () => {}, close: async () => {} }
   if (store.kind !== 'postgres') return noop
   const self = randomUUID()
+  const peers = peerView(store.messages.listeners, log)
   const subscriptions: Array<{ unlisten: () => Promise<void> }> = []
   const unlistenAll = async () => { await Promise.all(subscriptions.map(async s => { await s.unlisten().catch(() => {}) })) }
   try {
@@ -48,6 +60,9 @@ export async function connectBrokers (
     subscriptions.push(await store.messages.listen(QUEUES_CHANNEL, payload => {
       if (payload !== self) onQueuesChanged()
     }))
+    subscriptions.push(await store.messages.listen(HELLO_CHANNEL, payload => {
+      if (payload !== self) peers.joined()
+    }))
   } catch (error) {
     // Not fatal: long-polls still re-check every second, queue settings are looked at as often.
     log.warn({ err: error }, 'cannot LISTEN for notifications of other brokers; long-polls fall back to polling')
@@ -59,11 +74,52 @@ export async function connectBrokers (
       log.debug({ err: error, channel }, 'notification not sent')
     })
   }
+  // Listening already: a broker that starts after this hello is heard saying its own.
+  notify(HELLO_CHANNEL, self)
+  await peers.look()
+  let timer: ReturnType<typeof setInterval> | undefined
   return {
     send (queue: QueueRef, count: number) {
-      notify(TASKS_CHANNEL, JSON.stringify({ from: self, queue, count }))
+      if (peers.any) notify(TASKS_CHANNEL, JSON.stringify({ from: self, queue, count }))
     },
-    queuesChanged () { notify(QUEUES_CHANNEL, self) },
-    close: unlistenAll
+    queuesChanged () { if (peers.any) notify(QUEUES_CHANNEL, self) },
+    start () {
+      timer ??= setInterval(() => { peers.look().catch(() => {}) }, everyMs)
+      timer.unref()
+    },
+    async close () {
+      clearInterval(timer)
+      await unlistenAll()
+    }
+  }
+}
+
+/** Whether another broker listens on this database, as last seen; one count at a time. */
+export function peerView (count: () => Promise<number>, log: Pick<Logger, 'debug'>) {
+  let any = true // not known yet: send, as a broker always did
+  let hellos = 0
+  let looking: Promise<void> | undefined
+  const look = async (): Promise<void> => {
+    const hellosBefore = hellos
+    try {
+      const listening = await count()
+      // A hello heard while the count was out is a broker the count may have missed.
+      if (hellos === hellosBefore) any = listening > 1
+    } catch (error) {
+      any = true
+      log.debug({ err: error }, 'listening brokers not counted; notifying as if others listen')
+    }
+  }
+  return {
+    get any () { return any },
+    /** Another broker said hello: it listens. */
+    joined (): void {
+      hellos++
+      any = true
+    },
+    look (): Promise<void> {
+      looking ??= look().finally(() => { looking = undefined })
+      return looking
+    }
   }
 }

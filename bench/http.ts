@@ -32,6 +32,8 @@ export interface HttpOptions {
   sustained: number
   window: number
   produceConcurrency: number
+  /** Tasks per produce request. */
+  produceBatch: number
   payload: number
   waitMs: number
   tickMs: number
@@ -164,6 +166,8 @@ export interface ProduceRun {
   rss_start_mb: number | undefined
   rss_end_mb: number | undefined
   broker_exit: string
+  /** While the produce requests ran (`workers`: none run). */
+  cpu_us_per_task?: CpuPerTask
 }
 
 export interface LatencyRun {
@@ -423,8 +427,9 @@ export class HttpBench {
   /** POST /v1/tasks in batches of 1000 on `concurrency` connections; the bodies are serialised before the clock starts. */
   private async produce (api: Api, n: number, signal: AbortSignal, onProgress?: (done: number, errors: number) => void, application = BENCH_APPLICATION, features: Features = 'unused'): Promise<{ seconds: number, errors: number, errorSamples: string[] }> {
     const bodies: Array<{ body: string, count: number }> = []
-    for (let i = 0; i < n; i += 1000) {
-      const count = Math.min(1000, n - i)
+    const batch = this.options.produceBatch
+    for (let i = 0; i < n; i += batch) {
+      const count = Math.min(batch, n - i)
       const priority = (j: number) => featuresOf(features).priorities ? (i + j) % FEATURES_USED.priorities : undefined
       bodies.push({ body: JSON.stringify({ tasks: Array.from({ length: count }, (_, j) => benchTask(this.pad, undefined, application, priority(j))) }), count })
     }
@@ -596,8 +601,11 @@ export class HttpBench {
       await this.warmUp(session, 'batch', 'none')
       const p = new Progress(`produce rep ${rep}/${o.reps}`, o.tasks)
       let produced: { seconds: number, errors: number, errorSamples: string[] }
+      const pids = { broker: session.broker.pid, workers: undefined }
+      const cpuBefore = cpuSnapshot(pids)
       try { produced = await this.produce(session.api, o.tasks, session.signal, (d, e) => p.update(d, e)) } finally { p.stop() }
-      return { rep, tasks: o.tasks, concurrency: o.produceConcurrency, seconds: produced.seconds, tasks_per_sec: o.tasks / produced.seconds, errors: produced.errors, error_samples: produced.errorSamples }
+      const cpu = cpuPerTask(cpuBefore, cpuSnapshot(pids), o.tasks)
+      return { rep, tasks: o.tasks, concurrency: o.produceConcurrency, seconds: produced.seconds, tasks_per_sec: o.tasks / produced.seconds, errors: produced.errors, error_samples: produced.errorSamples, ...(cpu === undefined ? {} : { cpu_us_per_task: cpu }) }
     })
   }
 

@@ -61,6 +61,7 @@ const { values, positionals } = parseArgs({
     sustained: { type: 'string', default: '0' },
     window: { type: 'string', default: '10000' },
     'produce-concurrency': { type: 'string', default: '4' },
+    'produce-batch': { type: 'string', default: '1000' },
     payload: { type: 'string', default: '100' },
     'wait-ms': { type: 'string', default: '1000' },
     'tick-ms': { type: 'string', default: '5' },
@@ -125,6 +126,7 @@ flags (default):
   --sustained S (0)          also run sustained for S seconds (scenario sustained: default 60)
   --window N (10000)         sustained: most tasks queued ahead of the workers
   --produce-concurrency P (4) concurrent produce requests      --payload B (100) bytes of padding per task
+  --produce-batch N (1000)   tasks per produce request (1–1000): the produce figure's and the pre-produced tasks' requests
   --wait-ms W (1000)         long-poll wait_ms for latency and sustained claims
   --tick-ms T (5)            latency: the producer sends what is due every T ms
   --batching on[,off] (on)   status batching variants (off: with the first filter only)   --ack flushed,queued  latency ack modes
@@ -233,6 +235,7 @@ const options: Omit<HttpOptions, 'url'> = {
   sustained: sustainedSec,
   window: int('window', values.window, 100),
   produceConcurrency: int('produce-concurrency', values['produce-concurrency'], 1),
+  produceBatch: Math.min(1000, int('produce-batch', values['produce-batch'], 1)),
   payload: int('payload', values.payload),
   waitMs: int('wait-ms', values['wait-ms']),
   tickMs: int('tick-ms', values['tick-ms'], 1),

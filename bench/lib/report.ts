@@ -77,6 +77,11 @@ export interface Summary {
 const round2 = (n: number) => Math.round(n * 100) / 100
 
 /** Median CPU per task of the runs that have it, group by group. */
+/** The produce figure's requests: tasks per request and requests at once. */
+function produceLabel (o: Record<string, unknown>): string {
+  return `produce (POST /v1/tasks × ${String(o.produceBatch ?? 1000)}, ${String(o.produceConcurrency)} concurrent)`
+}
+
 function medianCpu (runs: Array<CpuPerTask | undefined>): CpuPerTask | undefined {
   const known = runs.filter((c): c is CpuPerTask => c !== undefined)
   if (known.length === 0) return undefined
@@ -363,7 +368,7 @@ export function markdown (r: Results): string {
       rows.unshift([`HTTP ceiling: the single workers against a trivial Fastify route, no database (${String(o.workers)} workers, requests/s)`, '', s.ceiling_median_per_sec, (s.ceiling_runs ?? []).map(fmt).join(', '), ...beatCell(), undefined, undefined, (r.ceiling ?? []).reduce((n, c) => n + c.errors, 0), undefined])
     }
     if (s.produce_median_tasks_per_sec !== undefined) {
-      rows.unshift([`produce (POST /v1/tasks × 1000, ${String(o.produceConcurrency)} concurrent)`, '', s.produce_median_tasks_per_sec, (s.produce_runs ?? []).map(fmt).join(', '), ...beatCell(), mb((r.produce ?? []).map(p => p.rss_start_mb)), mb((r.produce ?? []).map(p => p.rss_end_mb)), (r.produce ?? []).reduce((n, p) => n + p.errors, 0), undefined])
+      rows.unshift([`${produceLabel(o)}`, '', s.produce_median_tasks_per_sec, (s.produce_runs ?? []).map(fmt).join(', '), ...beatCell(), mb((r.produce ?? []).map(p => p.rss_start_mb)), mb((r.produce ?? []).map(p => p.rss_end_mb)), (r.produce ?? []).reduce((n, p) => n + p.errors, 0), undefined])
     }
     parts.push(table(['scenario', 'status batching', 'tasks/s (median)', 'runs', ...(beats ? ['heartbeat requests / empty claims made again (runs)'] : []), 'broker RSS start (MB)', 'broker RSS end (MB)', 'errors', 'incomplete'], rows))
     if (s.throughput.some(t => t.capped.includes(true))) parts.push(`\\* stopped by --max-run-seconds ${String(o.maxRunSeconds)} before all ${fmt(Number(o.tasks))} tasks were done; tasks/s over that time.\n`)
@@ -375,6 +380,7 @@ export function markdown (r: Results): string {
     const cpuRows: Array<Array<string | number | undefined>> = []
     const cpuRow = (label: string, c: CpuPerTask | undefined) => { if (c !== undefined) cpuRows.push([label, c.broker, c.postgres, c.workers, c.total]) }
     cpuRow('HTTP ceiling (the trivial server in the broker column)', s.ceiling_cpu_us_per_request)
+    cpuRow(`${produceLabel(o)}, no workers running`, medianCpu((r.produce ?? []).map(p => p.cpu_us_per_task)))
     for (const t of s.throughput) cpuRow(`${runLabel(t, o)}, status batching ${t.batching}`, t.cpu_us_per_task)
     if (cpuRows.length > 0) {
       const cores = Number(r.machine.cores)

@@ -155,7 +155,7 @@ export function openPostgres (givenUrl: string, options: DatabaseOptions): Datab
       return { unlisten: async () => { await within(subscription.unlisten(), Math.min(defaultTimeoutMs > 0 ? defaultTimeoutMs : 1_000, 1_000)) } }
     },
     async notify (channel, payload) {
-      await call('select pg_notify($1, $2)', [channel, payload], false, undefined)
+      await call('select pg_notify($1, $2)', [channel, payload], true, undefined)
     },
     leaderLock: (key) => postgresLeaderLock(url, key, clientOptions(1, 'taskbroker-upkeep-lock'), defaultTimeoutMs),
     async close () {

@@ -424,7 +424,7 @@ export class HttpBench {
     return { ...result, rss_start_mb: rssStart, rss_end_mb: rssEnd, broker_exit: exit }
   }
 
-  /** POST /v1/tasks in batches of 1000 on `concurrency` connections; the bodies are serialised before the clock starts. */
+  /** POST /v1/tasks in batches of `produceBatch` on `concurrency` connections; the bodies are serialised before the clock starts. */
   private async produce (api: Api, n: number, signal: AbortSignal, onProgress?: (done: number, errors: number) => void, application = BENCH_APPLICATION, features: Features = 'unused'): Promise<{ seconds: number, errors: number, errorSamples: string[] }> {
     const bodies: Array<{ body: string, count: number }> = []
     const batch = this.options.produceBatch

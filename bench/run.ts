@@ -151,6 +151,15 @@ if (SCENARIOS[scenario] === undefined || positionals.length > 1) {
   process.exit(2)
 }
 
+/** `n`, or exit 2 naming the flag when it is above `max` (the broker would refuse it). */
+function atMost (max: number, name: string, n: number): number {
+  if (n > max) {
+    process.stderr.write(`--${name} must be at most ${max} (got ${n})\n`)
+    process.exit(2)
+  }
+  return n
+}
+
 function int (name: string, value: string | undefined, min = 0): number {
   const n = Number(value)
   if (!Number.isFinite(n) || n < min) {
@@ -235,7 +244,7 @@ const options: Omit<HttpOptions, 'url'> = {
   sustained: sustainedSec,
   window: int('window', values.window, 100),
   produceConcurrency: int('produce-concurrency', values['produce-concurrency'], 1),
-  produceBatch: Math.min(1000, int('produce-batch', values['produce-batch'], 1)),
+  produceBatch: atMost(1000, 'produce-batch', int('produce-batch', values['produce-batch'], 1)),
   payload: int('payload', values.payload),
   waitMs: int('wait-ms', values['wait-ms']),
   tickMs: int('tick-ms', values['tick-ms'], 1),

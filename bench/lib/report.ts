@@ -76,12 +76,12 @@ export interface Summary {
 
 const round2 = (n: number) => Math.round(n * 100) / 100
 
-/** Median CPU per task of the runs that have it, group by group. */
 /** The produce figure's requests: tasks per request and requests at once. */
 function produceLabel (o: Record<string, unknown>): string {
   return `produce (POST /v1/tasks × ${String(o.produceBatch ?? 1000)}, ${String(o.produceConcurrency)} concurrent)`
 }
 
+/** Median CPU per task of the runs that have it, group by group. */
 function medianCpu (runs: Array<CpuPerTask | undefined>): CpuPerTask | undefined {
   const known = runs.filter((c): c is CpuPerTask => c !== undefined)
   if (known.length === 0) return undefined
@@ -368,7 +368,7 @@ export function markdown (r: Results): string {
       rows.unshift([`HTTP ceiling: the single workers against a trivial Fastify route, no database (${String(o.workers)} workers, requests/s)`, '', s.ceiling_median_per_sec, (s.ceiling_runs ?? []).map(fmt).join(', '), ...beatCell(), undefined, undefined, (r.ceiling ?? []).reduce((n, c) => n + c.errors, 0), undefined])
     }
     if (s.produce_median_tasks_per_sec !== undefined) {
-      rows.unshift([`${produceLabel(o)}`, '', s.produce_median_tasks_per_sec, (s.produce_runs ?? []).map(fmt).join(', '), ...beatCell(), mb((r.produce ?? []).map(p => p.rss_start_mb)), mb((r.produce ?? []).map(p => p.rss_end_mb)), (r.produce ?? []).reduce((n, p) => n + p.errors, 0), undefined])
+      rows.unshift([produceLabel(o), '', s.produce_median_tasks_per_sec, (s.produce_runs ?? []).map(fmt).join(', '), ...beatCell(), mb((r.produce ?? []).map(p => p.rss_start_mb)), mb((r.produce ?? []).map(p => p.rss_end_mb)), (r.produce ?? []).reduce((n, p) => n + p.errors, 0), undefined])
     }
     parts.push(table(['scenario', 'status batching', 'tasks/s (median)', 'runs', ...(beats ? ['heartbeat requests / empty claims made again (runs)'] : []), 'broker RSS start (MB)', 'broker RSS end (MB)', 'errors', 'incomplete'], rows))
     if (s.throughput.some(t => t.capped.includes(true))) parts.push(`\\* stopped by --max-run-seconds ${String(o.maxRunSeconds)} before all ${fmt(Number(o.tasks))} tasks were done; tasks/s over that time.\n`)

@@ -103,7 +103,7 @@ export const SETTINGS = {
     maxWaiters: int('TASKBROKER_CLAIM_MAX_WAITERS', 10_000, 1, 1_000_000,
       'claims long-polling at once, all filters together; one more is answered 503 TASKBROKER_TOO_MANY_WAITERS'),
     recheckMs: int('TASKBROKER_CLAIM_RECHECK_MS', 1_000, 10, 600_000,
-      'how often the long-polls of one filter look for tasks together (one statement) when no wake-up came (tasks another broker released); also how often a broker looks at the queue settings again (whether claims may skip the queue controls)'),
+      'how often the long-polls of one filter look for tasks together (one statement) when no wake-up came (tasks another broker released); also how often a broker looks at the queue settings again (whether claims may skip the queue controls) and counts the brokers listening on its database (whether produce must notify them)'),
     coalescing: bool('TASKBROKER_CLAIM_COALESCING', true, 'serve concurrent claims for one filter with one claim statement (false: a statement per request)'),
     handoff: bool('TASKBROKER_CLAIM_HANDOFF', true,
       'a produced task goes straight to a claim long-polling for it, stored as processing by the produce statement itself (false: it is stored pending and the waiting claim looks for it with a claim statement)')

@@ -19,32 +19,32 @@ t.test('the view of other brokers', async (t) => {
   let answer: () => Promise<number> = async () => 1
   let counts = 0
   const view = peerView(async () => { counts++; return await answer() }, silent)
-  t.equal(view.any, true, 'before any count: notify, as if others listen')
+  t.equal(view.othersListen, true, 'before any count: notify, as if others listen')
   await view.look()
-  t.equal(view.any, false, 'only this broker listens')
+  t.equal(view.othersListen, false, 'only this broker listens')
   answer = async () => 2
   await view.look()
-  t.equal(view.any, true, 'another listens')
+  t.equal(view.othersListen, true, 'another listens')
   answer = async () => await Promise.reject(new Error('database gone'))
   await view.look()
-  t.equal(view.any, true, 'a failed count notifies, as if others listen')
+  t.equal(view.othersListen, true, 'a failed count notifies, as if others listen')
 
   answer = async () => 1
   await view.look()
-  t.equal(view.any, false)
+  t.equal(view.othersListen, false)
   let release = () => {}
   answer = async () => { await new Promise<void>(resolve => { release = resolve }); return 1 }
   const look = view.look()
   view.joined()
   release()
   await look
-  t.equal(view.any, true, 'a hello heard while the count was out outweighs its answer')
+  t.equal(view.othersListen, true, 'a hello heard while the count was out outweighs its answer')
 
   counts = 0
   answer = async () => { await sleep(20); return 1 }
   await Promise.all([view.look(), view.look(), view.look()])
   t.equal(counts, 1, 'one count at a time')
-  t.equal(view.any, false)
+  t.equal(view.othersListen, false)
 })
 
 for (const backend of backends().filter(b => b === 'postgres')) {

@@ -5,7 +5,7 @@
  * periodic look. Each broker ignores its own notifications (it acted on them already). On PGlite
  * (one process) this does nothing.
  *
- * A broker alone on its database sends none: a NOTIFY per produce cost PostgreSQL about a quarter
+ * A broker alone on its database sends none: a NOTIFY per produce cost PostgreSQL about a third
  * of a small produce's CPU, for a listener that only ever heard itself. Each broker says hello when
  * it starts listening, so the others send again at once, and counts the listening brokers every
  * re-check interval, so it stops once the others have gone.
@@ -80,11 +80,11 @@ export async function connectBrokers (
   let timer: ReturnType<typeof setInterval> | undefined
   return {
     send (queue: QueueRef, count: number) {
-      if (peers.any) notify(TASKS_CHANNEL, JSON.stringify({ from: self, queue, count }))
+      if (peers.othersListen) notify(TASKS_CHANNEL, JSON.stringify({ from: self, queue, count }))
     },
-    queuesChanged () { if (peers.any) notify(QUEUES_CHANNEL, self) },
+    queuesChanged () { if (peers.othersListen) notify(QUEUES_CHANNEL, self) },
     start () {
-      timer ??= setInterval(() => { peers.look().catch(() => {}) }, everyMs)
+      timer ??= setInterval(peers.look, everyMs) // a look never rejects
       timer.unref()
     },
     async close () {
@@ -96,7 +96,7 @@ export async function connectBrokers (
 
 /** Whether another broker listens on this database, as last seen; one count at a time. */
 export function peerView (count: () => Promise<number>, log: Pick<Logger, 'debug'>) {
-  let any = true // not known yet: send, as a broker always did
+  let othersListen = true // not known yet: send, as a broker always did
   let hellos = 0
   let looking: Promise<void> | undefined
   const look = async (): Promise<void> => {
@@ -104,18 +104,18 @@ export function peerView (count: () => Promise<number>, log: Pick<Logger, 'debug
     try {
       const listening = await count()
       // A hello heard while the count was out is a broker the count may have missed.
-      if (hellos === hellosBefore) any = listening > 1
+      if (hellos === hellosBefore) othersListen = listening > 1
     } catch (error) {
-      any = true
+      othersListen = true
       log.debug({ err: error }, 'listening brokers not counted; notifying as if others listen')
     }
   }
   return {
-    get any () { return any },
+    get othersListen () { return othersListen },
     /** Another broker said hello: it listens. */
     joined (): void {
       hellos++
-      any = true
+      othersListen = true
     },
     look (): Promise<void> {
       looking ??= look().finally(() => { looking = undefined })

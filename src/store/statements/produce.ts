@@ -56,17 +56,21 @@ const KEYS = Object.keys(PRODUCED) as Array<keyof typeof PRODUCED>
 const c = columnsOf(inflightTasks)
 const r = columnsOf(inflightTasks, 'r')
 
-/** The produced rows: one per task, the activations zipped with the column arrays (typed as the columns). */
-function producedRows (extraArrays: SQL[], extraColumns: SQL[]): SQL {
-  const arrays = KEYS.map(key => sql`unnest(${sql.placeholder(key)}::${sql.raw(inflightTasks[key].getSQLType())}[])`)
-  return sql`rows from (jsonb_array_elements(${sql.placeholder('activations')}::jsonb), ${list([...arrays, ...extraArrays.map(a => sql`unnest(${a})`)])})
-    with ordinality as r(${list([c.activation, ...KEYS.map(key => c[key]), ...extraColumns])}, ord)`
+/** An array placeholder unnested: `name` holds the array, `type` its elements' SQL type. */
+const unnested = (name: string, type: string): SQL => sql`unnest(${sql.placeholder(name)}::${sql.raw(type)}[])`
+
+/** The produced rows: one per task, the activations zipped with the column arrays (typed as the
+ * columns) and with `extra` arrays of the same length, each a column of its own name. */
+function producedRows (extra: Array<{ name: string, type: string }> = []): SQL {
+  const arrays = [...KEYS.map(key => unnested(key, inflightTasks[key].getSQLType())), ...extra.map(e => unnested(e.name, e.type))]
+  return sql`rows from (jsonb_array_elements(${sql.placeholder('activations')}::jsonb), ${list(arrays)})
+    with ordinality as r(${list([c.activation, ...KEYS.map(key => c[key]), ...extra.map(e => sql.raw(e.name))])}, ord)`
 }
 
 /** Rows get added_at (clock_timestamp()) as they are inserted, in batch order (`order by ord`): FIFO holds. */
 export const PRODUCE = compile(sql`insert into ${inflightTasks} (${list([c.activation, ...KEYS.map(key => c[key])])})
   select ${list([r.activation, ...KEYS.map(key => r[key])])}
-  from ${producedRows([], [])}
+  from ${producedRows()}
   order by ord
   on conflict (${c.id}) do nothing
   returning ${c.id}`)
@@ -112,11 +116,10 @@ export function produceHandoffStatement (graceSec: number): CompiledStatement {
   if (statement === undefined) {
     const written = [c.activation, ...KEYS.map(key => c[key]), c.processingDeadline, c.lease]
     const deadline = processingDeadline(graceSec, sql`r.${c.processingDeadlineDuration}`)
-    const offers = [sql`${sql.placeholder('handoff')}::boolean[]`, sql`${sql.placeholder('to_app')}::text[]`, sql`${sql.placeholder('to_ns')}::text[]`]
     statement = compile(sql`insert into ${inflightTasks} (${list(written)})
       select ${list([r.activation, ...KEYS.map(key => key === 'status' ? sql`case when x.h then 'processing' else r.${c.status} end` : sql`r.${c[key]}`)])},
         case when x.h then ${deadline} end, case when x.h then gen_random_uuid() end
-      from ${producedRows(offers, [sql`handoff`, sql`to_app`, sql`to_ns`])}
+      from ${producedRows([{ name: 'handoff', type: 'boolean' }, { name: 'to_app', type: 'text' }, { name: 'to_ns', type: 'text' }])}
       -- offset 0: decided once per row (pulled up, it was copied into each of the three columns that read it)
       cross join lateral (select ${HANDED_OFF} as h offset 0) x
       order by ord

@@ -81,6 +81,10 @@ export const SETTINGS = {
     maxProcessingAttempts: int('TASKBROKER_MAX_PROCESSING_ATTEMPTS', 5, 1, 1_000, 'deadline resets before a task fails'),
     maxDelaySec: int('TASKBROKER_MAX_DELAY_SEC', 3_600, 0, 31_536_000, 'longest delay honoured; longer delays are capped')
   }),
+  produce: group('Produce', {
+    coalescing: bool('TASKBROKER_PRODUCE_COALESCING', true,
+      'store small produce requests (up to 32 tasks) that arrive while a produce statement runs together in one statement, each answered as if alone (false: a statement per request)')
+  }),
   status: group('Status reports (the batcher)', {
     batching: bool('TASKBROKER_STATUS_BATCHING', true, 'queue status reports and write them in bulk statements (false: one statement per report)'),
     batchSize: int('TASKBROKER_STATUS_BATCH_SIZE', 256, 1, 1_000, 'reports per bulk statement; a full batch is flushed at once'),

@@ -22,6 +22,7 @@ import { createLeases, type Leases } from './leases/leases.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { createBackpressure } from './produce/backpressure.js'
 import { createProduce, type ProduceOptions, type ProduceOutcome } from './produce/produce.js'
+import { createProduceCoalescer } from './produce/produce-coalescer.js'
 import type { PushDelivery } from './push/push-delivery.js'
 import { createQueues, watchQueueRestrictions, type Queues } from './queues.js'
 import { createReads, type BrokerStats } from './reads.js'
@@ -169,8 +170,9 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     log: log.child({ component: 'status-batcher' }),
     claim: (filter, limit) => claims.claim(filter, limit)
   })
+  const produceCoalescer = config.produce.coalescing ? createProduceCoalescer(store.tasks) : undefined
   const produce = createProduce({
-    store: store.tasks,
+    store: produceCoalescer ?? store.tasks,
     backpressure: createBackpressure(store.tasks, config.backpressure),
     isKillswitched: (taskname) => runtimeConfig.isKillswitched(taskname),
     metrics,
@@ -244,6 +246,8 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     // Everything queued is written; the flush's fetch_next riders still claim through the claims below.
     { name: 'heartbeats', stop: async (deadline) => { await leases.close(msLeft(deadline)) } },
     { name: 'status writer', stop: async (deadline) => { await statusWriter.close(msLeft(deadline)) }, minimumMs: 250 },
+    // Produce statements still queued are written (the front end has drained; schedules have stopped).
+    { name: 'produce', stop: async () => { await produceCoalescer?.close() } },
     { name: 'claims', stop: async () => { await claims.close() } },
     { name: 'broker notifications', start: () => { brokers.start() }, stop: async () => { await brokers.close() } },
     // A store given by its owner stays open. Calls still in flight get a second.

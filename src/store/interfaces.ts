@@ -22,6 +22,14 @@ export interface ReportsWritten {
   cancelled: Set<string>
 }
 
+/** One `produce` call's arguments, for `produceMany`. */
+export interface ProduceCall {
+  activations: readonly Activation[]
+  now: Date
+  priorities?: readonly number[] | undefined
+  handoff?: ReadonlyArray<ClaimFilter | undefined> | undefined
+}
+
 export interface LiveCounts { pending: number, delay: number, processing: number, claimed: number }
 
 export interface TaskStore {
@@ -34,6 +42,12 @@ export interface TaskStore {
    * would leave it (processing, a new lease) and returned in `handedOff`.
    */
   produce (activations: Activation[], now: Date, priorities?: readonly number[], handoff?: ReadonlyArray<ClaimFilter | undefined>): Promise<ProduceResult>
+  /**
+   * Several produce calls in ONE statement, each answered as `produce` would answer it alone: an id
+   * also given by an earlier call of the list is that later call's duplicate. The statement stores
+   * all or nothing; an error fails every call.
+   */
+  produceMany (calls: readonly ProduceCall[]): Promise<ProduceResult[]>
   /**
    * Claims up to `limit` pending tasks, oldest `added_at` first, skipping rows other claims hold;
    * each becomes `processing` with deadline = database now + its duration + grace. Undecodable

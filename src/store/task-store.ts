@@ -9,7 +9,7 @@ import { inflightTasks } from '../db/schema.js'
 import { TASK_STATUSES, type ProduceResult, type StoredTask, type StoreStats, type TaskStatus } from '../domain/types.js'
 import { guard } from './errors.js'
 import type { QueueRestrictions } from './queue-restrictions.js'
-import type { LiveCounts, ReportsWritten, TaskStore } from './interfaces.js'
+import type { LiveCounts, ProduceCall, ReportsWritten, TaskStore } from './interfaces.js'
 import { parseActivations, taskColumns, toDate, toStoredTask } from './rows.js'
 import { claimSteps, filterVariant, inClaimOrder, pullClaim, type FilterVariant } from './statements/claim.js'
 import { PRODUCE, produceHandoffStatement, produceHandoffValues, produceValues, producedTask, type HandoffTarget, type ProducedTask } from './statements/produce.js'
@@ -17,7 +17,7 @@ import { columnsOf, namesOf } from './statements/schema-sql.js'
 import { needsFence, statusStatement, statusValues, type ReportRowOutcome } from './statements/status.js'
 import { setAsideUndecodable } from './undecodable.js'
 
-export type { LiveCounts, TaskStore } from './interfaces.js'
+export type { LiveCounts, ProduceCall, TaskStore } from './interfaces.js'
 
 export interface TaskStoreOptions {
   /** Seconds added to every processing deadline. */
@@ -108,40 +108,51 @@ export function createTaskStore (database: Database, options: TaskStoreOptions, 
     return (await writeReports(updates)).applied
   }
 
-  return {
-    kind: database.kind,
-
-    async produce (activations, now, priorities, handoff): Promise<ProduceResult> {
-      const seen = new Set<string>()
-      const duplicates: string[] = []
-      const tasks: ProducedTask[] = []
-      const targets: Array<HandoffTarget | undefined> = []
+  async function produceMany (calls: readonly ProduceCall[]): Promise<ProduceResult[]> {
+    const seen = new Set<string>()
+    const results: ProduceResult[] = calls.map(() => ({ inserted: [], duplicates: [], handedOff: new Map() }))
+    const tasks: ProducedTask[] = []
+    /** Per task: the index of its call. */
+    const callOf: number[] = []
+    const targets: Array<HandoffTarget | undefined> = []
+    for (const [n, { activations, now, priorities, handoff }] of calls.entries()) {
       for (const [i, activation] of activations.entries()) {
         if (seen.has(activation.id)) {
-          duplicates.push(activation.id)
+          (results[n] as ProduceResult).duplicates.push(activation.id)
           continue
         }
         seen.add(activation.id)
         tasks.push(producedTask(activation, now, options.maxDelaySec, priorities?.[i] ?? 0))
+        callOf.push(n)
         const to = handoff?.[i]
         targets.push(to === undefined ? undefined : { application: to.application ?? null, namespace: to.application === undefined ? null : to.namespace ?? null })
       }
-      if (tasks.length === 0) return { inserted: [], duplicates, handedOff: new Map() }
-      const offered = targets.some(t => t !== undefined)
-      const insertedRows = await guard(() => offered
-        ? produceHandoffStatement(graceSec).run(database, produceHandoffValues(tasks, targets))
-        : PRODUCE.run(database, produceValues(tasks)))
-      const inserted = new Set<string>()
-      const handedOff = new Map<string, StoredTask>()
-      const byId = offered ? new Map(tasks.map(task => [task.id, task])) : undefined
-      for (const row of insertedRows) {
-        const id = row[k.id] as string
-        inserted.add(id)
-        if (byId !== undefined && row[k.status] === 'processing') handedOff.set(id, handedOffTask(byId.get(id) as ProducedTask, row))
+    }
+    if (tasks.length === 0) return results
+    const offered = targets.some(t => t !== undefined)
+    const insertedRows = await guard(() => offered
+      ? produceHandoffStatement(graceSec).run(database, produceHandoffValues(tasks, targets))
+      : PRODUCE.run(database, produceValues(tasks)))
+    const rowOf = new Map<string, Row>()
+    for (const row of insertedRows) rowOf.set(row[k.id] as string, row)
+    for (const [t, task] of tasks.entries()) {
+      const result = results[callOf[t] as number] as ProduceResult
+      const row = rowOf.get(task.id)
+      if (row === undefined) result.duplicates.push(task.id)
+      else {
+        result.inserted.push(task.id)
+        if (offered && row[k.status] === 'processing') result.handedOff.set(task.id, handedOffTask(task, row))
       }
-      for (const task of tasks) if (!inserted.has(task.id)) duplicates.push(task.id)
-      return { inserted: tasks.map(task => task.id).filter(id => inserted.has(id)), duplicates, handedOff }
-    },
+    }
+    return results
+  }
+
+  return {
+    kind: database.kind,
+
+    produce: async (activations, now, priorities, handoff) => (await produceMany([{ activations, now, priorities, handoff }]))[0] as ProduceResult,
+
+    produceMany,
 
     // A namespace filter needs an application (callers validate; here it is simply ignored).
     claim,

@@ -159,6 +159,23 @@ eachBackend(t, 'producing tasks', async (t, backend) => {
   })
 })
 
+eachBackend(t, 'concurrent produce requests each get their own answer, coalesced or not', async (t, backend) => {
+  for (const coalescing of ['true', 'false']) {
+    await t.test(`TASKBROKER_PRODUCE_COALESCING=${coalescing}`, async (t) => {
+      const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_PRODUCE_COALESCING: coalescing })
+      const answers = await Promise.all(Array.from({ length: 24 }, (_, i) => produce(app, [task({ id: `own-${i}` }), task({ id: 'shared' })])))
+      t.same(answers.map(res => res.statusCode), Array(24).fill(201))
+      const stored = answers.filter(res => res.json().inserted === 2)
+      t.equal(stored.length, 1, 'one request stored the id all of them gave')
+      for (const [i, res] of answers.entries()) {
+        const mine = res.json().inserted === 2
+        t.same(produced(res), { ids: [`own-${i}`, 'shared'], inserted: mine ? 2 : 1, duplicates: mine ? [] : ['shared'] }, `request ${i}`)
+      }
+      t.equal((await byStatus(app)).pending, 25)
+    })
+  }
+})
+
 eachBackend(t, 'rejected produce requests', async (t, backend) => {
   const { app } = await buildTestApp(t, backend, NO_UPKEEP)
 

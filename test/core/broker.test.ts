@@ -104,7 +104,7 @@ t.test('stop: long-polls end at once, then the parts stop in the order broker.ts
   await broker.stop()
   const order = lines.filter(l => l.msg === 'stopping').map(l => l.part)
   // The given store stays open (its owner closes it); a store the broker opened closes last.
-  t.same(order, ['upkeep', 'runtime config', 'queue restrictions watch', 'heartbeats', 'status writer', 'claims', 'broker notifications'])
+  t.same(order, ['upkeep', 'runtime config', 'queue restrictions watch', 'heartbeats', 'status writer', 'produce', 'claims', 'broker notifications'])
 })
 
 t.test('a broker that opened its store closes it last', async (t) => {
@@ -113,7 +113,7 @@ t.test('a broker that opened its store closes it last', async (t) => {
   const config = testConfig({ TASKBROKER_DELIVERY_MODE: 'push', TASKBROKER_WORKER_MAP: 'shop=http://127.0.0.1:9/push' })
   const broker = await createBroker(config, { logger: pino({ level: 'debug' }, sink) })
   await broker.stop()
-  t.same(lines.filter(l => l.msg === 'stopping').map(l => l.part), ['upkeep', 'runtime config', 'queue restrictions watch', 'push', 'heartbeats', 'status writer', 'claims', 'broker notifications', 'store'])
+  t.same(lines.filter(l => l.msg === 'stopping').map(l => l.part), ['upkeep', 'runtime config', 'queue restrictions watch', 'push', 'heartbeats', 'status writer', 'produce', 'claims', 'broker notifications', 'store'])
 })
 
 async function until (t: Test, check: () => Promise<boolean>): Promise<void> {

@@ -67,6 +67,44 @@ contract('produce', 'produce derives status, deadlines and bucket from the activ
   t.equal(bucketOf('not-a-uuid'), 0)
 })
 
+contract('produceMany', 'produceMany stores several calls in one statement, each answered as if alone', async (t, backend) => {
+  const { store } = await storeFor(t, backend)
+  await produce(store, activation({ id: 'stored' }))
+  const early = new Date(Date.now() - 60_000)
+  const late = now()
+  const delayed = (id: string, at: Date) => toActivation({ id, namespace: 'ns', taskname: 'x', delay: 30, received_at: early.toISOString() }, at)
+  const [first, second, third] = await store.produceMany([
+    { activations: [activation({ id: 'm1' }), activation({ id: 'stored' }), activation({ id: 'm1' })], now: late },
+    // m1 was given by the call before: a duplicate here, as if the calls had run one after the other.
+    { activations: [activation({ id: 'm1' }), activation({ id: 'm2' }), delayed('late-delay', late)], now: late, priorities: [0, 7, 0] },
+    // Each call's own clock decides its delays: 30 s after a received_at 60 s before `late` is over.
+    { activations: [delayed('early-delay', early)], now: early }
+  ])
+  t.same(first, { inserted: ['m1'], duplicates: ['m1', 'stored'], handedOff: new Map() })
+  t.same(second, { inserted: ['m2', 'late-delay'], duplicates: ['m1'], handedOff: new Map() })
+  t.same(third, { inserted: ['early-delay'], duplicates: [], handedOff: new Map() })
+  t.equal((await store.getById('m2'))?.priority, 7, 'priorities are per call')
+  t.equal((await store.getById('late-delay'))?.status, 'pending', 'its delay was over by its call\'s now')
+  t.equal((await store.getById('early-delay'))?.status, 'delay', 'its delay was still running by its call\'s now')
+  t.same((await store.claim({}, 10)).map(task => task.activation.id), ['m2', 'stored', 'm1', 'late-delay'], 'higher priority first, then rows in call order')
+  t.same(await store.produceMany([]), [], 'no calls: no answers')
+  t.same(await store.produceMany([{ activations: [], now: late }]), [{ inserted: [], duplicates: [], handedOff: new Map() }])
+})
+
+contract('produceMany', 'produceMany hands each call\'s offered tasks to the claims they were offered to', async (t, backend) => {
+  const { store } = await storeFor(t, backend)
+  const [plain, offered] = await store.produceMany([
+    { activations: [activation({ id: 'kept', application: 'a' })], now: now() },
+    { activations: [activation({ id: 'given', application: 'b' }), activation({ id: 'unoffered', application: 'b' })], now: now(), handoff: [{ application: 'b' }, undefined] }
+  ])
+  t.same(plain?.handedOff, new Map(), 'a call with no offers hands nothing off')
+  t.same([...offered!.handedOff.keys()], ['given'])
+  t.equal(offered!.handedOff.get('given')?.status, 'processing')
+  t.ok(offered!.handedOff.get('given')?.lease, 'a handed-off task has a lease, as a claim leaves it')
+  t.same(offered!.inserted, ['given', 'unoffered'])
+  t.same((await store.claim({}, 10)).map(task => task.activation.id), ['kept', 'unoffered'], 'the handed-off task is not claimable')
+})
+
 contract('claim', 'claim hands out the oldest pending tasks first, each once', async (t, backend) => {
   const { store } = await storeFor(t, backend)
   for (const id of ['t1', 't2', 't3', 't4', 't5']) await produce(store, activation({ id }))

@@ -2,7 +2,7 @@
  * A reference pull worker: claims tasks from the broker (long-polling), runs a handler for each
  * and reports the outcome, asking for the next task in the same request (`fetch_next`).
  *
- *   TASKBROKER_URL=http://127.0.0.1:8080 TASKBROKER_AUTH_SECRETS=s3cret npx tsx examples/pull-worker.ts
+ *   TASKBROKER_URL=http://127.0.0.1:8080 TASKBROKER_SECRET=s3cret npx tsx examples/pull-worker.ts
  *
  * What it does, for workers written in other languages:
  * - `POST /v1/tasks/claim {application?, namespace?, limit: 1, wait_ms}`: the broker answers at
@@ -44,7 +44,7 @@ export interface PullWorkerOptions {
   /** Only tasks of this application (and namespace, which needs an application). */
   application?: string
   namespace?: string
-  /** Shared secrets (TASKBROKER_AUTH_SECRETS of the broker); requests are signed with the first. */
+  /** Shared secrets (of the broker's TASKBROKER_AUTH_SECRETS); requests are signed with the first. */
   secrets?: readonly string[]
   /** Long-poll length of a claim (default 5000 ms); also the longest stop() waits for an idle worker. */
   waitMs?: number
@@ -57,8 +57,8 @@ export interface PullWorker {
   readonly reported: number
   /** Claims nothing more, finishes and reports the task in hand; resolves when the loop has ended. */
   stop: () => Promise<void>
-  /** Resolves when the loop ends (after stop(), or on an error it cannot retry). */
-  readonly done: Promise<void>
+  /** Resolves when the loop ends: with undefined after stop(), with the error on one it cannot retry. */
+  readonly done: Promise<unknown>
 }
 
 class Refused extends Error {}
@@ -124,7 +124,10 @@ export function startPullWorker (options: PullWorkerOptions): PullWorker {
     }
   }
 
-  const done = loop().catch((error: unknown) => onError('the worker stopped', error))
+  const done = loop().then(() => undefined, (error: unknown) => {
+    onError('the worker stopped', error)
+    return error
+  })
   return {
     get reported () { return reported },
     stop: async () => {
@@ -135,6 +138,13 @@ export function startPullWorker (options: PullWorkerOptions): PullWorker {
   }
 }
 
+/** The secret to sign with, as the CLI finds it: TASKBROKER_SECRET, else the first of TASKBROKER_AUTH_SECRETS. */
+export function secretsFromEnv (env: Record<string, string | undefined> = process.env): string[] {
+  const secret = env.TASKBROKER_SECRET?.trim()
+  if (secret !== undefined && secret !== '') return [secret]
+  return (env.TASKBROKER_AUTH_SECRETS ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
+}
+
 // Run as a program: log each task and complete it (WORK_MS: pretend each task takes that long).
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const workMs = Number(process.env.WORK_MS ?? 0)
@@ -142,7 +152,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     brokerUrl: process.env.TASKBROKER_URL ?? 'http://127.0.0.1:8080',
     application: process.env.TASKBROKER_APPLICATION,
     namespace: process.env.TASKBROKER_NAMESPACE,
-    secrets: process.env.TASKBROKER_AUTH_SECRETS?.split(',').map(s => s.trim()).filter(s => s.length > 0),
+    secrets: secretsFromEnv(),
     waitMs: process.env.WAIT_MS === undefined ? undefined : Number(process.env.WAIT_MS),
     onError: (message, error) => process.stderr.write(`${message}${error === undefined ? '' : `: ${String(error)}`}\n`),
     handler: async (task): Promise<Outcome> => {
@@ -157,5 +167,6 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
       worker.stop().then(() => process.exit(0), () => process.exit(1))
     })
   }
-  await worker.done
+  // A worker that died on an error it cannot retry (a 401, say) exits 1: a supervisor restarts it.
+  if (await worker.done !== undefined) process.exitCode = 1
 }

@@ -3,7 +3,7 @@
  * handler for each and reports the outcome to the broker's status endpoint (the task's
  * `callback_url`).
  *
- *   TASKBROKER_AUTH_SECRETS=s3cret PORT=9000 npx tsx examples/push-worker.ts
+ *   TASKBROKER_SECRET=s3cret PORT=9000 npx tsx examples/push-worker.ts
  *   # broker: TASKBROKER_DELIVERY_MODE=push TASKBROKER_WORKER_MAP=shop=http://127.0.0.1:9000/push
  *
  * The protocol, for workers written in other languages:
@@ -205,7 +205,8 @@ export async function startPushWorker (options: PushWorkerOptions): Promise<Push
 
 // Run directly: a worker that logs each task and completes it.
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const secrets = (process.env.TASKBROKER_AUTH_SECRETS ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
+  // Pushes are verified with every secret given (rotation): those of TASKBROKER_AUTH_SECRETS and TASKBROKER_SECRET.
+  const secrets = [...new Set([...(process.env.TASKBROKER_AUTH_SECRETS ?? '').split(','), process.env.TASKBROKER_SECRET ?? ''].map(s => s.trim()).filter(s => s !== ''))]
   const worker = await startPushWorker({
     port: Number(process.env.PORT ?? 9000),
     host: process.env.HOST ?? '127.0.0.1',

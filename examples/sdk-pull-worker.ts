@@ -1,6 +1,6 @@
 /**
  * A pull worker on the SDK: claims tasks of application "example" (long-poll), runs up to four at
- * once, retries a task whose parameters say so, and drains on SIGTERM (nothing left processing).
+ * once, retries a task whose parameters say so, and drains on Ctrl-C or SIGTERM (nothing left processing).
  *
  *   TASKBROKER_URL=http://127.0.0.1:8080 TASKBROKER_SECRET=s3cret npx tsx examples/sdk-pull-worker.ts
  *
@@ -25,6 +25,9 @@ const worker = createWorker({
 })
 worker.on('warning', (message: string) => process.stderr.write(`${message}\n`))
 
-process.once('SIGTERM', () => {
-  worker.stop({ timeoutMs: 10_000 }).then(() => process.exit(0), () => process.exit(1))
-})
+// Ctrl-C (SIGINT) drains as SIGTERM does: nothing is left processing until its deadline.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    worker.stop({ timeoutMs: 10_000 }).then(() => process.exit(0), () => process.exit(1))
+  })
+}

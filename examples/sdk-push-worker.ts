@@ -26,7 +26,10 @@ const server = createServer((req, res) => {
 })
 server.listen(Number(process.env.PORT ?? 9000), '127.0.0.1', () => process.stdout.write('listening\n'))
 
-process.once('SIGTERM', () => {
-  // Refuse new pushes (503: the broker hands them to another worker or later), finish and report the rest.
-  push.receiver.close().then(() => server.close(() => process.exit(0)), () => process.exit(1))
-})
+// Ctrl-C (SIGINT) or SIGTERM: refuse new pushes (503: the broker hands them to another worker or
+// later), finish and report the rest.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    push.receiver.close().then(() => server.close(() => process.exit(0)), () => process.exit(1))
+  })
+}

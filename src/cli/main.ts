@@ -25,10 +25,13 @@ export interface CliIo {
 
 interface Globals { url: string, secret?: string, json?: boolean, retries: number }
 
-function int (name: string) {
+/** A whole-number option within [min, max] (a usage error, exit 2, otherwise). */
+function int (name: string, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     if (!/^-?\d+$/.test(value)) throw new UsageError(`${name} must be a whole number, got "${value}"`)
-    return Number(value)
+    const n = Number(value)
+    if (n < min || n > max) throw new UsageError(`${name} must be ${max === Number.MAX_SAFE_INTEGER ? `at least ${min}` : `from ${min} to ${max}`}, got ${value}`)
+    return n
   }
 }
 
@@ -60,7 +63,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
     .addOption(new Option('--url <url>', 'the broker (env: TASKBROKER_URL)').default(io.env.TASKBROKER_URL ?? 'http://127.0.0.1:8080'))
     .addOption(new Option('--secret <secret>', 'sign requests with this secret (env: TASKBROKER_SECRET, else the first of TASKBROKER_AUTH_SECRETS)'))
     .option('--json', 'print answers as JSON, one line each (for scripts)')
-    .addOption(new Option('--retries <n>', 'retries of a busy (503/429) or unreachable broker, where safe').argParser(int('--retries')).default(2))
+    .addOption(new Option('--retries <n>', 'retries of a busy (503/429) or unreachable broker, where safe').argParser(int('--retries', 0, 100)).default(2))
     .addHelpText('after', EXIT_CODES_HELP)
     .exitOverride()
     .configureOutput({ writeOut: text => io.stdout.write(text), writeErr: text => io.stderr.write(text) })
@@ -80,16 +83,17 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
 
   program.command('produce').description('produce one task (or many from --file as a JSON array or {tasks})')
     .argument('[namespace]').argument('[taskname]')
-    .option('-a, --application <name>', 'application', '')
+    .option('-a, --application <name>', 'application (default: "": only claims with no application filter take it)')
     .option('-p, --params <json>', 'parameters (JSON)')
     .option('--id <id>', 'task id (default: a fresh UUID)')
-    .addOption(new Option('--delay <sec>', 'seconds before it may be claimed').argParser(int('--delay')))
-    .addOption(new Option('--priority <n>', 'higher first (brokers with priorities)').argParser(int('--priority')))
-    .addOption(new Option('--max-attempts <n>', 'executions allowed in all').argParser(int('--max-attempts')))
+    .addOption(new Option('--delay <sec>', 'seconds before it may be claimed').argParser(int('--delay', 0)))
+    .addOption(new Option('--priority <n>', 'higher first (brokers with priorities)').argParser(int('--priority', -32768, 32767)))
+    .addOption(new Option('--max-attempts <n>', 'executions allowed in all').argParser(int('--max-attempts', 1)))
     .option('--file <path>', 'read tasks from this JSON file ("-": stdin)')
     .action(async (namespace: string | undefined, taskname: string | undefined, o: Record<string, unknown>) => {
       let tasks: TaskInput[]
       if (typeof o.file === 'string') {
+        if (namespace !== undefined || o.application !== undefined) throw new UsageError('--file takes its tasks from the file: no <namespace> <taskname> or -a beside it')
         const { readFile } = await import('node:fs/promises')
         const text = o.file === '-' ? await readStdin() : await readFile(o.file, 'utf8').catch((e: Error) => { throw new UsageError(e.message) })
         const parsed = json('--file', text) as TaskInput[] | { tasks: TaskInput[] }
@@ -98,7 +102,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
       } else {
         if (namespace === undefined || taskname === undefined) throw new UsageError('produce needs <namespace> <taskname> (or --file)')
         tasks = [{
-          application: o.application as string,
+          application: (o.application as string | undefined) ?? '',
           namespace,
           taskname,
           ...(o.params === undefined ? {} : { parameters: json('--params', o.params as string) }),
@@ -116,7 +120,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   task.command('get').argument('<id>').description('the task with its broker state')
     .action(async (id: string) => {
       const answer = await connect().getTask(id)
-      out(answer, () => fields({ id: answer.task.id, status: answer.status, application: answer.task.application, namespace: answer.task.namespace, taskname: answer.task.taskname, attempts: answer.task.retry_state.attempts, processing_attempts: answer.processing_attempts, added_at: answer.added_at, processing_deadline: answer.processing_deadline, delay_until: answer.delay_until, parameters: answer.task.parameters }))
+      out(answer, () => fields({ id: answer.task.id, status: answer.status, application: answer.task.application, namespace: answer.task.namespace, taskname: answer.task.taskname, attempts: answer.task.retry_state.attempts, processing_attempts: answer.processing_attempts, priority: answer.priority, added_at: answer.added_at, processing_deadline: answer.processing_deadline, delay_until: answer.delay_until, cancel_requested: answer.cancel_requested, progress: answer.progress ?? null, parameters: answer.task.parameters }))
     })
   task.command('cancel').argument('<id>').description('cancel a task (a running one is asked to stop)')
     .action(async (id: string) => { const answer = await connect().cancel(id); out(answer, () => answer.requested ? `cancel requested ${id} (held by a worker: its next report ends it)\n` : `cancelled ${id}\n`) })
@@ -157,7 +161,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
       if (o.maxProcessing === undefined && o.rate === undefined) throw new UsageError('limits needs --max-processing or --rate')
       const patch = {
         ...queueFilter(application, namespace),
-        ...(o.maxProcessing === undefined ? {} : { max_processing: o.maxProcessing === 'none' ? null : int('--max-processing')(o.maxProcessing) }),
+        ...(o.maxProcessing === undefined ? {} : { max_processing: o.maxProcessing === 'none' ? null : int('--max-processing', 0)(o.maxProcessing) }),
         ...(o.rate === undefined ? {} : { rate_limit: rate(o.rate) })
       }
       out(await connect().updateQueue(patch), () => 'limits set\n')
@@ -166,7 +170,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   const letters = program.command('deadletters').description('dead letters: list, requeue, purge')
   letters.command('list', { isDefault: true }).description('one page of dead letters, oldest first')
     .option('-a, --application <name>').option('-n, --namespace <name>').option('-t, --taskname <name>')
-    .addOption(new Option('--limit <n>').argParser(int('--limit'))).option('--cursor <cursor>', 'next page (printed after a full page)')
+    .addOption(new Option('--limit <n>').argParser(int('--limit', 1))).option('--cursor <cursor>', 'next page (printed after a full page)')
     .action(async (o: { application?: string, namespace?: string, taskname?: string, limit?: number, cursor?: string }) => {
       const page = await connect().listDeadletters(o)
       out(page, () => table(page.deadletters.map(d => ({ id: d.task.id, application: d.task.application, namespace: d.task.namespace, taskname: d.task.taskname, reason: d.reason, deadlettered_at: d.deadlettered_at })),
@@ -185,7 +189,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
     })
   schedules.command('get').argument('<name>').action(async (name: string) => { const s = await connect().getSchedule(name); out(s, () => fields(s)) })
   schedules.command('put').argument('<name>').description('create or replace a schedule')
-    .option('--cron <expr>', 'cron expression').addOption(new Option('--every <sec>', 'every this many seconds').argParser(int('--every')))
+    .option('--cron <expr>', 'cron expression').addOption(new Option('--every <sec>', 'every this many seconds').argParser(int('--every', 1)))
     .option('--timezone <tz>').requiredOption('--task <json>', 'the task to produce (JSON: namespace, taskname, …)')
     .option('--paused', 'created paused')
     .action(async (name: string, o: { cron?: string, every?: number, timezone?: string, task: string, paused?: boolean }) => {
@@ -204,8 +208,8 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
     .action(async (name: string) => { const answer = await connect().triggerSchedule(name); out(answer, () => `triggered ${name}: ${answer.id}${answer.inserted ? '' : ' (not stored)'}\n`) })
 
   program.command('tail').description('live task counts, refreshed in place (Ctrl-C ends)')
-    .addOption(new Option('--interval <ms>', 'refresh period').argParser(int('--interval')).default(1000))
-    .addOption(new Option('--count <n>', 'stop after this many refreshes').argParser(int('--count')))
+    .addOption(new Option('--interval <ms>', 'refresh period (at least 100)').argParser(int('--interval', 100)).default(1000))
+    .addOption(new Option('--count <n>', 'stop after this many refreshes').argParser(int('--count', 1)))
     .action(async (o: { interval: number, count?: number }) => {
       await tail(connect(), { intervalMs: o.interval, count: o.count, json: globals().json === true, stdout: io.stdout, signal: io.signal })
     })

@@ -24,7 +24,7 @@ import { installAuth } from './plugins/auth.js'
 import { registerDocs } from './plugins/docs.js'
 import { installErrorHandling } from './plugins/errors.js'
 import { answerClientError, installBodyBudget } from './plugins/transport.js'
-import { installStorableCheck, installValidation } from './plugins/validation.js'
+import { installOptionalBodies, installStorableCheck, installValidation } from './plugins/validation.js'
 import { derivedPublicUrl } from './public-url.js'
 import { operationsRoutes } from './routes/operations.js'
 import { v1Routes } from './routes/v1/index.js'
@@ -106,6 +106,7 @@ function bindLifecycle (app: FastifyInstance, broker: Broker, config: Config): v
 async function registerAll (app: FastifyInstance, config: Config, broker: Broker): Promise<void> {
   const { metrics } = broker
   installValidation(app)
+  installOptionalBodies(app)
   installStorableCheck(app)
   installAuth(app, {
     secrets: config.auth.secrets,
@@ -113,7 +114,7 @@ async function registerAll (app: FastifyInstance, config: Config, broker: Broker
     exemptPaths: config.auth.exemptPaths,
     replayCacheSize: config.auth.replayCacheSize
   })
-  installErrorHandling(app, { retryAfterSec: config.http.retryAfterSec, metrics, linger: config.http })
+  installErrorHandling(app, { retryAfterSec: config.http.retryAfterSec, metrics, linger: config.http, bodyLimitBytes: config.http.bodyLimitBytes })
   installBodyBudget(app, { maxBytes: config.http.maxInflightBodyBytes, bodyLimit: config.http.bodyLimitBytes })
   // Our own answer during shutdown, with a code and Retry-After (return503OnClosing is off).
   // Hooks on every request take callbacks, not async functions: a promise per hook per request

@@ -321,6 +321,7 @@ eachBackend(t, 'the body size limit', async (t, backend) => {
     t.ok(payload.length > 2048)
     const res = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload })
     assertError(t, res, 413, 'TASKBROKER_BODY_TOO_LARGE')
+    t.match(res.json().message, /larger than 2048 bytes \(TASKBROKER_BODY_LIMIT_BYTES\)/, 'the answer names the limit and its setting')
     t.equal((await getTask(app, 'big')).statusCode, 404, 'the task was not stored')
     t.equal((await byStatus(app)).pending, 1, 'only the earlier small task is stored')
   })

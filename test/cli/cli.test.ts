@@ -51,6 +51,9 @@ eachBackend(t, 'produce, task get, stats, dead letters and tail against a signed
   t.equal(got.code, 0)
   t.match(got.stdout, /status\s+pending/)
   t.match(got.stdout, /parameters\s+\{"order":42\}/)
+  t.match(got.stdout, /priority\s+0\n/)
+  t.match(got.stdout, /cancel_requested\s+false\n/)
+  t.match(got.stdout, /progress\s+-\n/)
   t.equal(JSON.parse((await cli(['stats', '--json'], env)).stdout).by_status.pending, 3)
   t.match((await cli(['stats'], env)).stdout, /application\s+namespace\s+status\s+count\nshop\s+emails\s+pending\s+3/)
 
@@ -67,9 +70,9 @@ eachBackend(t, 'produce, task get, stats, dead letters and tail against a signed
   t.equal(requeuedAgain.code, 1, 'a broker error exits 1')
   t.match(requeuedAgain.stderr, /TASKBROKER_DEADLETTER_NOT_FOUND \(404\)/)
 
-  const tailed = await cli(['tail', '--interval', '10', '--count', '2'], env)
+  const tailed = await cli(['tail', '--interval', '100', '--count', '2'], env)
   t.equal(tailed.stdout.split('\n').filter(l => l.includes('pending 1')).length, 2, 'two refreshes, a line each off a terminal')
-  const onTty = await cli(['tail', '--interval', '10', '--count', '1'], env, { tty: true })
+  const onTty = await cli(['tail', '--interval', '100', '--count', '1'], env, { tty: true })
   t.ok(onTty.stdout.startsWith('\u001b[H\u001b[J'), 'on a terminal the screen is redrawn in place')
   const json = await cli(['tail', '--json', '--count', '1'], env)
   t.match(JSON.parse(json.stdout), { by_status: { pending: 1 } })
@@ -207,6 +210,15 @@ t.test('exit codes: usage 2, unreachable 69, busy 75; --help on every command', 
   t.equal(badJson.code, 2)
   t.match(badJson.stderr, /--params is not valid JSON/)
   t.equal((await cli(['produce', 'n', 't', '--delay', 'soon'])).code, 2)
+  // Out of range before any request: a tail without pause would poll the broker flat out.
+  for (const argv of [['tail', '--interval', '0'], ['tail', '--count', '0'], ['stats', '--retries', '-1'], ['produce', 'n', 't', '--priority', '99999'],
+    ['produce', 'n', 't', '--delay', '-5'], ['produce', 'n', 't', '--max-attempts', '0'], ['deadletters', 'list', '--limit', '0']]) {
+    const refused = await cli(argv)
+    t.equal(refused.code, 2, argv.join(' '))
+    t.match(refused.stderr, /must be (at least|from) -?\d+/, argv.join(' '))
+  }
+  t.equal((await cli(['produce', 'n', 't', '--file', 'tasks.json'])).code, 2, '--file with a namespace and taskname')
+  t.equal((await cli(['produce', '-a', 'shop', '--file', 'tasks.json'])).code, 2, '--file with -a')
   t.equal((await cli(['schedules', 'put', 'x', '--task', '{}'])).code, 2, 'neither --cron nor --every')
   t.equal((await cli(['queues', 'limits', 'shop'])).code, 2)
 

@@ -40,7 +40,7 @@ eachBackend(t, 'the pull worker completes every task, and on SIGTERM reports the
   // WORK_MS: each task takes 200 ms, so a SIGTERM finds one in hand.
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'examples/pull-worker.ts')], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, TASKBROKER_URL: url, TASKBROKER_AUTH_SECRETS: 's3cret', WAIT_MS: '1000', WORK_MS: '200' },
+    env: { PATH: process.env.PATH, TASKBROKER_URL: url, TASKBROKER_SECRET: 's3cret', WAIT_MS: '1000', WORK_MS: '200' },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
@@ -99,3 +99,19 @@ t.test('after a 503 the worker waits Retry-After seconds and sends the same requ
 function signRequestHeaders (method: string, path: string, body: string): Record<string, string> {
   return signRequest('s3cret', { method, path, body, nonce: randomUUID() })
 }
+
+eachBackend(t, 'the pull worker refused by the broker (a wrong secret) exits 1, so a supervisor sees it fail', { timeout: 120_000 }, async (t, backend) => {
+  const { app } = await buildTestApp(t, backend, { TASKBROKER_AUTH_SECRETS: 's3cret' })
+  const url = await app.listen({ host: '127.0.0.1', port: 0 })
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'examples/pull-worker.ts')], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, TASKBROKER_URL: url, TASKBROKER_SECRET: 'wrong', WAIT_MS: '1000' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const code = await Promise.race([new Promise<number | null>(resolve => child.once('exit', resolve)), sleep(100_000).then(() => 'still running')])
+  t.equal(code, 1, output)
+  t.match(output, /answered 401/)
+})

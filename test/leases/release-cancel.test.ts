@@ -35,6 +35,20 @@ eachBackend(t, 'release', async (t, backend) => {
     t.same((await waiting).json().tasks.map((c: { id: string }) => c.id), ['r-wake'])
   })
 
+  await t.test('a request with no body at all means {} (every field is optional): heartbeat, release, claim', async (t) => {
+    await hold(t, app, ['r-bare'], 'release-bare')
+    const bare = (url: string) => app.inject({ method: 'POST', url })
+    const beat = await bare('/v1/tasks/r-bare/heartbeat')
+    t.equal(beat.statusCode, 200, beat.body)
+    const released = await bare('/v1/tasks/r-bare/release')
+    t.equal(released.statusCode, 200, released.body)
+    t.same(released.json(), { released: true, cancelled: false })
+    const claimed = await bare('/v1/tasks/claim')
+    t.equal(claimed.statusCode, 200, claimed.body)
+    t.same(claimed.json().tasks.map((c: { id: string }) => c.id), ['r-bare'])
+    assertError(t, await bare('/v1/tasks/status'), 400, 'TASKBROKER_INVALID_REQUEST')
+  })
+
   await t.test('not processing: 409 TASKBROKER_TASK_NOT_PROCESSING; unknown: 404', async (t) => {
     await post(app, '/v1/tasks', { tasks: [task({ id: 'r-pending', application: 'release-none' })] })
     assertError(t, await post(app, '/v1/tasks/r-pending/release', {}), 409, 'TASKBROKER_TASK_NOT_PROCESSING')

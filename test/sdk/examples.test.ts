@@ -1,6 +1,6 @@
 /**
  * The SDK examples as real processes against a real broker with signing on (both stores): the
- * producer produces, the pull worker runs every task and drains on SIGTERM, the push worker
+ * producer produces, the pull worker runs every task and drains on SIGINT (Ctrl-C), the push worker
  * receives the broker's pushes, reports them and drains on SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -44,7 +44,8 @@ eachBackend(t, 'the producer and the pull worker', { timeout: 180_000 }, async (
   // The example prints `done` for this task only on its second attempt (the first returns retry()),
   // so its line shows that the retry was reported and the broker ran the task again (upkeep is on).
   t.ok(await waitFor(() => worker.output().includes('done retry-me'), 120_000), 'the retry was reported and the task ran again')
-  worker.process.kill('SIGTERM')
+  // Ctrl-C drains as SIGTERM does.
+  worker.process.kill('SIGINT')
   t.equal(await worker.exited, 0, worker.output())
   const stats = await client.stats()
   t.equal(stats.by_status.processing ?? 0, 0, 'nothing left processing')

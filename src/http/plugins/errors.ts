@@ -37,10 +37,13 @@ export interface ErrorHandlingOptions {
   metrics: Metrics
   /** Bounds of the lingering close after an answer sent before the body was read. */
   linger: LingerLimits
+  /** The largest body accepted (TASKBROKER_BODY_LIMIT_BYTES), named in the 413. */
+  bodyLimitBytes: number
 }
 
 export function installErrorHandling (app: FastifyInstance, options: ErrorHandlingOptions): void {
-  const { retryAfterSec, metrics, linger } = options
+  const { retryAfterSec, metrics, linger, bodyLimitBytes } = options
+  const tooLarge = `the request body is larger than ${bodyLimitBytes} bytes (TASKBROKER_BODY_LIMIT_BYTES); send fewer tasks or reports a request`
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const statusCode = error.statusCode ?? 500
     if (statusCode >= 500 && statusCode !== 503) {
@@ -60,7 +63,7 @@ export function installErrorHandling (app: FastifyInstance, options: ErrorHandli
     if (ours) return reply.code(statusCode).send({ statusCode, code: error.code, error: httpReason(statusCode), message: error.message, ...(Array.isArray(ids) ? { ids } : {}) })
     const known = FASTIFY_CODES[error.code]
     if (known !== undefined) {
-      const message = error.validation !== undefined ? validationMessage(error) : error.message
+      const message = error.validation !== undefined ? validationMessage(error) : error.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? tooLarge : error.message
       return reply.code(statusCode).send({ statusCode, code: known, error: httpReason(statusCode), message })
     }
     request.log.info({ code: error.code, message: error.message, statusCode }, 'answering a generic error')

@@ -33,6 +33,23 @@ export function installValidation (app: FastifyInstance): void {
     (httpPart === 'body' ? body : text).compile(schema as object))
 }
 
+/**
+ * A POST whose body fields are all optional (claim, heartbeat, release) may come with no body at
+ * all (`curl -X POST …/release`): it means `{}`, not a 400 "body must be object".
+ */
+export function installOptionalBodies (app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    const body = route.schema?.body as { type?: unknown, required?: unknown[] } | undefined
+    if (body?.type !== 'object' || (body.required?.length ?? 0) > 0) return
+    const emptyIsObject = (request: { body: unknown }, _reply: unknown, done: () => void) => {
+      if (request.body === undefined || request.body === null) request.body = {}
+      done()
+    }
+    const hooks = route.preValidation
+    route.preValidation = hooks === undefined ? [emptyIsObject] : [emptyIsObject, ...(Array.isArray(hooks) ? hooks : [hooks])]
+  })
+}
+
 /** JSON nested deeper than this is refused (anywhere, `parameters` included). */
 export const MAX_JSON_DEPTH = 64
 

@@ -264,6 +264,37 @@ t.test('maxConcurrentFlushes: a key in flight is never written by a concurrent f
   t.same(await Promise.all([p1, p2, p3]), ['1:a@1', '1:b@3', '2:a@2'], 'last write of the key is the last one made')
 })
 
+t.test('groupOf: items of one group with different keys are all written, one flush at a time, in order', async t => {
+  const store = new FakeStore()
+  store.hold = true
+  const b = createBatcher<Item, string, string>({
+    name: 'test',
+    maxBatchSize: 10,
+    flushIntervalMs: 0,
+    maxQueued: 1000,
+    maxConcurrentFlushes: 3,
+    keyOf: i => `${i.id}/${i.v}`,
+    groupOf: i => i.id,
+    flush: store.flush
+  })
+  t.teardown(() => { b.close({ timeoutMs: 1000 }).catch(() => {}) })
+  const p1 = b.add(item(1, 'a'))
+  await store.waitCalls(1)
+  const rest = [b.add(item(1, 'b')), b.add(item(1, 'c')), b.add(item(2, 'a')), b.add(item(1, 'b'))]
+  await store.waitCalls(2)
+  t.same(ids(store.calls[1] ?? []), ['2a'], 'a concurrent flush skips the group in flight')
+  t.equal(b.queued, 2, '1b (its two adds merged: same key) and 1c wait')
+  await store.release()
+  await store.waitCalls(3)
+  t.same(ids(store.calls[2] ?? []), ['1b'], 'never two items of a group in one flush')
+  await store.release()
+  await store.release()
+  await store.waitCalls(4)
+  t.same(ids(store.calls[3] ?? []), ['1c'])
+  await store.release()
+  t.same(await Promise.all([p1, ...rest]), ['1:a@1', '1:b@3', '1:c@4', '2:a@2', '1:b@3'])
+})
+
 t.test('maxConcurrentFlushes: under load every item is written once, in order per key', async t => {
   const store = new FakeStore()
   const b = make(t, store, { maxBatchSize: 4, flushIntervalMs: 0, maxConcurrentFlushes: 3 })

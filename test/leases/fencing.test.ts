@@ -85,6 +85,26 @@ for (const batching of ['true', 'false']) {
   })
 }
 
+eachBackend(t, 'a stale report queued beside the holder\'s report of the same task never undoes it (status batching)', async (t, backend) => {
+  // A long flush interval: both reports surely wait in the same queue.
+  const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '300' })
+  const held = await hold(t, app, ['both-1', 'both-2'], 'both')
+  const mine = (id: string) => post(app, `/v1/tasks/${id}/status`, { status: 'complete', lease: held.get(id)?.lease })
+  const stale = (id: string) => post(app, '/v1/tasks/status', { updates: [{ id, status: 'failure', lease: FOREIGN_LEASE }] })
+
+  // The stale report second: "last report wins" used to let it replace the holder's, which was then
+  // answered stale, and the task stayed processing to run again.
+  const [first, second] = await Promise.all([mine('both-1'), stale('both-1')])
+  t.same(first.json(), { applied: true, queued: false, task: null }, 'the holder\'s report applied')
+  t.equal(second.json().applied, 0, `the stale one did not: ${second.body}`)
+  t.equal(await stateOf(app, 'both-1'), null, 'the task is complete')
+
+  const [before, after] = await Promise.all([stale('both-2'), mine('both-2')])
+  t.match(before.json(), { applied: 0, stale: ['both-2'] }, 'written first, the stale report is refused')
+  t.same(after.json(), { applied: true, queued: false, task: null })
+  t.equal(await stateOf(app, 'both-2'), null)
+})
+
 eachBackend(t, 'push: the pushed body carries the lease, and reports are fenced by it', async (t, backend) => {
   const worker = await fakeWorker(t)
   const { app, database } = await startPushApp(t, backend, { TASKBROKER_WORKER_MAP: `shop=${worker.url}` })

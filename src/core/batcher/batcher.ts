@@ -7,6 +7,8 @@
  *   key of a *queued* item replaces its value in place ("last report wins", position of the first
  *   arrival kept), and every caller for that key settles with the result of the flush that writes it.
  *   An item whose key is currently *in flight* is queued separately and written after that flush.
+ *   Items of one `groupOf` with different keys (one task's reports under different leases) are all
+ *   written, one at a time in order of arrival: never two of a group in one flush or in flight at once.
  * - When it flushes (never more than `maxBatchSize` items per `flush()` call; a backlog drains in
  *   consecutive flushes): as soon as `maxBatchSize` distinct keys are queued, or when the oldest
  *   queued item has waited `flushIntervalMs` (0 = as soon as no flush is in flight), or at once on
@@ -53,6 +55,7 @@ export interface BatcherOptions<T, K, R> {
   maxQueued: number // bound on queued (not in-flight) keys; add() of a new key beyond it throws BatcherFullError
   maxConcurrentFlushes?: number // default 1; flushes in flight at once (each with distinct keys)
   keyOf: (item: T) => K // dedupe key: a later item replaces a queued one with the same key (last report wins)
+  groupOf?: (item: T) => unknown // default the key; items of one group are never flushed together or concurrently
   flush: (items: T[]) => Promise<R[]> // writes one batch; one result per item, same order; throwing = nothing written
   retryBackoffMs?: { initial: number, max: number } // default { initial: 50, max: 1000 }, doubling, reset on success
   retryFailedFlushes?: boolean // default true; false: a failed flush rejects its callers with the error (reads, e.g. claims, that must fail fast)
@@ -82,7 +85,7 @@ export class BatcherClosedError extends Error {
 }
 
 interface Waiter<R> { resolve: (result: R) => void, reject: (error: unknown) => void }
-interface Entry<T, K, R> { key: K, item: T, since: number, waiters: Waiter<R>[] }
+interface Entry<T, K, R> { key: K, group: unknown, item: T, since: number, waiters: Waiter<R>[] }
 type Timer = ReturnType<typeof setTimeout>
 
 /** Calls an optional user callback; its exceptions must not break the batcher. */
@@ -104,7 +107,9 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
   const maxConcurrent = opts.maxConcurrentFlushes ?? 1
   if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new RangeError(`batcher ${name}: maxConcurrentFlushes must be an integer >= 1`)
   const inFlight = new Set<Entry<T, K, R>[]>() // the batches being flushed
-  const inFlightKeys = new Set<K>()
+  /** Groups in the flushes in flight (keys, without groupOf). */
+  const inFlightGroups = new Set<unknown>()
+  const groupOf = opts.groupOf ?? keyOf
   let inFlightCount = 0
   let timer: Timer | undefined // interval or backoff timer
   let kicked = false // a flush is scheduled on a microtask
@@ -162,14 +167,13 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
     const batch: Entry<T, K, R>[] = []
     for (const entry of queue.values()) {
       if (batch.length >= maxBatchSize) break
-      if (!inFlightKeys.has(entry.key)) batch.push(entry) // its key's earlier write is still in flight
+      if (inFlightGroups.has(entry.group)) continue // its group's earlier write is in flight, or in this batch
+      inFlightGroups.add(entry.group)
+      batch.push(entry)
     }
     if (batch.length === 0) return // everything queued waits for a flush in flight; its end reschedules
     clearTimer()
-    for (const entry of batch) {
-      queue.delete(entry.key)
-      inFlightKeys.add(entry.key)
-    }
+    for (const entry of batch) queue.delete(entry.key)
     inFlight.add(batch)
     inFlightCount += batch.length
     schedule() // another flush may start beside this one
@@ -185,7 +189,7 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
     }
     inFlight.delete(batch)
     inFlightCount -= batch.length
-    for (const entry of batch) inFlightKeys.delete(entry.key)
+    for (const entry of batch) inFlightGroups.delete(entry.group)
     if (abandoned) { // close() timed out meanwhile; callers were already rejected
       safeCall(opts.onFlush, { size: batch.length, durationMs: now() - started, error, reason })
       return
@@ -248,7 +252,7 @@ export function createBatcher<T, K, R> (opts: BatcherOptions<T, K, R>): Batcher<
           existing.item = item // last report wins, first position kept
           existing.waiters.push({ resolve, reject })
         } else {
-          queue.set(key, { key, item, since: now(), waiters: [{ resolve, reject }] })
+          queue.set(key, { key, group: groupOf(item), item, since: now(), waiters: [{ resolve, reject }] })
         }
         schedule()
       })

@@ -23,7 +23,11 @@ export function createBatchedWriter (deps: StatusWriterDeps): StatusWriter {
     flushIntervalMs: config.flushIntervalMs,
     maxConcurrentFlushes: config.concurrentFlushes,
     maxQueued: config.maxQueued,
-    keyOf: update => update.id,
+    // One task's reports under one lease: the last wins. Under different leases (a worker whose
+    // claim was reset, and the task's current holder) each is written, in order of arrival, so
+    // the stale one can never replace the current holder's report.
+    keyOf: update => update.lease === undefined ? update.id : `${update.id}\u0000${update.lease}`,
+    groupOf: update => update.id,
     flush: createStatusFlush({ store, riders, log }),
     onFlush: ({ size, durationMs, error }) => {
       breaker.recordFlush(error)

@@ -101,6 +101,19 @@ eachBackend(t, 'heartbeats', async (t, backend) => {
   })
 })
 
+eachBackend(t, 'a stale heartbeat queued beside the holder\'s never replaces it', async (t, backend) => {
+  // A long flush interval: both heartbeats surely wait in the same queue.
+  const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '300' })
+  const held = await hold(t, app, ['hb-both'], 'hb-both')
+  const [mine, stale] = await Promise.all([
+    post(app, '/v1/tasks/hb-both/heartbeat', { lease: held.get('hb-both')?.lease, progress: 'mine' }),
+    post(app, '/v1/tasks/hb-both/heartbeat', { lease: FOREIGN_LEASE, progress: 'stale' })
+  ])
+  t.equal(mine.statusCode, 200, `the holder's heartbeat was written: ${mine.body}`)
+  assertError(t, stale, 409, 'TASKBROKER_LEASE_STALE')
+  t.equal((await stateOf(app, 'hb-both'))?.progress, 'mine')
+})
+
 eachBackend(t, 'a task with a 2 s deadline heartbeated every second is never reset, however long it runs', { timeout: 120_000 }, async (t, backend) => {
   const { app } = await buildTestApp(t, backend, {
     TASKBROKER_PROCESSING_DEADLINE_GRACE_SEC: '0',

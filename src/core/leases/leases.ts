@@ -58,7 +58,9 @@ export function createLeases (deps: LeasesDeps): Leases {
     flushIntervalMs: status.flushIntervalMs,
     maxConcurrentFlushes: status.concurrentFlushes,
     maxQueued: status.maxQueued,
-    keyOf: beat => beat.id,
+    // As for reports: a stale holder's heartbeat never replaces the current holder's (each written, in order).
+    keyOf: beat => beat.lease === undefined ? beat.id : `${beat.id}\u0000${beat.lease}`,
+    groupOf: beat => beat.id,
     flush: async (beats) => {
       try {
         const results = await store.heartbeat(beats, settings.heartbeatMaxExtendSec)

@@ -191,6 +191,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     store: store.schedules,
     produce,
     runtimeConfig,
+    hasFile: config.broker.runtimeConfigPath !== undefined,
     metrics,
     log: log.child({ component: 'schedules' }),
     now,

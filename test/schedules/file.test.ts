@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import t from 'tap'
 import { buildApp } from '../../src/http/app.js'
-import { testConfig } from '../helpers/app.js'
+import { testConfig, testStore } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
 import { assertError, type Test } from '../helpers/requests.js'
 import { buildScheduleApp, putSchedule, TASK } from './helpers.js'
@@ -87,6 +87,17 @@ eachBackend(t, 'schedules from the runtime config file', async (t, backend) => {
     t.equal(await app.broker.runtimeConfig.reload(), true, 'an empty file declares no schedules')
     await until(t, app, 'hourly', 404)
   })
+})
+
+eachBackend(t, 'a broker with no runtime config file leaves the file\'s schedules alone (another broker declares them)', async (t, backend) => {
+  const { app: declaring, database } = await buildScheduleApp(t, backend, '2026-01-01T10:00:00.000Z', { TASKBROKER_RUNTIME_CONFIG: runtimeFile(NIGHTLY) })
+  t.equal((await declaring.inject('/v1/schedules/nightly')).statusCode, 200)
+  const config = testConfig({ TASKBROKER_UPKEEP_ENABLED: 'false' })
+  const other = await buildApp(config, { store: testStore(database, config), logger: pino({ level: 'silent' }) })
+  t.teardown(() => other.close())
+  const pass = await other.broker.upkeep.runOnce(new Date('2026-01-01T10:00:01.000Z'))
+  t.same(Object.keys(pass.errors), [], 'its upkeep pass ran')
+  t.match((await other.inject('/v1/schedules/nightly')).json(), { source: 'file', cron: '0 3 * * *' }, 'still there, as the file declares it')
 })
 
 t.test('a broken schedule in the file stops the broker at start, naming the schedule and the field', async (t) => {

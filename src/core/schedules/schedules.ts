@@ -81,12 +81,14 @@ export function createSchedules (deps: {
   log: Logger
   now: () => Date
   settings: FiringSettings
+  /** Whether TASKBROKER_RUNTIME_CONFIG names a file: without one the file's schedules are left alone. */
+  hasFile: boolean
   /** TASKBROKER_PARAMETERS_MAX_BYTES: a schedule whose task could never be produced is refused at PUT. */
   parametersMaxBytes: number
 }): Schedules {
   const { store, log, now } = deps
   const firing = createFiring({ store, produce: deps.produce, metrics: deps.metrics, log, settings: deps.settings })
-  let fileDirty = true
+  let fileDirty = deps.hasFile
 
   async function get (name: string): Promise<ScheduleView> {
     const record = await store.get(name)
@@ -95,6 +97,9 @@ export function createSchedules (deps: {
   }
 
   async function syncFile (): Promise<void> {
+    // A broker with no file has no say over file schedules: another broker on the database may
+    // declare them (brokers sharing a database share one file).
+    if (!deps.hasFile) return
     fileDirty = true
     const at = now()
     // Checked when the file was read (runtime-config.ts): a broken file never gets here.

@@ -49,6 +49,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   const globals = () => program.opts<Globals>()
   const connect = () => {
     const g = globals()
+    if (!URL.canParse(g.url)) throw new UsageError(`--url (or TASKBROKER_URL) is not a URL: ${g.url}`)
     const secret = g.secret ?? io.env.TASKBROKER_SECRET ?? io.env.TASKBROKER_AUTH_SECRETS?.split(',')[0]?.trim()
     client ??= createClient({ url: g.url, ...(secret === undefined || secret === '' ? {} : { secrets: [secret] }), retry: { attempts: g.retries + 1 } })
     return client
@@ -190,14 +191,18 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   schedules.command('get').argument('<name>').action(async (name: string) => { const s = await connect().getSchedule(name); out(s, () => fields(s)) })
   schedules.command('put').argument('<name>').description('create or replace a schedule')
     .option('--cron <expr>', 'cron expression').addOption(new Option('--every <sec>', 'every this many seconds').argParser(int('--every', 1)))
-    .option('--timezone <tz>').requiredOption('--task <json>', 'the task to produce (JSON: namespace, taskname, …)')
+    .option('--timezone <tz>', 'IANA time zone of --cron, e.g. Europe/Berlin (default UTC)').requiredOption('--task <json>', 'the task to produce (JSON: namespace, taskname, …)')
+    .addOption(new Option('--overlap <mode>', 'skip: no fire while the previous fire\'s task is still stored (default allow)').choices(['allow', 'skip']))
+    .addOption(new Option('--catch-up <mode>', 'windows missed while no broker ran (default none)').choices(['none', 'latest', 'all']))
     .option('--paused', 'created paused')
-    .action(async (name: string, o: { cron?: string, every?: number, timezone?: string, task: string, paused?: boolean }) => {
+    .action(async (name: string, o: { cron?: string, every?: number, timezone?: string, task: string, overlap?: 'allow' | 'skip', catchUp?: 'none' | 'latest' | 'all', paused?: boolean }) => {
       if ((o.cron === undefined) === (o.every === undefined)) throw new UsageError('put needs exactly one of --cron and --every')
       const s = await connect().putSchedule(name, {
         ...(o.cron === undefined ? {} : { cron: o.cron }),
         ...(o.every === undefined ? {} : { every_sec: o.every }),
         ...(o.timezone === undefined ? {} : { timezone: o.timezone }),
+        ...(o.overlap === undefined ? {} : { overlap: o.overlap }),
+        ...(o.catchUp === undefined ? {} : { catch_up: o.catchUp }),
         ...(o.paused === true ? { paused: true } : {}),
         task: json('--task', o.task) as ScheduleInput['task']
       })
@@ -220,7 +225,14 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage
     const code = exitCodeOf(error)
-    const detail = error instanceof TaskbrokerError ? `${error.code} (${error.statusCode}): ${(error.body.message as string | undefined) ?? error.message}` : (error as Error).message
+    const message = error instanceof TaskbrokerError ? (error.body.message as string | undefined) ?? error.message : (error as Error).message
+    if (globals().json === true) {
+      // For scripts: the error as one JSON line too, with the broker's code when it answered.
+      const answered = error instanceof TaskbrokerError ? { code: error.code, status_code: error.statusCode } : {}
+      io.stderr.write(`${JSON.stringify({ error: { ...answered, message, exit_code: code } })}\n`)
+      return code
+    }
+    const detail = error instanceof TaskbrokerError ? `${error.code} (${error.statusCode}): ${message}` : message
     io.stderr.write(`taskbroker: ${detail}\n`)
     if (code === EXIT.usage) io.stderr.write('(taskbroker --help for usage)\n')
     return code

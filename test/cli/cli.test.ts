@@ -137,8 +137,9 @@ eachBackend(t, 'task cancel|release, queues, schedules and produce --priority ag
   // Schedules: put, list, trigger (its task is produced), delete.
   await ok(['schedules', 'put', 'hourly', '--every', '3600', '--task', '{"application":"shop","namespace":"reports","taskname":"sum","priority":3}'])
   t.match(await client.getSchedule('hourly'), { name: 'hourly', every_sec: 3600, cron: null, task: { namespace: 'reports', priority: 3 }, paused: false })
-  await ok(['schedules', 'put', 'nightly', '--cron', '0 3 * * *', '--timezone', 'Europe/Paris', '--paused', '--task', '{"namespace":"reports","taskname":"night"}'])
-  t.match(await client.getSchedule('nightly'), { cron: '0 3 * * *', timezone: 'Europe/Paris', paused: true })
+  await ok(['schedules', 'put', 'nightly', '--cron', '0 3 * * *', '--timezone', 'Europe/Paris', '--overlap', 'skip', '--catch-up', 'latest', '--paused', '--task', '{"namespace":"reports","taskname":"night"}'])
+  t.match(await client.getSchedule('nightly'), { cron: '0 3 * * *', timezone: 'Europe/Paris', overlap: 'skip', catch_up: 'latest', paused: true })
+  t.equal((await cli(['schedules', 'put', 'x', '--every', '60', '--overlap', 'sometimes', '--task', '{}'], env)).code, 2, 'an overlap mode that does not exist')
   t.match((await ok(['schedules', 'list'])).stdout, /name\s+cron\s+every_sec\s+timezone\s+paused\s+next_fire_at\nhourly\s+-\s+3600\s+UTC\s+false\s+\S+\nnightly\s+0 3 \* \* \*\s+-\s+Europe\/Paris\s+true/)
   const triggered = JSON.parse((await ok(['--json', 'schedules', 'trigger', 'hourly'])).stdout) as { id: string, inserted: boolean }
   t.equal(triggered.inserted, true)
@@ -148,6 +149,9 @@ eachBackend(t, 'task cancel|release, queues, schedules and produce --priority ag
   const gone = await cli(['schedules', 'delete', 'nightly'], env)
   t.equal(gone.code, 1)
   t.match(gone.stderr, /TASKBROKER_SCHEDULE_NOT_FOUND|404/)
+  const goneJson = await cli(['--json', 'schedules', 'delete', 'nightly'], env)
+  t.equal(goneJson.code, 1)
+  t.match(JSON.parse(goneJson.stderr), { error: { code: 'TASKBROKER_SCHEDULE_NOT_FOUND', status_code: 404, exit_code: 1 } }, 'with --json the error is JSON too')
   t.equal((await cli(['schedules', 'put', 'bad', '--cron', 'not a cron', '--task', '{"namespace":"n","taskname":"t"}'], env)).code, 1, 'a bad expression is the broker\'s 400')
 })
 
@@ -218,6 +222,9 @@ t.test('exit codes: usage 2, unreachable 69, busy 75; --help on every command', 
     t.match(refused.stderr, /must be (at least|from) -?\d+/, argv.join(' '))
   }
   t.equal((await cli(['produce', 'n', 't', '--file', 'tasks.json'])).code, 2, '--file with a namespace and taskname')
+  const badUrl = await cli(['stats', '--url', 'not a url'])
+  t.equal(badUrl.code, 2, 'a --url that is no URL is a usage error')
+  t.match(badUrl.stderr, /--url \(or TASKBROKER_URL\) is not a URL: not a url/)
   t.equal((await cli(['produce', '-a', 'shop', '--file', 'tasks.json'])).code, 2, '--file with -a')
   t.equal((await cli(['schedules', 'put', 'x', '--task', '{}'])).code, 2, 'neither --cron nor --every')
   t.equal((await cli(['queues', 'limits', 'shop'])).code, 2)

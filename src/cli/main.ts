@@ -245,7 +245,9 @@ function rate (value: string): { per_sec: number, burst?: number } | null {
   if (value === 'none') return null
   const match = /^(\d+(?:\.\d+)?)(?:\/(\d+))?$/.exec(value)
   if (match === null) throw new UsageError(`--rate is per_sec[/burst] or none, got "${value}"`)
-  return { per_sec: Number(match[1]), ...(match[2] === undefined ? {} : { burst: Number(match[2]) }) }
+  const perSec = Number(match[1])
+  if (perSec <= 0 || (match[2] !== undefined && Number(match[2]) < 1)) throw new UsageError(`--rate needs a per_sec above 0 and a burst of at least 1, got "${value}" (none: no limit)`)
+  return { per_sec: perSec, ...(match[2] === undefined ? {} : { burst: Number(match[2]) }) }
 }
 
 async function readStdin (): Promise<string> {

@@ -170,7 +170,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     log: log.child({ component: 'status-batcher' }),
     claim: (filter, limit) => claims.claim(filter, limit)
   })
-  const produceCoalescer = config.produce.coalescing ? createProduceCoalescer(store.tasks) : undefined
+  const produceCoalescer = config.produce.coalescing ? createProduceCoalescer(store.tasks, metrics) : undefined
   const produce = createProduce({
     store: produceCoalescer ?? store.tasks,
     backpressure: createBackpressure(store.tasks, config.backpressure),

@@ -7,7 +7,7 @@ import t from 'tap'
 import { buildTestApp, NO_UPKEEP, task } from '../helpers/app.js'
 import { eachBackend } from '../helpers/database.js'
 import { keepAlive } from '../helpers/keep-alive.js'
-import { assertError } from '../helpers/requests.js'
+import { assertError, metric } from '../helpers/requests.js'
 
 keepAlive(t)
 
@@ -172,6 +172,9 @@ eachBackend(t, 'concurrent produce requests each get their own answer, coalesced
         t.same(produced(res), { ids: [`own-${i}`, 'shared'], inserted: mine ? 2 : 1, duplicates: mine ? [] : ['shared'] }, `request ${i}`)
       }
       t.equal((await byStatus(app)).pending, 25)
+      const coalesced = await metric(app, 'taskbroker_batcher_flush_size_sum{batcher="produce"}')
+      if (coalescing === 'true') t.equal(coalesced, 24, 'every request went through the coalescer (batcher="produce")')
+      else t.ok(Number.isNaN(coalesced), 'no produce batcher')
     })
   }
 })

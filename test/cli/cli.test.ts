@@ -222,6 +222,7 @@ t.test('exit codes: usage 2, unreachable 69, busy 75; --help on every command', 
     t.match(refused.stderr, /must be (at least|from) -?\d+/, argv.join(' '))
   }
   t.equal((await cli(['produce', 'n', 't', '--file', 'tasks.json'])).code, 2, '--file with a namespace and taskname')
+  for (const limit of ['0', '0.0', '5/0']) t.equal((await cli(['queues', 'limits', 'shop', '--rate', limit])).code, 2, `--rate ${limit}`)
   const badUrl = await cli(['stats', '--url', 'not a url'])
   t.equal(badUrl.code, 2, 'a --url that is no URL is a usage error')
   t.match(badUrl.stderr, /--url \(or TASKBROKER_URL\) is not a URL: not a url/)

@@ -57,10 +57,11 @@ t.test('a lone call goes at once; a large call goes alone beside a running state
   const queued = [coalescer.produce([act('b')], new Date()), coalescer.produce([act('c'), act('d')], new Date())]
   const large = Array.from({ length: SMALL_CALL_TASKS + 1 }, (_, i) => act(`l${i}`))
   t.equal((await coalescer.produce(large, new Date())).inserted.length, SMALL_CALL_TASKS + 1, 'a large call does not queue behind the running statement')
+  t.same((await coalescer.produce([], new Date())).inserted, [], 'nor does an empty one')
   release?.()
   await first
   t.same((await Promise.all(queued)).map(a => a.inserted), [['b'], ['c', 'd']])
-  t.same(statements, [1, SMALL_CALL_TASKS + 1, 3], 'the two calls queued meanwhile went in one statement')
+  t.same(statements, [1, SMALL_CALL_TASKS + 1, 0, 3], 'the two calls queued meanwhile went in one statement')
   await coalescer.close()
   t.same((await coalescer.produce([act('late')], new Date())).inserted, ['late'], 'after close a call goes alone')
 })

@@ -14,6 +14,7 @@ import type { Activation, ClaimFilter, ProduceResult } from '../../domain/types.
 import { outcomeUnknown } from '../../store/index.js'
 import type { ProduceCall, TaskStore } from '../../store/task-store.js'
 import { BatcherClosedError, BatcherFullError, createBatcher } from '../batcher/batcher.js'
+import type { Metrics } from '../metrics.js'
 
 /** Calls of at most this many tasks are coalesced. */
 export const SMALL_CALL_TASKS = 32
@@ -25,7 +26,7 @@ type Answer = { result: ProduceResult } | { error: unknown }
 
 export type ProduceCoalescer = ReturnType<typeof createProduceCoalescer>
 
-export function createProduceCoalescer (store: Pick<TaskStore, 'produce' | 'produceMany'>) {
+export function createProduceCoalescer (store: Pick<TaskStore, 'produce' | 'produceMany'>, metrics?: Pick<Metrics, 'batchSize' | 'flushDuration'>) {
   let seq = 0
 
   async function storeEach (calls: readonly ProduceCall[]): Promise<Answer[]> {
@@ -45,6 +46,12 @@ export function createProduceCoalescer (store: Pick<TaskStore, 'produce' | 'prod
     maxQueued: 100_000,
     keyOf: queued => queued.seq,
     retryFailedFlushes: false,
+    // batcher="produce": requests per statement, and its time.
+    onFlush: ({ size, durationMs, error }) => {
+      if (error !== undefined || metrics === undefined) return
+      metrics.batchSize.observe({ batcher: 'produce' }, size)
+      metrics.flushDuration.observe({ batcher: 'produce' }, durationMs / 1000)
+    },
     flush: async (queued) => {
       const calls = queued.map(q => q.call)
       try {
@@ -60,7 +67,8 @@ export function createProduceCoalescer (store: Pick<TaskStore, 'produce' | 'prod
   return {
     /** TaskStore.produce, coalesced with the calls running beside it. */
     async produce (activations: Activation[], now: Date, priorities?: readonly number[], handoff?: ReadonlyArray<ClaimFilter | undefined>): Promise<ProduceResult> {
-      if (activations.length > SMALL_CALL_TASKS) return await store.produce(activations, now, priorities, handoff)
+      // Nothing to store (all killswitched, say) never waits; a large call's statement is big already.
+      if (activations.length === 0 || activations.length > SMALL_CALL_TASKS) return await store.produce(activations, now, priorities, handoff)
       let answer: Promise<Answer>
       try {
         answer = batcher.add({ seq: seq++, call: { activations, now, priorities, handoff } })

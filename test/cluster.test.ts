@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import t, { type Test } from 'tap'
+import { Agent, request } from 'undici'
 import { READY_MESSAGE, SHUTDOWN_MESSAGE } from '../src/core/cluster.js'
 import { childPids } from '../bench/lib/process.js'
 import { ROOT } from './helpers/broker-process.js'
@@ -89,7 +90,8 @@ t.test('the embedded store with TASKBROKER_PROCESSES=2: exit 78, one line naming
 
 t.test('PostgreSQL, 2 processes: they share the port, tasks go through, SIGTERM stops all of them', { ...pgOnly, timeout: 300_000 }, async (t) => {
   const url = await freshDatabase(t)
-  const run = await runBroker(t, { TASKBROKER_PROCESSES: '2', TASKBROKER_DATABASE_URL: url, TASKBROKER_RUN_MIGRATIONS: 'true', LOG_LEVEL: 'info' })
+  // Reports wait up to a second for their flush, so some are in flight at SIGTERM (below).
+  const run = await runBroker(t, { TASKBROKER_PROCESSES: '2', TASKBROKER_DATABASE_URL: url, TASKBROKER_RUN_MIGRATIONS: 'true', LOG_LEVEL: 'info', TASKBROKER_STATUS_FLUSH_INTERVAL_MS: '1000' })
   t.ok(await run.ready, `ready (stderr: ${run.stderr.join('\n')})`)
   const children = childPids(run.pid)
   t.equal(children.length, 2, 'two broker processes under the primary')
@@ -112,6 +114,9 @@ t.test('PostgreSQL, 2 processes: they share the port, tasks go through, SIGTERM 
     for (const task of reply.body.tasks as Array<{ id: string }>) claimed.push(task.id)
   }
   t.same(claimed.sort(), Array.from({ length: 20 }, (_, i) => `c-${i}`).sort(), 'every task claimed once, whichever process answered')
+  // Counts read from the store are the store's, not one per process added up.
+  const counted = await fetch(`${run.url}/metrics`, { headers: { connection: 'close' } })
+  t.match(await counted.text(), /^taskbroker_tasks\{status="processing"\} 20$/m, 'taskbroker_tasks: 20 processing, as the store says')
   const reported = await post(`${run.url}/v1/tasks/status`, { updates: claimed.map(id => ({ id, status: 'complete' })) })
   t.equal(reported.status, 200)
   t.equal(reported.body.applied + reported.body.queued, 20, 'and reported')
@@ -124,7 +129,19 @@ t.test('PostgreSQL, 2 processes: they share the port, tasks go through, SIGTERM 
     t.equal(produced, '20', `metrics request ${i + 1}: 20 tasks produced in all`)
   }
 
+  // Reports in flight over kept-alive connections at SIGTERM: answered, their connections closed,
+  // and the processes shut down in order (they used to wait for the clients until killed).
+  const more = await post(`${run.url}/v1/tasks`, { tasks: Array.from({ length: 8 }, (_, i) => ({ id: `k-${i}`, application: 'app', namespace: 'ns', taskname: 'x' })) })
+  t.equal(more.status, 201)
+  const agent = new Agent({ keepAliveTimeout: 600_000, keepAliveMaxTimeout: 600_000 })
+  t.teardown(() => agent.close())
+  const held: string[] = []
+  for (let i = 0; i < 20 && held.length < 8; i++) held.push(...((await post(`${run.url}/v1/tasks/claim`, { application: 'app', limit: 8 })).body.tasks as Array<{ id: string }>).map(task => task.id))
+  const inFlight = held.map(id => request(`${run.url}/v1/tasks/${id}/status`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: '{"status":"complete"}' })
+    .then(async answer => { await answer.body.dump(); return answer.statusCode }, () => 'reset'))
+  await new Promise(resolve => setTimeout(resolve, 100))
   run.kill('SIGTERM')
+  t.ok((await Promise.all(inFlight)).every(code => code === 200 || code === 503 || code === 'reset'), 'each report answered (or refused) at shutdown')
   const exit = await run.exited
   t.same(exit, { code: 0, signal: null }, 'the primary exits 0 after its processes')
   await waitFor('the broker processes to exit', () => children.every(pid => !alive(pid)))

@@ -18,6 +18,8 @@ export function createMetrics () {
     help: 'Capped queues whose claims are refused right now: at their max_processing, or out of rate_limit tokens; read at scrape time',
     labelNames: ['limit'] as const,
     registers,
+    // Every process reads the same store: several processes (TASKBROKER_PROCESSES) must not add up.
+    aggregator: 'max',
     async collect () {
       if (queueControls === undefined) return
       try {
@@ -43,6 +45,7 @@ export function createMetrics () {
       help: 'Tasks in the store by status (deadletter = the dead-letter table), read at scrape time',
       labelNames: ['status'] as const,
       registers,
+      aggregator: 'max',
       async collect () {
         if (countTasks === undefined) return
         try {
@@ -60,6 +63,7 @@ export function createMetrics () {
       name: 'taskbroker_queues_paused',
       help: 'Queue settings rows (a namespace, or an application as a whole) that are paused, read at scrape time',
       registers,
+      aggregator: 'max',
       async collect () {
         if (queueControls === undefined) return
         try {
@@ -198,7 +202,7 @@ export function createMetrics () {
       buckets: LATENCY_BUCKETS,
       registers
     }),
-    upkeepLastPass: new Gauge({ name: 'taskbroker_upkeep_last_pass_timestamp_seconds', help: 'When the last upkeep pass ended', registers }),
+    upkeepLastPass: new Gauge({ name: 'taskbroker_upkeep_last_pass_timestamp_seconds', help: 'When the last upkeep pass ended', registers, aggregator: 'max' }),
     upkeepLeader: new Gauge({ name: 'taskbroker_upkeep_leader', help: '1 when this broker holds the upkeep lock', registers }),
     produceRefused: new Counter({
       name: 'taskbroker_produce_refused_total',

@@ -123,6 +123,13 @@ async function registerAll (app: FastifyInstance, config: Config, broker: Broker
     if (broker.shuttingDown && !request.url.startsWith('/healthz') && !request.url.startsWith('/readyz')) done(new ShuttingDownError())
     else done()
   })
+  // Shutting down, every answer closes its connection: a keep-alive client would otherwise hold
+  // the connection open after its last answer, and the server's close (the drain) would wait for
+  // the keep-alive timeout; under node:cluster the shutdown ran into its kill timeout.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (broker.shuttingDown) reply.header('connection', 'close')
+    done(null, payload)
+  })
   app.addHook('onResponse', (request, reply, done) => {
     metrics.httpRequestDuration.observe(
       { method: request.method, route: request.routeOptions.url ?? 'unknown', status_code: String(reply.statusCode) },

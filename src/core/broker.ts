@@ -222,7 +222,7 @@ async function assemble (config: Config, { store, owned, runtimeConfig, log, now
     : (await import('./push/push-delivery.js')).createPushDelivery({
         config: config.push,
         store: store.push,
-        workers: (await import('./push/workers.js')).createPushWorkers(config.push, { secrets: config.auth.secrets }),
+        workers: (await import('./push/workers.js')).createPushWorkers(config.push, { secrets: config.auth.secrets, log: log.child({ component: 'push' }) }),
         signal,
         metrics,
         log: log.child({ component: 'push' })

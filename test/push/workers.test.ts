@@ -40,6 +40,28 @@ t.test('a failing worker pauses, doubling per failure up to the bound; its appli
   t.equal(await workers.push({ application: 'mail', body, abort: never }), 'delivered', 'the other worker is unaffected')
 })
 
+t.test('a worker starting to fail is logged once per streak, and so is its return', async (t) => {
+  const worker = await fakeWorker(t, { mode: 'refuse' })
+  let clock = 0
+  const lines: Array<{ level: string, fields: Record<string, unknown>, message: string }> = []
+  const log = {
+    warn: (fields: Record<string, unknown>, message: string) => { lines.push({ level: 'warn', fields, message }) },
+    info: (fields: Record<string, unknown>, message: string) => { lines.push({ level: 'info', fields, message }) }
+  }
+  const workers = createPushWorkers({ workers: [{ application: 'shop', url: worker.url }], timeoutMs: 2000, workerBackoffMs: 10, workerBackoffMaxMs: 60_000 }, { secrets: [], now: () => clock, log: log as never })
+  t.teardown(() => workers.close())
+  for (let i = 0; i < 3; i++) {
+    t.equal(await workers.push({ application: 'shop', body, abort: never }), 'refused')
+    clock += 1_000
+  }
+  t.same(lines.map(l => l.level), ['warn'], 'three failures in a row: one warning')
+  t.match(lines[0], { fields: { worker: worker.url, result: 'refused' }, message: /push worker failing/ })
+  worker.mode = 'accept'
+  t.equal(await workers.push({ application: 'shop', body, abort: never }), 'delivered')
+  t.equal(await workers.push({ application: 'shop', body, abort: never }), 'delivered')
+  t.same(lines.map(l => l.level), ['warn', 'info'], 'its return: one line')
+})
+
 t.test('429/503 is "refused" and honours Retry-After up to the bound; a success ends the pause', async (t) => {
   const worker = await fakeWorker(t, { mode: 'refuse' })
   let clock = 0

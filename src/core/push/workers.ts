@@ -7,6 +7,7 @@
  * claims until the pause ends, so its tasks stay pending instead of cycling claimed → pending.
  * A success ends the pause.
  */
+import type { Logger } from 'pino'
 import { Agent, request } from 'undici'
 import { signRequest } from '../../auth/signing.js'
 import type { PushConfig } from '../../config/config.js'
@@ -42,6 +43,8 @@ export function createPushWorkers (config: Pick<PushConfig, 'workers' | 'timeout
   /** Pushes are signed with the first secret when any is set (as the broker verifies requests). */
   secrets: readonly string[]
   now?: () => number
+  /** A worker starting to fail, and coming back, are logged (once per streak, not per push). */
+  log?: Pick<Logger, 'warn' | 'info'>
 }) {
   const now = options.now ?? (() => Date.now())
   const secret = options.secrets[0]
@@ -130,10 +133,13 @@ export function createPushWorkers (config: Pick<PushConfig, 'workers' | 'timeout
         clearTimeout(timer)
         input.abort.removeEventListener('abort', onShutdown)
       }
+      const worker = `${state.url.origin}${state.path}`
       if (result === 'delivered') {
+        if (state.failures > 0) options.log?.info({ worker }, 'push worker delivering again')
         state.failures = 0
         state.pausedUntil = 0
       } else if (result !== 'shutdown') {
+        if (state.failures === 0) options.log?.warn({ worker, result }, 'push worker failing: its pushes pause (backing off) until it answers 2xx again; its tasks stay pending')
         pause(state, retryAfterMs)
       }
       return result

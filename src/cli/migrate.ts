@@ -5,6 +5,7 @@
 import pino from 'pino'
 import { loadConfig } from '../config/config.js'
 import { openDatabase } from '../db/database.js'
+import { urlProblem } from '../db/migration-check.js'
 
 export async function migrateStore (env: Record<string, string | undefined>): Promise<string> {
   const config = loadConfig(env)
@@ -12,6 +13,9 @@ export async function migrateStore (env: Record<string, string | undefined>): Pr
   const database = await openDatabase({ url, dataDir: config.store.dataDir, poolSize: 1, log: pino({ level: 'warn' }) })
   try {
     await database.migrate()
+  } catch (error) {
+    // A database that does not exist, a refused role: the settings are wrong, as at a broker's start.
+    throw urlProblem(error) ?? error
   } finally {
     await database.close()
   }

@@ -34,10 +34,8 @@ export async function prepareSchema (database: Database, runMigrations: boolean,
     }
     checkMigrations(await appliedMigrations(database), journal(), database.kind, runMigrations)
   } catch (error) {
-    const code = errorCode(error)
-    if (code !== undefined && CONFIG_CODES[code] !== undefined) {
-      throw new ConfigError('TASKBROKER_DATABASE_URL', `(or DATABASE_URL) ${CONFIG_CODES[code]}: ${rootMessage(error)}`)
-    }
+    const wrongUrl = urlProblem(error)
+    if (wrongUrl !== undefined) throw wrongUrl
     if (error instanceof ConfigError || error instanceof StartupRefusedError || database.kind === 'pglite' || runMigrations) throw error
     // PostgreSQL unreachable right now: start as before (not ready until it answers); the check is
     // skipped rather than making the broker's start depend on the database's.
@@ -50,6 +48,14 @@ const CONFIG_CODES: Record<string, string> = {
   '3D000': 'names a database that does not exist',
   '28P01': 'has credentials the server refused',
   28000: 'names a role the server does not accept'
+}
+
+/** The ConfigError a connect-time failure means when the URL is wrong (no such database, role,
+ * password), else undefined (the server may just be down). */
+export function urlProblem (error: unknown): ConfigError | undefined {
+  const code = errorCode(error)
+  if (code === undefined || CONFIG_CODES[code] === undefined) return undefined
+  return new ConfigError('TASKBROKER_DATABASE_URL', `(or DATABASE_URL) ${CONFIG_CODES[code]}: ${rootMessage(error)}`)
 }
 
 export async function appliedMigrations (database: Database): Promise<AppliedMigrations> {

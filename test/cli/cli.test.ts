@@ -13,7 +13,7 @@ import { run } from '../../src/cli/main.js'
 import { migrateStore } from '../../src/cli/migrate.js'
 import { createClient } from '../../src/client/client.js'
 import { NO_UPKEEP } from '../helpers/app.js'
-import { eachBackend } from '../helpers/database.js'
+import { eachBackend, TEST_DATABASE_URL } from '../helpers/database.js'
 import { SECRET, startBroker } from '../sdk/broker.js'
 
 interface Ran { code: number, stdout: string, stderr: string }
@@ -263,5 +263,13 @@ t.test('migrate: the embedded store in TASKBROKER_DATA_DIR, again harmlessly', a
   t.ok(readdirSync(dataDir).length > 0)
   t.equal((await cli(['migrate'], { TASKBROKER_DATA_DIR: dataDir, LOG_LEVEL: 'silent' })).code, 0)
   const bad = await cli(['migrate'], { TASKBROKER_DATABASE_URL: 'mysql://nope' })
-  t.equal(bad.code, 1, 'a bad setting is an error')
+  t.equal(bad.code, 78, 'a bad setting: EX_CONFIG, as the broker\'s start')
+})
+
+t.test('migrate: a database that does not exist is a configuration error (78), as at a broker\'s start', { skip: TEST_DATABASE_URL === undefined ? 'PostgreSQL only (TASKBROKER_TEST_DATABASE_URL)' : false }, async (t) => {
+  const url = new URL(TEST_DATABASE_URL as string)
+  url.pathname = '/taskbroker_no_such_database'
+  const missing = await cli(['migrate'], { TASKBROKER_DATABASE_URL: url.href, LOG_LEVEL: 'silent' })
+  t.equal(missing.code, 78, missing.stderr)
+  t.match(missing.stderr, /TASKBROKER_DATABASE_URL.*names a database that does not exist/)
 })

@@ -34,6 +34,11 @@ t.test('openapi/openapi.json matches the routes (run `npm run openapi` after cha
   ])
 })
 
+t.test('a body is optional exactly where the server takes none (every field optional)', async (t) => {
+  const optional = operations.filter(({ op }) => (op as { requestBody?: { required?: boolean } }).requestBody?.required === false).map(({ op }) => op.operationId).sort()
+  t.same(optional, ['claimTasks', 'heartbeatTask', 'releaseTask'])
+})
+
 t.test('every operation has an operationId and every response a description of its own', async (t) => {
   const ids = operations.map(({ op }) => op.operationId)
   t.notOk(ids.includes(undefined), 'every operation has an operationId')

@@ -7,6 +7,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import { packageVersion } from '../../paths.js'
 import { ErrorResponseSchema } from '../routes/v1/schemas.js'
+import { allFieldsOptional } from './validation.js'
 
 const SIGNING = 'With `TASKBROKER_AUTH_SECRETS` set, every request outside `/healthz`, `/readyz`, `/metrics`, ' +
   '`/docs` and `/openapi.json` carries `taskbroker-timestamp` (unix seconds, within ' +
@@ -35,11 +36,16 @@ function errorBody (): unknown {
   return schema
 }
 
-interface Operation { security?: unknown[], responses?: Record<string, { description?: string, content?: unknown }> }
+interface Operation {
+  security?: unknown[]
+  responses?: Record<string, { description?: string, content?: unknown }>
+  requestBody?: { required?: boolean, content?: Record<string, { schema?: unknown }> }
+}
 
 /**
  * Error responses share one schema ($ref ErrorResponse), so their description comes from the
- * status; every signed operation (not `security: []`) can answer 401, written here once.
+ * status; every signed operation (not `security: []`) can answer 401, written here once. A body
+ * with no required field is marked optional, as the server takes it.
  */
 function describeErrors (spec: { paths?: Record<string, Record<string, Operation>> }) {
   for (const methods of Object.values(spec.paths ?? {})) {
@@ -48,6 +54,8 @@ function describeErrors (spec: { paths?: Record<string, Record<string, Operation
         operation.responses['401'] = { description: 'Default Response', content: { 'application/json': { schema: errorBody() } } }
         operation.responses = Object.fromEntries(Object.entries(operation.responses).sort(([a], [b]) => a.localeCompare(b)))
       }
+      // A body whose fields are all optional may be left out (installOptionalBodies).
+      if (operation.requestBody !== undefined && allFieldsOptional(operation.requestBody.content?.['application/json']?.schema)) operation.requestBody.required = false
       for (const [status, response] of Object.entries(operation.responses ?? {})) {
         const description = ERROR_DESCRIPTIONS[status]
         if (description !== undefined && response.description === 'Default Response') response.description = description

@@ -39,8 +39,7 @@ export function installValidation (app: FastifyInstance): void {
  */
 export function installOptionalBodies (app: FastifyInstance): void {
   app.addHook('onRoute', (route) => {
-    const body = route.schema?.body as { type?: unknown, required?: unknown[] } | undefined
-    if (body?.type !== 'object' || (body.required?.length ?? 0) > 0) return
+    if (!allFieldsOptional(route.schema?.body)) return
     const emptyIsObject = (request: { body: unknown }, _reply: unknown, done: () => void) => {
       if (request.body === undefined || request.body === null) request.body = {}
       done()
@@ -48,6 +47,12 @@ export function installOptionalBodies (app: FastifyInstance): void {
     const hooks = route.preValidation
     route.preValidation = hooks === undefined ? [emptyIsObject] : [emptyIsObject, ...(Array.isArray(hooks) ? hooks : [hooks])]
   })
+}
+
+/** An object schema with no required field: its body may be left out (the spec says so too). */
+export function allFieldsOptional (schema: unknown): boolean {
+  const body = schema as { type?: unknown, required?: unknown[] } | undefined
+  return body?.type === 'object' && (body.required?.length ?? 0) === 0
 }
 
 /** JSON nested deeper than this is refused (anywhere, `parameters` included). */

@@ -162,7 +162,7 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
       if (o.maxProcessing === undefined && o.rate === undefined) throw new UsageError('limits needs --max-processing or --rate')
       const patch = {
         ...queueFilter(application, namespace),
-        ...(o.maxProcessing === undefined ? {} : { max_processing: o.maxProcessing === 'none' ? null : int('--max-processing', 0)(o.maxProcessing) }),
+        ...(o.maxProcessing === undefined ? {} : { max_processing: o.maxProcessing === 'none' ? null : int('--max-processing', 1)(o.maxProcessing) }),
         ...(o.rate === undefined ? {} : { rate_limit: rate(o.rate) })
       }
       out(await connect().updateQueue(patch), () => 'limits set\n')

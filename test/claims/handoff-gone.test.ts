@@ -30,14 +30,8 @@ async function gatedBroker (t: Test, backend: Parameters<typeof createTestDataba
   const gate = new Promise<void>(resolve => { open = resolve })
   const reached = new Promise<void>(resolve => { entered = resolve })
   if (gated === 'produce') {
-    // Both ways in: small produces go through produceMany (coalesced), large ones through produce.
-    const produce = store.tasks.produce.bind(store.tasks)
+    // Produce stores through the coalescer, which calls produceMany.
     const produceMany = store.tasks.produceMany.bind(store.tasks)
-    store.tasks.produce = async (...args) => {
-      entered()
-      await gate
-      return await produce(...args)
-    }
     store.tasks.produceMany = async (...args) => {
       entered()
       await gate

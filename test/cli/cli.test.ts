@@ -216,7 +216,8 @@ t.test('exit codes: usage 2, unreachable 69, busy 75; --help on every command', 
   t.equal((await cli(['produce', 'n', 't', '--delay', 'soon'])).code, 2)
   // Out of range before any request: a tail without pause would poll the broker flat out.
   for (const argv of [['tail', '--interval', '0'], ['tail', '--count', '0'], ['stats', '--retries', '-1'], ['produce', 'n', 't', '--priority', '99999'],
-    ['produce', 'n', 't', '--delay', '-5'], ['produce', 'n', 't', '--max-attempts', '0'], ['deadletters', 'list', '--limit', '0']]) {
+    ['produce', 'n', 't', '--delay', '-5'], ['produce', 'n', 't', '--max-attempts', '0'], ['deadletters', 'list', '--limit', '0'],
+    ['queues', 'limits', 'shop', '--max-processing', '0']]) {
     const refused = await cli(argv)
     t.equal(refused.code, 2, argv.join(' '))
     t.match(refused.stderr, /must be (at least|from) -?\d+/, argv.join(' '))

@@ -2,7 +2,6 @@ import t from 'tap'
 import { createProduceCoalescer, SMALL_CALL_TASKS } from '../../src/core/produce/produce-coalescer.js'
 import { toActivation } from '../../src/domain/activation.js'
 import { StoreUnavailableError } from '../../src/domain/errors.js'
-import type { Activation, ProduceResult } from '../../src/domain/types.js'
 import { StoreError } from '../../src/store/errors.js'
 import { createTaskStore, type ProduceCall, type TaskStore } from '../../src/store/task-store.js'
 import { createTestDatabase, eachBackend } from '../helpers/database.js'
@@ -13,13 +12,7 @@ const act = (id: string, application = 'app') => toActivation({ id, application,
 function counting (store: TaskStore) {
   const statements: string[][] = []
   const record = (calls: readonly ProduceCall[]) => { statements.push(calls.flatMap(c => c.activations.map(a => a.id))) }
-  return {
-    statements,
-    store: {
-      produce: async (...args: Parameters<TaskStore['produce']>) => { record([{ activations: args[0], now: args[1] }]); return await store.produce(...args) },
-      produceMany: async (calls: readonly ProduceCall[]) => { record(calls); return await store.produceMany(calls) }
-    }
-  }
+  return { statements, store: { produceMany: async (calls: readonly ProduceCall[]) => { record(calls); return await store.produceMany(calls) } } }
 }
 
 eachBackend(t, 'concurrent small produces share statements, each answered as if alone', async (t, backend) => {
@@ -43,7 +36,6 @@ t.test('a lone call goes at once; a large call goes alone beside a running state
   const statements: number[] = []
   let release: (() => void) | undefined
   const fake = {
-    produce: async (activations: Activation[]) => { statements.push(activations.length); return { inserted: activations.map(a => a.id), duplicates: [], handedOff: new Map() } },
     produceMany: async (calls: readonly ProduceCall[]) => {
       statements.push(calls.reduce((sum, c) => sum + c.activations.length, 0))
       if (release === undefined) await new Promise<void>(resolve => { release = resolve })
@@ -72,7 +64,6 @@ function gatedStore (fail: (calls: readonly ProduceCall[]) => unknown) {
   let go: () => void = () => {}
   const gate = new Promise<void>(resolve => { go = resolve })
   const fake = {
-    produce: async (): Promise<ProduceResult> => { throw new Error('not called: the coalescer stores through produceMany') },
     produceMany: async (calls: readonly ProduceCall[]) => {
       statements.push(calls.flatMap(c => c.activations.map(a => a.id)))
       if (statements.length === 1) await gate

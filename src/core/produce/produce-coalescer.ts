@@ -24,15 +24,14 @@ const MAX_CALLS_PER_STATEMENT = 32
 interface Queued { seq: number, call: ProduceCall }
 type Answer = { result: ProduceResult } | { error: unknown }
 
-export type ProduceCoalescer = ReturnType<typeof createProduceCoalescer>
-
-export function createProduceCoalescer (store: Pick<TaskStore, 'produce' | 'produceMany'>, metrics?: Pick<Metrics, 'batchSize' | 'flushDuration'>) {
+export function createProduceCoalescer (store: Pick<TaskStore, 'produceMany'>, metrics?: Pick<Metrics, 'batchSize' | 'flushDuration'>) {
   let seq = 0
+  const alone = async (call: ProduceCall): Promise<ProduceResult> => (await store.produceMany([call]))[0] as ProduceResult
 
   async function storeEach (calls: readonly ProduceCall[]): Promise<Answer[]> {
     return await Promise.all(calls.map(async call => {
       try {
-        return { result: (await store.produceMany([call]))[0] as ProduceResult }
+        return { result: await alone(call) }
       } catch (error) {
         return { error }
       }
@@ -67,14 +66,15 @@ export function createProduceCoalescer (store: Pick<TaskStore, 'produce' | 'prod
   return {
     /** TaskStore.produce, coalesced with the calls running beside it. */
     async produce (activations: Activation[], now: Date, priorities?: readonly number[], handoff?: ReadonlyArray<ClaimFilter | undefined>): Promise<ProduceResult> {
+      const call: ProduceCall = { activations, now, priorities, handoff }
       // Nothing to store (all killswitched, say) never waits; a large call's statement is big already.
-      if (activations.length === 0 || activations.length > SMALL_CALL_TASKS) return await store.produce(activations, now, priorities, handoff)
+      if (activations.length === 0 || activations.length > SMALL_CALL_TASKS) return await alone(call)
       let answer: Promise<Answer>
       try {
-        answer = batcher.add({ seq: seq++, call: { activations, now, priorities, handoff } })
+        answer = batcher.add({ seq: seq++, call })
       } catch (error) {
         // Full (a store far behind) or closed (shutting down): the call goes alone.
-        if (error instanceof BatcherFullError || error instanceof BatcherClosedError) return await store.produce(activations, now, priorities, handoff)
+        if (error instanceof BatcherFullError || error instanceof BatcherClosedError) return await alone(call)
         throw error
       }
       const settled = await answer

@@ -133,13 +133,12 @@ export function createPushWorkers (config: Pick<PushConfig, 'workers' | 'timeout
         clearTimeout(timer)
         input.abort.removeEventListener('abort', onShutdown)
       }
-      const worker = `${state.url.origin}${state.path}`
       if (result === 'delivered') {
-        if (state.failures > 0) options.log?.info({ worker }, 'push worker delivering again')
+        if (state.failures > 0) options.log?.info({ worker: `${state.url.origin}${state.path}` }, 'push worker delivering again')
         state.failures = 0
         state.pausedUntil = 0
       } else if (result !== 'shutdown') {
-        if (state.failures === 0) options.log?.warn({ worker, result }, 'push worker failing: its pushes pause (backing off) until it answers 2xx again; its tasks stay pending')
+        if (state.failures === 0) options.log?.warn({ worker: `${state.url.origin}${state.path}`, result }, 'push worker failing: its pushes pause (backing off) until it answers 2xx again; its tasks stay pending')
         pause(state, retryAfterMs)
       }
       return result

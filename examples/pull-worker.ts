@@ -139,7 +139,7 @@ export function startPullWorker (options: PullWorkerOptions): PullWorker {
 }
 
 /** The secret to sign with, as the CLI finds it: TASKBROKER_SECRET, else the first of TASKBROKER_AUTH_SECRETS. */
-export function secretsFromEnv (env: Record<string, string | undefined> = process.env): string[] {
+function secretsFromEnv (env: Record<string, string | undefined> = process.env): string[] {
   const secret = env.TASKBROKER_SECRET?.trim()
   if (secret !== undefined && secret !== '') return [secret]
   return (env.TASKBROKER_AUTH_SECRETS ?? '').split(',').map(s => s.trim()).filter(s => s !== '')

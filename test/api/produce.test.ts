@@ -275,9 +275,10 @@ eachBackend(t, 'rejected produce requests', async (t, backend) => {
     assertError(t, res, 400, 'TASKBROKER_INVALID_JSON')
   })
 
-  await t.test('an empty JSON body is answered 400 TASKBROKER_INVALID_JSON', async (t) => {
+  await t.test('an empty body, typed JSON or not, is no body: 400 naming the body', async (t) => {
     const res = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: '' })
-    assertError(t, res, 400, 'TASKBROKER_INVALID_JSON')
+    assertError(t, res, 400, 'TASKBROKER_INVALID_REQUEST', 'body must be object')
+    assertError(t, await app.inject({ method: 'POST', url: '/v1/tasks' }), 400, 'TASKBROKER_INVALID_REQUEST', 'body must be object')
   })
 
   await t.test('a body of an unsupported media type is answered 415 TASKBROKER_UNSUPPORTED_MEDIA_TYPE', async (t) => {

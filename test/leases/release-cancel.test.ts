@@ -35,7 +35,7 @@ eachBackend(t, 'release', async (t, backend) => {
     t.same((await waiting).json().tasks.map((c: { id: string }) => c.id), ['r-wake'])
   })
 
-  await t.test('a request with no body at all means {} (every field is optional): heartbeat, release, claim', async (t) => {
+  await t.test('a request with no body at all, or an empty one, means {} (every field is optional): heartbeat, release, claim', async (t) => {
     await hold(t, app, ['r-bare'], 'release-bare')
     const bare = (url: string) => app.inject({ method: 'POST', url })
     const beat = await bare('/v1/tasks/r-bare/heartbeat')
@@ -47,6 +47,14 @@ eachBackend(t, 'release', async (t, backend) => {
     t.equal(claimed.statusCode, 200, claimed.body)
     t.same(claimed.json().tasks.map((c: { id: string }) => c.id), ['r-bare'])
     assertError(t, await bare('/v1/tasks/status'), 400, 'TASKBROKER_INVALID_REQUEST')
+    // What generated clients send for an optional body left out: the JSON type, nothing after it.
+    const typed = (url: string) => app.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: '' })
+    const claimedAgain = await typed('/v1/tasks/claim')
+    t.equal(claimedAgain.statusCode, 200, 'an empty body typed application/json is no body')
+    t.same(claimedAgain.json().tasks, [])
+    t.equal((await typed('/v1/tasks/r-bare/heartbeat')).statusCode, 200)
+    t.equal((await typed('/v1/tasks/r-bare/release')).statusCode, 200)
+    assertError(t, await typed('/v1/tasks/status'), 400, 'TASKBROKER_INVALID_REQUEST', 'body must be object')
   })
 
   await t.test('not processing: 409 TASKBROKER_TASK_NOT_PROCESSING; unknown: 404', async (t) => {

@@ -2,8 +2,8 @@
  * Request bodies and request signing (see src/auth/signing.ts), in one place.
  *
  * Bodies: every content type goes through one parser that reads the raw bytes, so the signature
- * can cover them whatever the type; only application/json is then parsed. Any other non-empty
- * body is a 415 naming application/json.
+ * can cover them whatever the type; only application/json is then parsed. An empty body is no
+ * body, whatever its type; any other non-empty body is a 415 naming application/json.
  *
  * Signing, on when TASKBROKER_AUTH_SECRETS is set: every request to a route that is not exempt
  * must be signed. A request without a body is verified in onRequest, one with a body by the
@@ -47,12 +47,20 @@ const hasBody = (request: FastifyRequest) => {
 const isJson = (contentType: string | undefined) =>
   contentType === 'application/json' || (contentType !== undefined && contentType.split(';')[0]?.trim().toLowerCase() === 'application/json')
 
+/** Whether a route (by its declared URL, `/v1/tasks/:id`) is exempt from signing by TASKBROKER_AUTH_EXEMPT_PATHS. */
+export function exemptRoutes (exemptPaths: readonly string[]): (routeUrl: string | undefined) => boolean {
+  const exact = new Set(exemptPaths.filter(p => !p.endsWith('*')))
+  const prefixes = exemptPaths.filter(p => p.endsWith('*')).map(p => p.slice(0, -1))
+  return routeUrl => routeUrl !== undefined && (exact.has(routeUrl) || prefixes.some(prefix => routeUrl.startsWith(prefix)))
+}
+
+/** What a 401 says of how to authenticate (RFC 9110 asks for it on every 401). */
+export const WWW_AUTHENTICATE = 'Taskbroker-HMAC-SHA256 realm="taskbroker"'
+
 export function installAuth (app: FastifyInstance, options: AuthOptions): void {
   const signed = options.secrets.length > 0
-  const exact = new Set(options.exemptPaths.filter(p => !p.endsWith('*')))
-  const prefixes = options.exemptPaths.filter(p => p.endsWith('*')).map(p => p.slice(0, -1))
-  const isExempt = (routeUrl: string | undefined) =>
-    !signed || (routeUrl !== undefined && (exact.has(routeUrl) || prefixes.some(prefix => routeUrl.startsWith(prefix))))
+  const exempt = exemptRoutes(options.exemptPaths)
+  const isExempt = (routeUrl: string | undefined) => !signed || exempt(routeUrl)
 
   // The requests whose signature checked out; only `verify` adds to it.
   const verified = new WeakSet<FastifyRequest>()
@@ -104,8 +112,10 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
       }
     }
     const type = header(request, 'content-type')
-    if (isJson(type)) parseJson(request, typeof raw === 'string' ? raw : raw.toString('utf8'), done)
-    else if (raw.length === 0) done(null, undefined)
+    // An empty body is no body, whatever its type says (generated clients send `application/json`
+    // with nothing): routes whose body is optional take it as {}, the others answer "body must be".
+    if (raw.length === 0) done(null, undefined)
+    else if (isJson(type)) parseJson(request, typeof raw === 'string' ? raw : raw.toString('utf8'), done)
     else done(new UnsupportedMediaTypeError(type === undefined ? 'no content-type' : JSON.stringify(type.slice(0, 100))), undefined)
   })
 

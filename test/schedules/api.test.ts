@@ -96,4 +96,14 @@ eachBackend(t, 'schedules API', async (t, backend) => {
     t.same(await firedIds(database, 'nightly'), ['sched:nightly:2026-01-01T10:10:00.000Z'], 'the fired task stays')
     t.same((await app.inject('/v1/stats')).json().schedules, { total: 1, paused: 1, from_file: 0 })
   })
+
+  await t.test('a schedule\'s task takes the retry fields produce takes, backoff included', async (t) => {
+    const retryState = { max_attempts: 4, on_attempts_exceeded: 'discard', delay_on_retry: 5, backoff: { strategy: 'exponential', base_sec: 2, max_sec: 60, jitter: false } }
+    t.equal((await putSchedule(app, 'retrying', { every_sec: 3600, task: { ...TASK, retry_state: retryState } })).statusCode, 201)
+    const fired = (await app.inject({ method: 'POST', url: '/v1/schedules/retrying/trigger' })).json()
+    t.match((await app.inject(`/v1/tasks/${fired.id as string}`)).json().task.retry_state, { ...retryState, attempts: 0 }, 'the fired task carries them')
+    assertError(t, await putSchedule(app, 'x', { every_sec: 5, task: { ...TASK, retry_state: { backoff: { strategy: 'linear', base_sec: 1, max_sec: 2, jitter: false } } } }),
+      400, 'TASKBROKER_INVALID_REQUEST', 'body/task/retry_state/backoff/strategy')
+    t.equal((await app.inject({ method: 'DELETE', url: '/v1/schedules/retrying' })).statusCode, 204)
+  })
 })

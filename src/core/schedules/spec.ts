@@ -7,6 +7,7 @@ import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 import type { Limits } from '../../config/config.js'
 import type { TaskInput } from '../../domain/activation.js'
+import { BackoffSchema } from '../backoff-schema.js'
 import { InvalidRequestError } from '../../domain/errors.js'
 import { parseTiming, type Timing } from './timing.js'
 
@@ -51,7 +52,8 @@ export function createScheduleSpecSchema (limits: Pick<Limits, 'nameMaxChars'>) 
       max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'executions allowed in all (default 1: no retries)' })),
       on_attempts_exceeded: Type.Optional(Type.Enum(['discard', 'deadletter'], { description: 'what happens after the last attempt fails' })),
       at_most_once: Type.Optional(Type.Boolean({ description: 'never run twice: a missed deadline fails the task' })),
-      delay_on_retry: Type.Optional(Seconds('delay before each retry'))
+      delay_on_retry: Type.Optional(Seconds('delay before each retry')),
+      backoff: Type.Optional(BackoffSchema('delay before each retry, growing with the attempts'))
     }, { additionalProperties: false }))
   }, { additionalProperties: false, description: 'the task each fire produces (its id is sched:<name>:<fire time>)' })
 

@@ -12,6 +12,7 @@
  */
 import { Type, type Static } from 'typebox'
 import { SETTINGS, type Config, type Limits } from '../../../config/config.js'
+import { BackoffSchema } from '../../../core/backoff-schema.js'
 import { PRIORITY_MAX, PRIORITY_MIN } from '../../../domain/activation.js'
 import { CONCLUSIONS, TASK_STATUSES } from '../../../domain/types.js'
 import { EXAMPLE_TASK_ID, EXAMPLES } from './examples.js'
@@ -37,14 +38,6 @@ export const ProduceUnavailableResponseSchema = Type.Object({
 })
 
 const OnAttemptsExceeded = Type.Enum(['discard', 'deadletter'], { description: 'what happens after the last attempt fails' })
-
-/** A retry's delay growing with the attempts (see README "Retries"). */
-const BackoffSchema = (description: string) => Type.Object({
-  strategy: Type.Enum(['fixed', 'exponential'], { description: 'fixed: base_sec each time; exponential: base_sec × 2^attempts' }),
-  base_sec: Seconds('the first retry\'s delay'),
-  max_sec: Seconds('the longest delay (also capped by TASKBROKER_MAX_DELAY_SEC)'),
-  jitter: Type.Boolean({ description: 'wait a random time between 0 and the computed delay (full jitter)' })
-}, { additionalProperties: false, description: `${description}; takes precedence over delay_on_retry` })
 
 export const RetryStateInputSchema = Type.Object({
   attempts: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'attempts made so far (default 0)' })),
@@ -178,16 +171,16 @@ export type RequestSchemas = ReturnType<typeof createRequestSchemas>
 export type TaskInput = Static<RequestSchemas['TaskInput']>
 
 export const StatusResponseSchema = Type.Object({
-  applied: Type.Boolean({ description: 'the report was written to an existing task' }),
+  applied: Type.Boolean({ description: 'the report was written to the stored task with this id: without a lease, whatever its state (held by any worker, pending, delayed); false when no task has the id (never produced, or finished and removed)' }),
   queued: Type.Boolean({ description: 'the report was accepted but not yet written (ack mode "queued")' }),
   task: Type.Union([ClaimedTaskSchema, Type.Null()], { description: 'the next task when fetch_next was given and one was ready' }),
   cancelled: Type.Optional(Type.Literal(true, { description: 'present when the task\'s cancel had been requested: it ended, whatever was reported' }))
-}, { description: 'The report was taken (applied: false when no such task is held, e.g. already finished)' })
+}, { description: 'The report was taken (see applied)' })
 
 export const BatchStatusResponseSchema = Type.Object({
-  applied: Type.Integer({ description: 'reports written to existing tasks' }),
+  applied: Type.Integer({ description: 'reports written to stored tasks (without a lease, whatever their state)' }),
   queued: Type.Integer({ description: 'reports accepted but not yet written (ack mode "queued")' }),
-  not_found: Type.Array(Type.String(), { description: 'ids with no such task (unknown or already finished)' }),
+  not_found: Type.Array(Type.String(), { description: 'ids no stored task has (never produced, or finished and removed)' }),
   stale: Type.Optional(Type.Array(Type.String(), { description: 'present when some report\'s lease is not the task\'s any more (reset, claimed again): not applied' })),
   cancelled: Type.Optional(Type.Array(Type.String(), { description: 'present when some task\'s cancel had been requested: applied, and the task ended whatever was reported' }))
 }, { description: 'The reports were taken; unknown ids are listed in not_found' })

@@ -51,18 +51,60 @@ t.test('every operation has an operationId and every response a description of i
   }
 })
 
-t.test('the spec names the server and the two signing headers, required outside the probes', async (t) => {
+t.test('the spec names the server and the signing headers: optional by default, never on the exempt routes', async (t) => {
   t.same(spec.servers?.map(s => s.url), ['/'])
-  t.same(spec.components.securitySchemes, {
-    signature: { type: 'apiKey', in: 'header', name: 'taskbroker-signature', description: spec.components.securitySchemes?.signature?.description },
-    timestamp: { type: 'apiKey', in: 'header', name: 'taskbroker-timestamp', description: spec.components.securitySchemes?.timestamp?.description }
-  })
+  const scheme = (name: string) => ({ type: 'apiKey', in: 'header', name, description: spec.components.securitySchemes?.[name.replace('taskbroker-', '')]?.description })
+  t.same(spec.components.securitySchemes, { signature: scheme('taskbroker-signature'), timestamp: scheme('taskbroker-timestamp'), nonce: scheme('taskbroker-nonce') })
   t.match(spec.components.securitySchemes?.signature, { description: /HMAC-SHA256.*<METHOD> <path with query>:<timestamp>:<raw body>/ })
-  t.same(spec.security, [{ signature: [], timestamp: [] }])
+  t.same(spec.security, [{ signature: [], timestamp: [] }, { signature: [], timestamp: [], nonce: [] }, {}], 'no secrets set: a request may go unsigned')
   for (const { path, method, op } of operations) {
     const open = ['/healthz', '/readyz', '/metrics'].includes(path)
     t.same(op.security, open ? [] : undefined, `${method} ${path} ${open ? 'needs no signature' : 'is signed'}`)
     if (!open) t.ok(op.responses['401'], `${method} ${path} lists 401`)
+  }
+})
+
+eachBackend(t, 'a broker with secrets serves a spec that requires them, outside TASKBROKER_AUTH_EXEMPT_PATHS as configured', async (t, backend) => {
+  const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_AUTH_SECRETS: 's3cret', TASKBROKER_AUTH_EXEMPT_PATHS: '/healthz,/readyz,/openapi.json,/v1/stats' })
+  const served = (await app.inject('/openapi.json')).json<Spec>()
+  t.same(served.security, [{ signature: [], timestamp: [] }, { signature: [], timestamp: [], nonce: [] }])
+  t.same(served.paths['/metrics']?.get?.security, undefined, '/metrics is signed here')
+  t.same(served.paths['/v1/stats']?.get?.security, [], '/v1/stats is not')
+  t.equal((await app.inject('/v1/stats')).statusCode, 200, 'as the server says')
+  const refused = await app.inject('/metrics')
+  t.equal(refused.statusCode, 401)
+  t.ok(served.paths['/metrics']?.get?.responses['401'], 'and its 401 is declared')
+  t.match(refused.headers['www-authenticate'], /^Taskbroker-HMAC-SHA256 /, 'a 401 says how to authenticate')
+})
+
+/** A path of the spec with its parameters filled. */
+const filled = (path: string, value: string) => path.replace(/\{[^}]+\}/g, value)
+
+eachBackend(t, 'every status the server answers before a route\'s handler is declared for that route, with its headers', async (t, backend) => {
+  const { app } = await buildTestApp(t, backend, { ...NO_UPKEEP, TASKBROKER_BODY_LIMIT_BYTES: '2048' })
+  const served = (await app.inject('/openapi.json')).json<Spec>()
+  const check = async (what: string, path: string, method: string, request: { url: string, headers?: Record<string, string>, payload?: string | object }, expected: number) => {
+    const res = await app.inject({ method: method.toUpperCase() as 'GET', ...request })
+    t.equal(res.statusCode, expected, `${method} ${path}: ${what} is ${expected} (${res.body.slice(0, 120)})`)
+    t.ok(served.paths[path]?.[method]?.responses[String(expected)], `${method} ${path}: ${expected} is declared`)
+    return res
+  }
+  for (const { path, method } of operations) {
+    if (path.includes('{')) {
+      await check('an overlong path segment', path, method, { url: filled(path, 'z'.repeat(1100)) }, 414)
+      await check('bad percent-encoding', path, method, { url: filled(path, 'a%ZZ') }, 400)
+    }
+    if (['post', 'put', 'patch', 'delete'].includes(method)) {
+      const url = filled(path, 'some-id')
+      await check('a text/plain body', path, method, { url, headers: { 'content-type': 'text/plain' }, payload: 'hello' }, 415)
+      await check('a body over the limit', path, method, { url, headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ pad: 'x'.repeat(3000) }) }, 413)
+    }
+  }
+  app.broker.beginShutdown()
+  for (const { path, method } of operations.filter(({ path }) => path !== '/healthz')) {
+    const res = await check('shutting down', path, method, { url: filled(path, 'some-id'), ...(['post', 'put', 'patch'].includes(method) ? { payload: {} } : {}) }, 503)
+    t.ok(Number(res.headers['retry-after']) >= 1, `${method} ${path}: the 503 carries Retry-After`)
+    t.ok((served.paths[path]?.[method]?.responses['503'] as { headers?: Record<string, unknown> }).headers?.['Retry-After'], `${method} ${path}: and the spec says so`)
   }
 })
 

@@ -20,7 +20,7 @@ import type { Config } from '../config/config.js'
 import { createLogger } from '../core/logger.js'
 import { createBroker, type Broker, type Store } from '../core/broker.js'
 import { ShuttingDownError } from '../domain/errors.js'
-import { installAuth } from './plugins/auth.js'
+import { exemptRoutes, installAuth } from './plugins/auth.js'
 import { registerDocs } from './plugins/docs.js'
 import { installErrorHandling } from './plugins/errors.js'
 import { answerClientError, installBodyBudget } from './plugins/transport.js'
@@ -77,9 +77,11 @@ function createServer (config: Config, log: Logger) {
     routerOptions: { maxParamLength: 1024 },
     // Errors Fastify raises before routing (a bad URL, an overlong path segment) and malformed HTTP
     // get the same body shape and a stable code as every other error.
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error, request, reply) => {
       const statusCode = error.statusCode ?? 400
-      const message = 'params/id: the request path is malformed (bad percent-encoding) or a path segment is too long'
+      // The route is not known yet; every path parameter is a task's or dead letter's id or a schedule's name.
+      const param = request.url.startsWith('/v1/schedules/') ? 'params/name' : 'params/id'
+      const message = `${param}: ${statusCode === 414 ? 'a path segment is longer than 1024 characters' : 'the request path is malformed (bad percent-encoding)'}`
       ;(reply as FastifyReply).code(statusCode).send({ statusCode, code: 'TASKBROKER_INVALID_REQUEST', error: statusCode === 414 ? 'URI Too Long' : 'Bad Request', message })
     },
     // Malformed HTTP (400), overlong headers (431), a request not received in time (408).
@@ -137,7 +139,7 @@ async function registerAll (app: FastifyInstance, config: Config, broker: Broker
     )
     done()
   })
-  await registerDocs(app)
+  await registerDocs(app, { signed: config.auth.secrets.length > 0, exempt: exemptRoutes(config.auth.exemptPaths) })
   await app.register(operationsRoutes, { broker })
   await app.register(v1Routes, { prefix: '/v1', broker })
 }

@@ -7,6 +7,7 @@
  */
 import type { FastifyError, FastifyInstance } from 'fastify'
 import type { Metrics } from '../../core/metrics.js'
+import { WWW_AUTHENTICATE } from './auth.js'
 import { closeAfterAnswer, type LingerLimits } from './transport.js'
 
 /** Fastify's codes whose messages are safe and useful to clients. */
@@ -43,7 +44,7 @@ export interface ErrorHandlingOptions {
 
 export function installErrorHandling (app: FastifyInstance, options: ErrorHandlingOptions): void {
   const { retryAfterSec, metrics, linger, bodyLimitBytes } = options
-  const tooLarge = `the request body is larger than ${bodyLimitBytes} bytes (TASKBROKER_BODY_LIMIT_BYTES); send fewer tasks or reports a request`
+  const tooLarge = `the request body is larger than ${bodyLimitBytes} bytes (TASKBROKER_BODY_LIMIT_BYTES)`
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const statusCode = error.statusCode ?? 500
     if (statusCode >= 500 && statusCode !== 503) {
@@ -58,6 +59,7 @@ export function installErrorHandling (app: FastifyInstance, options: ErrorHandli
       request.log.warn({ code: error.code, message: error.message, detail: (error as { detail?: unknown }).detail }, 'answering 503')
       reply.header('retry-after', String(retryAfterSec))
     }
+    if (statusCode === 401) reply.header('www-authenticate', WWW_AUTHENTICATE)
     // An outcome-unknown produce names the ids it assigned, so the client can produce them again.
     const ids = (error as { ids?: unknown }).ids
     if (ours) return reply.code(statusCode).send({ statusCode, code: error.code, error: httpReason(statusCode), message: error.message, ...(Array.isArray(ids) ? { ids } : {}) })

@@ -36,7 +36,7 @@ t.test('openapi/openapi.json matches the routes (run `npm run openapi` after cha
 
 t.test('a body is optional exactly where the server takes none (every field optional)', async (t) => {
   const optional = operations.filter(({ op }) => (op as { requestBody?: { required?: boolean } }).requestBody?.required === false).map(({ op }) => op.operationId).sort()
-  t.same(optional, ['claimTasks', 'heartbeatTask', 'releaseTask'])
+  t.same(optional, ['cancelTask', 'claimTasks', 'deleteDeadletter', 'deleteSchedule', 'heartbeatTask', 'releaseTask', 'requeueDeadletter', 'triggerSchedule'])
 })
 
 t.test('every operation has an operationId and every response a description of its own', async (t) => {
@@ -99,6 +99,15 @@ eachBackend(t, 'every status the server answers before a route\'s handler is dec
       await check('a text/plain body', path, method, { url, headers: { 'content-type': 'text/plain' }, payload: 'hello' }, 415)
       await check('a body over the limit', path, method, { url, headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ pad: 'x'.repeat(3000) }) }, 413)
     }
+  }
+  // Routes that take no fields take no body or {}; a field is refused, not silently dropped.
+  const noFields = operations.filter(({ op }) => (op.requestBody?.content['application/json'] as { schema?: { properties?: object } } | undefined)?.schema?.properties !== undefined &&
+    Object.keys((op.requestBody?.content['application/json'] as { schema: { properties: object } }).schema.properties).length === 0)
+  t.same(noFields.map(({ op }) => op.operationId).sort(), ['cancelTask', 'deleteDeadletter', 'deleteSchedule', 'requeueDeadletter', 'triggerSchedule'])
+  for (const { path, method, op } of noFields) {
+    t.equal((op.requestBody as { required?: boolean }).required, false, `${method} ${path}: the body may be left out`)
+    const res = await check('a field', path, method, { url: filled(path, 'some-id'), payload: { reason: 'x' } }, 400)
+    t.match(res.json().message, /body\/reason/, `${method} ${path}: the 400 names the field`)
   }
   app.broker.beginShutdown()
   for (const { path, method } of operations.filter(({ path }) => path !== '/healthz')) {

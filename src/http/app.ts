@@ -24,7 +24,7 @@ import { exemptRoutes, installAuth } from './plugins/auth.js'
 import { registerDocs } from './plugins/docs.js'
 import { installErrorHandling } from './plugins/errors.js'
 import { answerClientError, installBodyBudget } from './plugins/transport.js'
-import { installOptionalBodies, installStorableCheck, installValidation } from './plugins/validation.js'
+import { installNoFieldBodies, installOptionalBodies, installStorableCheck, installValidation } from './plugins/validation.js'
 import { derivedPublicUrl } from './public-url.js'
 import { operationsRoutes } from './routes/operations.js'
 import { v1Routes } from './routes/v1/index.js'
@@ -108,6 +108,7 @@ function bindLifecycle (app: FastifyInstance, broker: Broker, config: Config): v
 async function registerAll (app: FastifyInstance, config: Config, broker: Broker): Promise<void> {
   const { metrics } = broker
   installValidation(app)
+  installNoFieldBodies(app)
   installOptionalBodies(app)
   installStorableCheck(app)
   installAuth(app, {

@@ -33,6 +33,22 @@ export function installValidation (app: FastifyInstance): void {
     (httpPart === 'body' ? body : text).compile(schema as object))
 }
 
+/** Methods whose body the server reads. */
+const WITH_BODY = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+/**
+ * A route that reads a body but takes no fields (cancel, requeue, trigger, the DELETEs) takes no
+ * body or `{}`: anything else is a 400 naming the field, as an unknown field is everywhere else,
+ * not silently dropped. Install before installOptionalBodies, which then lets the body be left out.
+ */
+export function installNoFieldBodies (app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    if (route.schema === undefined || route.schema.body !== undefined || route.schema.hide === true || !methods.some(m => WITH_BODY.has(m))) return
+    route.schema = { ...route.schema, body: { type: 'object', properties: {}, additionalProperties: false, description: 'no fields: send no body, or {}' } }
+  })
+}
+
 /**
  * A POST whose body fields are all optional (claim, heartbeat, release) may come with no body at
  * all (`curl -X POST …/release`): it means `{}`, not a 400 "body must be object".

@@ -71,7 +71,17 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
     .showHelpAfterError('(taskbroker --help for usage)')
 
   program.command('serve', { isDefault: true }).description('start the broker, configured by the environment (see README "Configuration")')
-    .action(async () => {
+    // Being the default, serve receives any word that is no command: say so, not "too many arguments".
+    .argument('[command]')
+    .action(async (word: string | undefined) => {
+      if (word !== undefined) {
+        const near = program.commands.map(c => c.name()).filter(name => name.startsWith(word) || word.startsWith(name))
+        throw new UsageError(`unknown command '${word}'${near.length > 0 ? ` (did you mean ${near.map(n => `'${n}'`).join(' or ')}?)` : ''}`)
+      }
+      const clientOptions = ['url', 'secret', 'json', 'retries'].filter(name => program.getOptionValueSource(name) === 'cli')
+      if (clientOptions.length > 0) {
+        throw new UsageError(`${clientOptions.map(o => `--${o}`).join(', ')} ${clientOptions.length > 1 ? 'are' : 'is'} for the commands that talk to a broker, not for starting one (its settings come from the environment)`)
+      }
       if (io.serve === undefined) throw new UsageError('serve is started by the taskbroker command itself')
       await io.serve()
     })

@@ -6,6 +6,10 @@ import pino from 'pino'
 import { loadConfig } from '../config/config.js'
 import { openDatabase } from '../db/database.js'
 import { urlProblem } from '../db/migration-check.js'
+import { DatabaseUnreachableError } from './exit-codes.js'
+
+/** Socket errors that mean nothing answered at the address (the settings may be right). */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET'])
 
 export async function migrateStore (env: Record<string, string | undefined>): Promise<string> {
   const config = loadConfig(env)
@@ -15,6 +19,8 @@ export async function migrateStore (env: Record<string, string | undefined>): Pr
     await database.migrate()
   } catch (error) {
     // A database that does not exist, a refused role: the settings are wrong, as at a broker's start.
+    const code = (error as { code?: unknown }).code
+    if (typeof code === 'string' && UNREACHABLE.has(code)) throw new DatabaseUnreachableError(`the database could not be reached: ${(error as Error).message}`)
     throw urlProblem(error) ?? error
   } finally {
     await database.close()

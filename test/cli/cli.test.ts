@@ -229,6 +229,13 @@ t.test('exit codes: usage 2, unreachable 69, busy 75; --help on every command', 
   t.match(badUrl.stderr, /--url \(or TASKBROKER_URL\) is not a URL: not a url/)
   t.equal((await cli(['produce', '-a', 'shop', '--file', 'tasks.json'])).code, 2, '--file with -a')
   t.equal((await cli(['schedules', 'put', 'x', '--task', '{}'])).code, 2, 'neither --cron nor --every')
+  // serve is the default command: a word that is no command, or a client option alone, is a usage error, not a broker.
+  const typo = await cli(['stat'])
+  t.equal(typo.code, 2)
+  t.match(typo.stderr, /unknown command 'stat' \(did you mean 'stats'\?\)/)
+  const urlAlone = await cli(['--url', 'http://127.0.0.1:1'])
+  t.equal(urlAlone.code, 2, '--url with no command does not start a broker')
+  t.match(urlAlone.stderr, /--url is for the commands that talk to a broker/)
   t.equal((await cli(['queues', 'limits', 'shop'])).code, 2)
 
   const closed = createServer()
@@ -265,6 +272,10 @@ t.test('migrate: the embedded store in TASKBROKER_DATA_DIR, again harmlessly', a
   t.equal((await cli(['migrate'], { TASKBROKER_DATA_DIR: dataDir, LOG_LEVEL: 'silent' })).code, 0)
   const bad = await cli(['migrate'], { TASKBROKER_DATABASE_URL: 'mysql://nope' })
   t.equal(bad.code, 78, 'a bad setting: EX_CONFIG, as the broker\'s start')
+  // Nothing listens on port 9 (discard): the database could not be reached, not a broker's error.
+  const away = await cli(['migrate'], { TASKBROKER_DATABASE_URL: 'postgres://postgres@127.0.0.1:9/none', LOG_LEVEL: 'silent' })
+  t.equal(away.code, 69, `an unreachable database: EX_UNAVAILABLE (${away.stderr})`)
+  t.match(away.stderr, /the database could not be reached/)
 })
 
 t.test('migrate: a database that does not exist is a configuration error (78), as at a broker\'s start', { skip: TEST_DATABASE_URL === undefined ? 'PostgreSQL only (TASKBROKER_TEST_DATABASE_URL)' : false }, async (t) => {

@@ -27,22 +27,29 @@ const MISSED = sql`case when ${t.status} = 'processing' then 'stale' else 'not_p
 const REMOVABLE = sql`('pending', 'delay', 'retry')`
 const HELD = sql`('processing', 'claimed')`
 
+/**
+ * The new deadline is what a claim gives, counted from now: extend_sec (capped) or the task's own
+ * duration, plus the grace. Progress is kept when a heartbeat carries none. A pushed task is held
+ * from the moment its worker has it: a heartbeat that arrives before the broker has recorded the
+ * delivery (`claimed`, the push's answer still on its way) marks it processing, as the delivery
+ * would; the delivery's own update then finds it moved on and leaves it.
+ */
 function heartbeatStatement (graceSec: number) {
-  // The new deadline is what a claim gives, counted from now: extend_sec (capped) or the task's
-  // own duration, plus the grace. Progress is kept when a heartbeat carries none.
   return compile(sql`with v(${c.id}, ${c.lease}, extend_sec, ${c.progress}) as (select * from unnest(
       ${sql.placeholder('ids')}::text[], ${sql.placeholder('leases')}::uuid[],
       ${sql.placeholder('extendSec')}::int[], ${sql.placeholder('progress')}::jsonb[])),
     beat as (
       update ${inflightTasks} t
-      set ${c.processingDeadline} = now() + make_interval(secs =>
+      set ${c.status} = 'processing', ${c.claimExpiresAt} = null,
+        ${c.processingDeadline} = now() + make_interval(secs =>
             least(coalesce(v.extend_sec, ${t.processingDeadlineDuration}), ${sql.placeholder('maxExtendSec')}::int) + ${sql.raw(String(graceSec))}),
         ${c.progress} = coalesce(v.${c.progress}, ${t.progress})
-      from v where ${t.id} = v.${c.id} and ${t.status} = 'processing' and ${FENCED}
+      from v where ${t.id} = v.${c.id} and ${t.status} in ${HELD} and ${FENCED}
       returning ${t.id}, ${t.processingDeadline}, ${t.cancelRequested})
     select ${c.id}, ${c.processingDeadline}, ${c.cancelRequested}, 'extended' as outcome from beat
     union all
-    select ${t.id}, null, ${t.cancelRequested}, ${MISSED} from ${inflightTasks} t join v on ${t.id} = v.${c.id}
+    select ${t.id}, null, ${t.cancelRequested}, case when ${t.status} in ${HELD} then 'stale' else 'not_processing' end
+      from ${inflightTasks} t join v on ${t.id} = v.${c.id}
       where not exists (select 1 from beat b where b.${c.id} = ${t.id})`)
 }
 

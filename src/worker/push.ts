@@ -8,9 +8,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import pino, { type Logger } from 'pino'
 import { NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from '../auth/signing.js'
 import { createClient } from '../client/client.js'
-import { isRouteNotFound } from '../client/errors.js'
+import { isRouteNotFound, TaskbrokerError } from '../client/errors.js'
 import type { StatusRequest, Task } from '../client/types.js'
-import { runHandler, TaskAbortedError, type Handler } from './run-task.js'
+import { dropReport, runHandler, TaskAbortedError, type AbortReason, type Handler } from './run-task.js'
 
 export interface PushReceiverOptions {
   handler: Handler
@@ -35,6 +35,7 @@ export interface PushReceiver {
 }
 
 export const PUSH_MAX_BODY_BYTES = 5 * 1024 * 1024
+const MAX_TIMER_MS = 2_147_483_647
 
 /** A push taken: its task, where to report, and the claim's lease (sent back so a stale report is refused). */
 interface Accepted { task: Task, callbackUrl: string, lease: string | undefined }
@@ -67,25 +68,42 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
 
   async function run ({ task, callbackUrl, lease }: Accepted) {
     const controller = new AbortController()
-    // A pushed task's deadline starts when it is delivered: about now.
-    const deadline = setTimeout(() => controller.abort(new TaskAbortedError('deadline')), task.processing_deadline_duration * 1000)
-    const { report, error } = await runHandler(options.handler, task, {
-      signal: controller.signal,
-      heartbeat: async (progress?: unknown) => {
-        if (heartbeats === false) return
-        try {
-          const answer = await client.heartbeatAt(callbackUrl, { ...(progress === undefined ? {} : { progress }), ...(lease === undefined ? {} : { lease }) })
-          heartbeats = true
-          clearTimeout(deadline)
-          if (answer.cancel_requested) controller.abort(new TaskAbortedError('cancelled'))
-        } catch (e) {
-          if (isRouteNotFound(e)) heartbeats = false
-          else throw e
-        }
+    const beats = new AbortController() // aborted when the handler ends: a heartbeat in flight is dropped
+    const abort = (reason: AbortReason) => { if (!controller.signal.aborted) controller.abort(new TaskAbortedError(reason)) }
+    let deadline: NodeJS.Timeout | undefined
+    const armDeadline = (ms: number) => {
+      clearTimeout(deadline)
+      if (Number.isFinite(ms)) deadline = setTimeout(() => abort('deadline'), Math.min(Math.max(0, ms), MAX_TIMER_MS))
+    }
+    // A pushed task's deadline starts when it is delivered: about now. Each heartbeat moves it.
+    armDeadline(task.processing_deadline_duration * 1000)
+    const heartbeat = async (progress?: unknown) => {
+      if (heartbeats === false || controller.signal.aborted) return
+      try {
+        const answer = await client.heartbeatAt(callbackUrl, { ...(progress === undefined ? {} : { progress }), ...(lease === undefined ? {} : { lease }) }, { signal: beats.signal })
+        if (beats.signal.aborted) return
+        heartbeats = true
+        armDeadline(Date.parse(answer.processing_deadline) - Date.now())
+        if (answer.cancel_requested) abort('cancelled')
+      } catch (error) {
+        if (beats.signal.aborted) return
+        if (isRouteNotFound(error)) heartbeats = false
+        else if (error instanceof TaskbrokerError && (error.statusCode === 404 || error.statusCode === 409)) abort('lost') // finished elsewhere, reset, cancelled
+        else log.warn({ taskId: task.id, err: error }, 'heartbeat failed')
       }
-    })
+    }
+    // Kept alive as the pull worker keeps its tasks: a heartbeat every third of the deadline.
+    const every = Math.max(1_000, task.processing_deadline_duration * 1000 / 3)
+    const beating = heartbeats === false ? undefined : setInterval(() => { heartbeat().catch(() => {}) }, Math.min(every, MAX_TIMER_MS))
+    const { report, error } = await runHandler(options.handler, task, { signal: controller.signal, heartbeat })
+    clearInterval(beating)
     clearTimeout(deadline)
+    beats.abort()
     if (error !== undefined) log.debug({ taskId: task.id, err: error }, 'task failed')
+    if (dropReport(controller.signal, report)) {
+      log.warn({ taskId: task.id, reason: (controller.signal.reason as TaskAbortedError).reason }, 'task failed after it was aborted: not reported; the broker runs it again after its deadline')
+      return
+    }
     await send(task, callbackUrl, lease === undefined ? report : { ...report, lease })
   }
 

@@ -26,7 +26,7 @@ export function isRetryRequest (value: unknown): value is RetryRequest {
 export interface TaskContext {
   /** Aborted when the task is cancelled, its deadline passes or the worker stops for good; `reason` says which. */
   signal: AbortSignal
-  /** Extend the deadline now and record progress (pull workers on brokers with heartbeats). */
+  /** Extend the deadline now and record progress (on brokers with heartbeats; a failure is logged, never thrown). */
   heartbeat: (progress?: unknown) => Promise<void>
 }
 
@@ -56,6 +56,18 @@ export function outcomeOf (result: { ok: true, value: unknown } | { ok: false, e
     }
   }
   return { status: result.ok ? 'complete' : 'failure' }
+}
+
+/**
+ * Whether a finished task's report is better not sent: its handler failed after the task stopped
+ * being surely this worker's — its deadline passed with no heartbeat getting through (the broker
+ * was out of reach, say), or the broker said it is gone (`lost`). A `failure` report would end a
+ * task that did nothing wrong; unreported, the broker's deadline reset runs it again (an attempt
+ * counted, `at_most_once` honoured). A handler that finished anyway is reported (fenced by its lease).
+ */
+export function dropReport (signal: AbortSignal, report: StatusRequest): boolean {
+  const reason = (signal.reason as TaskAbortedError | undefined)?.reason
+  return signal.aborted && (reason === 'deadline' || reason === 'lost') && report.status === 'failure'
 }
 
 /** Runs the handler and turns what it did into a report; never throws. */

@@ -14,7 +14,7 @@ import { createClient, type TaskbrokerClient } from '../client/client.js'
 import { isRouteNotFound, TaskbrokerError } from '../client/errors.js'
 import { backoffMs, DEFAULT_RETRY, mayRetry, sleep } from '../client/retry.js'
 import type { BatchStatusUpdate, ClaimedTask, StatusRequest } from '../client/types.js'
-import { runHandler, TaskAbortedError, type AbortReason, type Handler } from './run-task.js'
+import { dropReport, runHandler, TaskAbortedError, type AbortReason, type Handler } from './run-task.js'
 
 export interface WorkerOptions {
   /** The broker's base URL (ignored when `client` is given). */
@@ -66,6 +66,8 @@ interface Running {
   startedAt: number
   heartbeat?: NodeJS.Timeout | undefined
   deadline?: NodeJS.Timeout | undefined
+  /** Aborted when the handler ends: a heartbeat still being retried then is dropped. */
+  beats: AbortController
   /** Released at a hard stop: its result is not reported. */
   abandoned: boolean
   done: Promise<void>
@@ -76,6 +78,8 @@ interface Finished { task: ClaimedTask, report: StatusRequest, reserved: boolean
 const MAX_TIMER_MS = 2_147_483_647
 /** The broker's default TASKBROKER_CLAIM_MAX_TASKS: a larger limit would be a 400. */
 const CLAIM_MAX = 100
+/** After a stop's hard deadline, how long aborted handlers get before they are left behind. */
+const ABANDON_AFTER_MS = 10_000
 
 export function createWorker (options: WorkerOptions): Worker {
   const ownsClient = options.client === undefined
@@ -125,6 +129,14 @@ export function createWorker (options: WorkerOptions): Worker {
     if (!entry.controller.signal.aborted) entry.controller.abort(new TaskAbortedError(reason))
   }
 
+  /** Its result will not be reported, and nothing of it (timers, heartbeats) keeps running. */
+  function leaveBehind (entry: Running) {
+    entry.abandoned = true
+    clearInterval(entry.heartbeat)
+    clearTimeout(entry.deadline)
+    entry.beats.abort()
+  }
+
   function armDeadline (entry: Running, deadline: string) {
     clearTimeout(entry.deadline)
     const ms = Date.parse(deadline) - Date.now()
@@ -140,12 +152,14 @@ export function createWorker (options: WorkerOptions): Worker {
       lease: entry.task.lease
     }
     try {
-      const answer = await client.heartbeat(entry.task.id, body)
+      const answer = await client.heartbeat(entry.task.id, body, { signal: entry.beats.signal })
+      if (entry.beats.signal.aborted) return
       heartbeats = true
       armDeadline(entry, answer.processing_deadline)
       emit('heartbeat', { task: entry.task, cancel_requested: answer.cancel_requested })
       if (answer.cancel_requested) abort(entry, 'cancelled')
     } catch (error) {
+      if (entry.beats.signal.aborted) return
       if (isRouteNotFound(error)) {
         heartbeats = false
         for (const other of running.values()) clearInterval(other.heartbeat)
@@ -160,7 +174,7 @@ export function createWorker (options: WorkerOptions): Worker {
 
   function start (task: ClaimedTask) {
     const controller = new AbortController()
-    const entry: Running = { task, controller, startedAt: Date.now(), abandoned: false, done: Promise.resolve() }
+    const entry: Running = { task, controller, startedAt: Date.now(), beats: new AbortController(), abandoned: false, done: Promise.resolve() }
     running.set(task.id, entry)
     armDeadline(entry, task.processing_deadline)
     if (heartbeats !== false) {
@@ -174,11 +188,16 @@ export function createWorker (options: WorkerOptions): Worker {
     }).then(({ report, error }) => {
       clearInterval(entry.heartbeat)
       clearTimeout(entry.deadline)
+      entry.beats.abort()
       running.delete(task.id)
       const durationMs = Date.now() - entry.startedAt
       emit('end', { task, report, error, durationMs } satisfies TaskEnd)
       if (error !== undefined) log.debug({ taskId: task.id, err: error }, 'task failed')
       if (entry.abandoned) return
+      if (dropReport(controller.signal, report)) {
+        warn(`task ${task.id} failed after it was aborted (${(controller.signal.reason as TaskAbortedError).reason}): not reported; the broker runs it again after its deadline`)
+        return
+      }
       const reserve = !stopping
       if (reserve) reserved++
       unreported++
@@ -309,9 +328,11 @@ export function createWorker (options: WorkerOptions): Worker {
       try {
         await client.release(entry.task.id, { lease: entry.task.lease })
         releases = true
-        entry.abandoned = true
+        leaveBehind(entry)
       } catch (error) {
         if (isRouteNotFound(error)) releases = false
+        // No longer ours (finished, cancelled, handed out again): nothing to wait for or report.
+        else if (error instanceof TaskbrokerError && (error.statusCode === 404 || error.statusCode === 409)) leaveBehind(entry)
       }
     }
   }
@@ -336,8 +357,13 @@ export function createWorker (options: WorkerOptions): Worker {
       }
       const settled = Promise.allSettled([...flushes, ...busy.map(r => r.done)])
       if (hard) {
-        // Without release: wait for them (they were told to stop), so nothing is left processing.
-        await settled
+        // Without release: wait for them (they were told to stop), so nothing is left processing;
+        // but not for ever: a handler that ignores its signal is left behind.
+        if (await Promise.race([settled, timer(ABANDON_AFTER_MS)]) === 'timeout') {
+          const stuck = live()
+          if (stuck.length > 0) warn(`${stuck.length} task(s) did not end ${ABANDON_AFTER_MS} ms after being aborted: left behind, the broker runs them again after their deadline: ${stuck.map(e => e.task.id).join(' ')}`)
+          for (const entry of stuck) leaveBehind(entry)
+        }
         continue
       }
       if (await Promise.race([settled, timer(deadline - Date.now())]) === 'timeout') {

@@ -99,3 +99,42 @@ eachBackend(t, 'the Fastify plugin: verified pushes run and report; a full worke
   t.ok(await waitFor(async () => (await client.getTask('again').catch(() => undefined))?.status === 'retry'))
   t.ok(await waitFor(async () => await client.getTask('ok-2').then(() => false, () => true)))
 })
+
+eachBackend(t, 'a pushed task heartbeats from its first moment and is kept alive past its deadline, run once', { timeout: 120_000 }, async (t, backend) => {
+  const runs = new Map<string, number>()
+  const heartbeatErrors: unknown[] = []
+  let firstDeadline = Infinity
+  const listener = createPushHandler({
+    secrets: [SECRET],
+    logger: silent,
+    handler: async (task, { signal, heartbeat }) => {
+      runs.set(task.id, (runs.get(task.id) ?? 0) + 1)
+      // At once: the broker may not have recorded the delivery yet (the push's answer is on its way).
+      await heartbeat({ step: 1 }).catch((error: unknown) => heartbeatErrors.push(error))
+      firstDeadline = Math.min(firstDeadline, Date.now() + task.processing_deadline_duration * 1000)
+      // Well past the first deadline: only the receiver's own heartbeats keep the task.
+      await waitFor(() => signal.aborted || Date.now() > firstDeadline + 8_000, 90_000)
+      if (signal.aborted) throw signal.reason
+    }
+  })
+  const server = createServer(listener)
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }))
+  const workerUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/push`
+  // Upkeep runs often and resets at once: without heartbeats the task would be pushed again.
+  const broker = await startBroker(t, backend, {
+    ...PUSH_ENV,
+    TASKBROKER_WORKER_MAP: `shop=${workerUrl}`,
+    TASKBROKER_UPKEEP_ENABLED: 'true',
+    TASKBROKER_UPKEEP_INTERVAL_MS: '100',
+    TASKBROKER_PROCESSING_DEADLINE_GRACE_SEC: '1'
+  })
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce(['early-1', 'early-2', 'early-3'].map(id => ({ id, application: 'shop', namespace: 'n', taskname: 't', processing_deadline_duration: 4 })))
+  t.ok(await waitFor(() => listener.receiver.stats.reported === 3, 100_000), 'three reports written')
+  t.same(heartbeatErrors, [], 'the first heartbeats were taken')
+  t.same([...runs.values()], [1, 1, 1], 'each task ran once')
+  for (const id of ['early-1', 'early-2', 'early-3']) t.equal(await client.getTask(id).then(s => s.status, (e: { code: string }) => e.code), 'TASKBROKER_TASK_NOT_FOUND', `${id} completed`)
+  await listener.receiver.close()
+})

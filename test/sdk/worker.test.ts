@@ -93,10 +93,41 @@ eachBackend(t, 'the deadline reaches the handler as an AbortSignal when no heart
       throw signal.reason
     }
   })
+  const warnings: string[] = []
+  worker.on('warning', (message: string) => warnings.push(message))
   t.ok(await waitFor(() => reason !== undefined), 'the handler was aborted')
   t.match(reason, new TaskAbortedError('deadline'))
+  t.ok(await waitFor(() => warnings.some(w => /task slow failed after it was aborted \(deadline\): not reported/.test(w))), 'the worker says why it does not report')
   await worker.stop()
-  t.equal((await client.getTask('slow')).status, 'failure', 'a throw reports failure')
+  // A failure report would end a task that did nothing wrong (its deadline may have passed while
+  // the broker was out of reach): the broker's deadline reset decides instead (upkeep is off here).
+  t.match(await client.getTask('slow'), { status: 'processing', processing_attempts: 0 }, 'its throw after the deadline is not reported')
+})
+
+eachBackend(t, 'stop() ends even when an aborted handler never returns and its task is gone from the broker', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce([{ id: 'stuck', application: 'app', namespace: 'ns', taskname: 'stuck' }])
+  let started = false
+  const worker = createWorker({
+    client,
+    waitMs: 300,
+    heartbeatIntervalMs: 600_000,
+    logger: silent,
+    handler: async () => {
+      started = true
+      await new Promise(() => {}) // ignores its signal for ever
+    }
+  })
+  t.ok(await waitFor(() => started), 'the handler runs')
+  await client.report('stuck', { status: 'complete' }) // ended elsewhere: gone from the broker
+  const warnings: string[] = []
+  worker.on('warning', (message: string) => warnings.push(message))
+  const stopped = await Promise.race([worker.stop({ timeoutMs: 200 }).then(() => 'stopped'), sleep(60_000).then(() => 'still stopping')])
+  t.equal(stopped, 'stopped', 'stop() resolved')
+  t.ok(warnings.some(w => /still running at the stop deadline/.test(w)), 'after aborting it')
+  t.equal(worker.holding, 0, 'nothing held')
 })
 
 eachBackend(t, 'a broker restart in the middle of a run: every task is done once the broker is back', { timeout: 240_000 }, async (t, backend) => {

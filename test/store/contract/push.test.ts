@@ -8,6 +8,7 @@ import t, { type Test } from 'tap'
 import type { Database } from '../../../src/db/database.js'
 import { toActivation } from '../../../src/domain/activation.js'
 import type { Activation } from '../../../src/domain/types.js'
+import { createLeaseStore } from '../../../src/store/lease-store.js'
 import { createPushStore, type PushStore } from '../../../src/store/push-store.js'
 import { createTaskStore } from '../../../src/store/task-store.js'
 import { createTestDatabase, type BackendName } from '../../helpers/database.js'
@@ -134,3 +135,18 @@ contract('settle', 'settling is fenced: only a task still claimed under the same
 })
 
 contract.everyMethodCovered()
+
+contract('settle', 'a heartbeat with the pushed lease before the delivery is recorded marks the task processing; the delivery then leaves it', async (t, backend) => {
+  const { database, push, produce } = await setup(t, backend)
+  const leases = createLeaseStore(database, { processingDeadlineGraceSec: GRACE })
+  await produce({ id: uuidIn(1, 1), processing_deadline_duration: 30 }, { id: uuidIn(2, 2) })
+  const [pushed, other] = await push.claim({ buckets: [0, 255], applications: ['shop'], limit: 5, leaseMs: 30_000 })
+  // The worker has the task and heartbeats at once, while the push's answer is still on its way.
+  const beats = await leases.heartbeat([{ id: pushed!.activation.id, lease: pushed!.lease }, { id: other!.activation.id, lease: '00000000-0000-4000-8000-000000000000' }], 3600)
+  t.match(beats.get(pushed!.activation.id), { outcome: 'extended' }, 'the holder\'s heartbeat is taken')
+  t.match(beats.get(other!.activation.id), { outcome: 'stale' }, 'another lease is stale, as on a processing task')
+  t.match(await row(database, pushed!.activation.id), { status: 'processing', lease: null })
+  const settled = await push.settle([{ id: pushed!.activation.id, token: pushed!.token, delivered: false }])
+  t.same([...settled], [], 'a delivery recorded late (even as failed) leaves the held task alone')
+  t.match(await row(database, pushed!.activation.id), { status: 'processing' })
+})

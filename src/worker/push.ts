@@ -38,7 +38,7 @@ export const PUSH_MAX_BODY_BYTES = 5 * 1024 * 1024
 const MAX_TIMER_MS = 2_147_483_647
 
 /** A push taken: its task, where to report, and the claim's lease (sent back so a stale report is refused). */
-interface Accepted { task: Task, callbackUrl: string, lease: string | undefined }
+interface Accepted { task: Task, callbackUrl: string, lease: string | undefined, receivedAt: number }
 
 export function createPushReceiver (options: PushReceiverOptions): PushReceiver {
   const secrets = options.secrets ?? []
@@ -66,17 +66,20 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
     }
   }
 
-  async function run ({ task, callbackUrl, lease }: Accepted) {
+  async function run ({ task, callbackUrl, lease, receivedAt }: Accepted) {
     const controller = new AbortController()
     const beats = new AbortController() // aborted when the handler ends: a heartbeat in flight is dropped
     const abort = (reason: AbortReason) => { if (!controller.signal.aborted) controller.abort(new TaskAbortedError(reason)) }
     let deadline: NodeJS.Timeout | undefined
     const armDeadline = (ms: number) => {
       clearTimeout(deadline)
-      if (Number.isFinite(ms)) deadline = setTimeout(() => abort('deadline'), Math.min(Math.max(0, ms), MAX_TIMER_MS))
+      if (!Number.isFinite(ms)) return
+      if (ms <= 0) abort('deadline') // already passed: the handler sees it from its first moment
+      else deadline = setTimeout(() => abort('deadline'), Math.min(ms, MAX_TIMER_MS))
     }
-    // A pushed task's deadline starts when it is delivered: about now. Each heartbeat moves it.
-    armDeadline(task.processing_deadline_duration * 1000)
+    // A pushed task's deadline started when it was delivered (it may have waited in the queue
+    // since). Each heartbeat moves it.
+    armDeadline(task.processing_deadline_duration * 1000 - (Date.now() - receivedAt))
     const heartbeat = async (progress?: unknown) => {
       if (heartbeats === false || controller.signal.aborted) return
       try {
@@ -145,7 +148,7 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
       return { statusCode: 503, body: { error: closing ? 'closing' : 'busy' }, headers: { 'retry-after': '1' } }
     }
     stats.received++
-    queue.push({ task: push.task, callbackUrl: push.callback_url, lease: typeof push.lease === 'string' ? push.lease : undefined })
+    queue.push({ task: push.task, callbackUrl: push.callback_url, lease: typeof push.lease === 'string' ? push.lease : undefined, receivedAt: Date.now() })
     pump()
     return { statusCode: 202, body: { accepted: true } }
   }

@@ -51,7 +51,8 @@ export interface TaskEnd { task: ClaimedTask, report: StatusRequest, error?: unk
  * Events: 'claimed' (tasks), 'start' (task), 'end' (TaskEnd), 'reported' ({ids, applied, cancelled}),
  * 'stale' ({ids}: reports refused because the task was reset and claimed again under another lease),
  * 'released' ({ids}: claimed during stop() and given back), 'heartbeat' ({task, cancel_requested}),
- * 'warning' (message, error), 'stopped'.
+ * 'warning' (message, error), 'error' (a TaskbrokerError: a claim refused with 400, 401 or 403,
+ * emitted only while someone listens), 'stopped'.
  */
 export interface Worker extends EventEmitter {
   /** Tasks this worker holds now (running, or finished with the report not yet written). */
@@ -81,7 +82,26 @@ const CLAIM_MAX = 100
 /** After a stop's hard deadline, how long aborted handlers get before they are left behind. */
 const ABANDON_AFTER_MS = 10_000
 
+/** Options a broker would refuse on every claim, or that would leave the worker idle: thrown at once. */
+function checkOptions (options: WorkerOptions): void {
+  const whole = (name: string, value: number | undefined, min: number) => {
+    if (value !== undefined && !(Number.isInteger(value) && value >= min)) throw new TypeError(`createWorker: ${name} must be an integer of at least ${min} (got ${String(value)})`)
+  }
+  whole('concurrency', options.concurrency, 1)
+  whole('waitMs', options.waitMs, 0)
+  whole('heartbeatIntervalMs', options.heartbeatIntervalMs, 1)
+  whole('stopTimeoutMs', options.stopTimeoutMs, 0)
+  if (options.namespace !== undefined && options.application === undefined) throw new TypeError('createWorker: a namespace filter needs an application')
+  if (typeof options.handler !== 'function') throw new TypeError('createWorker needs a handler function')
+}
+
+/** A claim the broker refused for a reason retrying does not change: the worker's settings or secret. */
+function refusedForGood (error: unknown): error is TaskbrokerError {
+  return error instanceof TaskbrokerError && !error.temporary && [400, 401, 403].includes(error.statusCode)
+}
+
 export function createWorker (options: WorkerOptions): Worker {
+  checkOptions(options)
   const ownsClient = options.client === undefined
   const client = options.client ?? createClient({ url: requireUrl(options.url), ...(options.secrets === undefined ? {} : { secrets: options.secrets }) })
   const log = options.logger ?? pino({ name: 'taskbroker-worker', level: process.env.LOG_LEVEL ?? 'info' })
@@ -303,7 +323,12 @@ export function createWorker (options: WorkerOptions): Worker {
       } catch (error) {
         failures++
         const wait = mayRetry(error, false) ? backoffMs(failures, error, DEFAULT_RETRY) : backoffMs(failures, undefined, { ...DEFAULT_RETRY, baseMs: 500 })
-        if (failures === 1 || failures % 10 === 0) warn(`claim failed (${failures} in a row); trying again in ${wait} ms`, error)
+        if (refusedForGood(error)) {
+          // Settings or a secret the broker refuses: an error each time (a secret being rotated
+          // heals, so the worker goes on); an 'error' listener may stop the worker to fail fast.
+          log.error({ err: error }, `claim refused: ${error.code} (${error.statusCode}); trying again in ${wait} ms`)
+          if (events.listenerCount('error') > 0) emit('error', error)
+        } else if (failures === 1 || failures % 10 === 0) warn(`claim failed (${failures} in a row); trying again in ${wait} ms`, error)
         await sleep(wait, stopController.signal).catch(() => {})
       }
     }

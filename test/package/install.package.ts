@@ -42,7 +42,7 @@ t.test('npm pack gives a tarball with the compiled broker, its launcher and its 
   await run('npm', ['run', 'build'], ROOT)
   const packed = JSON.parse(await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], ROOT)) as Array<{ filename: string, files: Array<{ path: string }> }>
   const files = packed[0]?.files.map(f => f.path) ?? []
-  for (const needed of ['package.json', 'README.md', 'bin/taskbroker.js', 'dist/src/server.js', 'dist/src/client/index.js', 'dist/src/client/index.d.ts', 'dist/src/cli/index.js', 'dist/src/auth/signing.js', 'dist/src/auth/signing.d.ts', 'migrations/meta/_journal.json', 'migrations/0000_init.sql']) {
+  for (const needed of ['package.json', 'README.md', 'LICENSE', 'bin/taskbroker.js', 'dist/src/server.js', 'dist/src/client/index.js', 'dist/src/client/index.d.ts', 'dist/src/cli/index.js', 'dist/src/auth/signing.js', 'dist/src/auth/signing.d.ts', 'migrations/meta/_journal.json', 'migrations/0000_init.sql']) {
     t.ok(files.includes(needed), `the tarball holds ${needed}`)
   }
   t.notOk(files.some(f => f.startsWith('src/') || f.startsWith('test/') || f.startsWith('dist/test/') || f.endsWith('.map')), 'no sources, tests or source maps')

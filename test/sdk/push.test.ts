@@ -9,10 +9,10 @@ import Fastify from 'fastify'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { signRequest } from '../../src/auth/signing.js'
-import { createClient, createPushHandler, retry, taskbrokerPush, type Handler, type PushReceiver } from '../../src/client/index.js'
+import { createClient, createPushHandler, createPushReceiver, retry, TaskAbortedError, taskbrokerPush, type Handler, type PushReceiver } from '../../src/client/index.js'
 import { eachBackend } from '../helpers/database.js'
 import { PUSH_ENV } from '../push/helpers.js'
-import { SECRET, startBroker, waitFor } from './broker.js'
+import { SECRET, sleep, startBroker, waitFor } from './broker.js'
 
 const silent = pino({ level: 'silent' })
 
@@ -137,4 +137,41 @@ eachBackend(t, 'a pushed task heartbeats from its first moment and is kept alive
   t.same([...runs.values()], [1, 1, 1], 'each task ran once')
   for (const id of ['early-1', 'early-2', 'early-3']) t.equal(await client.getTask(id).then(s => s.status, (e: { code: string }) => e.code), 'TASKBROKER_TASK_NOT_FOUND', `${id} completed`)
   await listener.receiver.close()
+})
+
+t.test('a pushed task that waited in the queue has that much less of its deadline', async (t) => {
+  // A broker stand-in that takes every report.
+  const reports: string[] = []
+  const callbacks = createServer((request, response) => {
+    reports.push(request.url ?? '')
+    request.resume().on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end('{"applied":true,"queued":false,"task":null}'))
+  })
+  await new Promise<void>(resolve => callbacks.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>(resolve => { callbacks.closeAllConnections(); callbacks.close(() => resolve()) }))
+  const base = `http://127.0.0.1:${(callbacks.address() as AddressInfo).port}`
+  let release!: () => void
+  const gate = new Promise<void>(resolve => { release = resolve })
+  const seen = new Map<string, unknown>()
+  const receiver = createPushReceiver({
+    concurrency: 1,
+    logger: silent,
+    handler: async (task, { signal }) => {
+      if (task.id === 'first') await gate
+      seen.set(task.id, signal.aborted ? (signal.reason as TaskAbortedError).reason : 'running')
+      if (signal.aborted) throw signal.reason
+    }
+  })
+  const push = (id: string, seconds: number) => receiver.receive({
+    method: 'POST',
+    path: '/push',
+    header: () => undefined,
+    body: JSON.stringify({ task: { id, processing_deadline_duration: seconds }, callback_url: `${base}/v1/tasks/${id}/status` })
+  })
+  t.equal(push('first', 60).statusCode, 202)
+  t.equal(push('queued', 1).statusCode, 202, 'queued behind the first, with a 1 s deadline')
+  await sleep(1_500) // longer than the queued task's deadline
+  release()
+  await receiver.close()
+  t.equal(seen.get('queued'), 'deadline', 'its deadline had passed while it waited: its signal is aborted as it starts')
+  t.same(reports, ['/v1/tasks/first/status'], 'and its failure after that abort is not reported (the broker resets it)')
 })

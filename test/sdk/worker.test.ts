@@ -255,3 +255,27 @@ eachBackend(t, 'a worker that keeps up makes one request per task: its report lo
   t.equal(worker.holding, 0)
   t.match(await client.getTask('task-2').catch((e: unknown) => e), { code: 'TASKBROKER_TASK_NOT_FOUND' }, 'the last task was reported too')
 })
+
+t.test('createWorker refuses options a broker would refuse on every claim, or that leave it idle', async (t) => {
+  const base = { url: 'http://127.0.0.1:9', handler: () => {}, logger: silent }
+  for (const [bad, message] of [
+    [{ concurrency: 0 }, /concurrency must be an integer of at least 1 \(got 0\)/],
+    [{ concurrency: 1.5 }, /concurrency must be an integer/],
+    [{ waitMs: -1 }, /waitMs must be an integer of at least 0/],
+    [{ heartbeatIntervalMs: 0 }, /heartbeatIntervalMs must be/],
+    [{ namespace: 'emails' }, /a namespace filter needs an application/],
+    [{ handler: undefined }, /needs a handler function/]
+  ] as const) {
+    t.throws(() => createWorker({ ...base, ...bad } as never), { name: 'TypeError', message }, JSON.stringify(bad))
+  }
+})
+
+eachBackend(t, 'a claim refused for good (a wrong secret) is an error each time, told to an error listener, and the worker goes on', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const worker = createWorker({ url: broker.url, secrets: ['not-the-secret'], waitMs: 100, logger: silent, handler: () => {} })
+  const errors: Array<{ code: string, statusCode: number }> = []
+  worker.on('error', (error: { code: string, statusCode: number }) => errors.push(error))
+  t.ok(await waitFor(() => errors.length >= 2, 60_000), 'told more than once')
+  t.match(errors[0], { code: 'TASKBROKER_UNAUTHORIZED', statusCode: 401 })
+  await worker.stop()
+})

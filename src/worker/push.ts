@@ -19,6 +19,8 @@ export interface PushReceiverOptions {
   /** Tasks run at once (default 16); up to `maxQueued` (default 4 × concurrency) more wait; beyond, pushes get 503. */
   concurrency?: number
   maxQueued?: number
+  /** Longest a handler may run (default: no limit): then its signal aborts with `timeout` and heartbeats stop. */
+  taskTimeoutMs?: number
   /** Signed timestamps further than this from now are refused (default 300 s). */
   maxSkewSec?: number
   logger?: Logger
@@ -98,9 +100,13 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
     // Kept alive as the pull worker keeps its tasks: a heartbeat every third of the deadline.
     const every = Math.max(1_000, task.processing_deadline_duration * 1000 / 3)
     const beating = heartbeats === false ? undefined : setInterval(() => { heartbeat().catch(() => {}) }, Math.min(every, MAX_TIMER_MS))
+    const timeout = options.taskTimeoutMs === undefined
+      ? undefined
+      : setTimeout(() => { abort('timeout'); clearInterval(beating) }, Math.min(options.taskTimeoutMs, MAX_TIMER_MS))
     const { report, error } = await runHandler(options.handler, task, { signal: controller.signal, heartbeat })
     clearInterval(beating)
     clearTimeout(deadline)
+    clearTimeout(timeout)
     beats.abort()
     if (error !== undefined) log.debug({ taskId: task.id, err: error }, 'task failed')
     if (dropReport(controller.signal, report)) {

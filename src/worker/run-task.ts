@@ -36,7 +36,7 @@ export type HandlerTask = ClaimedTask | Task
 export type Handler = (task: HandlerTask, context: TaskContext) => unknown
 
 /** Why a task's signal was aborted. */
-export type AbortReason = 'cancelled' | 'deadline' | 'shutdown' | 'lost'
+export type AbortReason = 'cancelled' | 'deadline' | 'shutdown' | 'lost' | 'timeout'
 
 export class TaskAbortedError extends Error {
   override readonly name = 'TaskAbortedError'

@@ -40,6 +40,12 @@ export interface WorkerOptions {
   heartbeatIntervalMs?: number
   /** Seconds each heartbeat extends the deadline by (default: the broker's). */
   extendSec?: number
+  /**
+   * Longest a handler may run (default: no limit). Past it the signal aborts with `timeout` and
+   * heartbeats stop, so a handler that ignores its signal no longer keeps its task: the broker
+   * takes it back at its deadline.
+   */
+  taskTimeoutMs?: number
   /** How long stop() lets running tasks finish before aborting them (default 30 s). */
   stopTimeoutMs?: number
   logger?: Logger
@@ -67,6 +73,7 @@ interface Running {
   startedAt: number
   heartbeat?: NodeJS.Timeout | undefined
   deadline?: NodeJS.Timeout | undefined
+  timeout?: NodeJS.Timeout | undefined
   /** Aborted when the handler ends: a heartbeat still being retried then is dropped. */
   beats: AbortController
   /** Released at a hard stop: its result is not reported. */
@@ -91,6 +98,7 @@ function checkOptions (options: WorkerOptions): void {
   whole('waitMs', options.waitMs, 0)
   whole('heartbeatIntervalMs', options.heartbeatIntervalMs, 1)
   whole('stopTimeoutMs', options.stopTimeoutMs, 0)
+  whole('taskTimeoutMs', options.taskTimeoutMs, 1)
   if (options.namespace !== undefined && options.application === undefined) throw new TypeError('createWorker: a namespace filter needs an application')
   if (typeof options.handler !== 'function') throw new TypeError('createWorker needs a handler function')
 }
@@ -154,6 +162,7 @@ export function createWorker (options: WorkerOptions): Worker {
     entry.abandoned = true
     clearInterval(entry.heartbeat)
     clearTimeout(entry.deadline)
+    clearTimeout(entry.timeout)
     entry.beats.abort()
   }
 
@@ -201,6 +210,12 @@ export function createWorker (options: WorkerOptions): Worker {
       const every = options.heartbeatIntervalMs ?? Math.max(1_000, task.processing_deadline_duration * 1000 / 3)
       entry.heartbeat = setInterval(() => { sendHeartbeat(entry).catch(() => {}) }, Math.min(every, MAX_TIMER_MS))
     }
+    if (options.taskTimeoutMs !== undefined) {
+      entry.timeout = setTimeout(() => {
+        abort(entry, 'timeout')
+        clearInterval(entry.heartbeat) // the task is no longer kept: the broker takes it back at its deadline
+      }, Math.min(options.taskTimeoutMs, MAX_TIMER_MS))
+    }
     emit('start', task)
     entry.done = runHandler(options.handler, task, {
       signal: controller.signal,
@@ -208,6 +223,7 @@ export function createWorker (options: WorkerOptions): Worker {
     }).then(({ report, error }) => {
       clearInterval(entry.heartbeat)
       clearTimeout(entry.deadline)
+      clearTimeout(entry.timeout)
       entry.beats.abort()
       running.delete(task.id)
       const durationMs = Date.now() - entry.startedAt

@@ -279,3 +279,35 @@ eachBackend(t, 'a claim refused for good (a wrong secret) is an error each time,
   t.match(errors[0], { code: 'TASKBROKER_UNAUTHORIZED', statusCode: 401 })
   await worker.stop()
 })
+
+eachBackend(t, 'taskTimeoutMs: past it the signal aborts with timeout and heartbeats stop; the handler\'s throw is reported', async (t, backend) => {
+  const broker = await startBroker(t, backend, NO_UPKEEP)
+  const client = createClient({ url: broker.url, secrets: [SECRET] })
+  t.teardown(() => client.close())
+  await client.produce([{ id: 'too-long', application: 'app', namespace: 'ns', taskname: 'slow', processing_deadline_duration: 60 }])
+  let reason: unknown
+  let heartbeats = 0
+  const worker = createWorker({
+    client,
+    waitMs: 300,
+    heartbeatIntervalMs: 100,
+    taskTimeoutMs: 500,
+    logger: silent,
+    handler: async (_task, { signal }) => {
+      await new Promise<void>(resolve => signal.addEventListener('abort', () => resolve(), { once: true }))
+      reason = signal.reason
+      const atAbort = heartbeats
+      await sleep(500) // a handler slow to give up: no heartbeat keeps the task meanwhile
+      if (heartbeats !== atAbort) throw new Error(`${heartbeats - atAbort} heartbeat(s) after the timeout`)
+      throw signal.reason
+    }
+  })
+  worker.on('heartbeat', () => { heartbeats++ })
+  const ended: TaskEnd[] = []
+  worker.on('end', (end: TaskEnd) => ended.push(end))
+  t.ok(await waitFor(() => ended.length === 1), 'the task ended')
+  t.match(reason, new TaskAbortedError('timeout'))
+  t.match(ended[0]?.error, new TaskAbortedError('timeout'), 'it threw its signal\'s reason, not a late heartbeat')
+  await worker.stop()
+  t.equal((await client.getTask('too-long')).status, 'failure', 'a handler that runs out of time and throws is reported failure')
+})

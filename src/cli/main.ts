@@ -73,9 +73,10 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   program.command('serve', { isDefault: true }).description('start the broker, configured by the environment (see README "Configuration")')
     // Being the default, serve receives any word that is no command: say so, not "too many arguments".
     .argument('[command]')
+    .allowExcessArguments()
     .action(async (word: string | undefined) => {
       if (word !== undefined) {
-        const near = program.commands.map(c => c.name()).filter(name => name.startsWith(word) || word.startsWith(name))
+        const near = program.commands.map(c => c.name()).filter(name => name.startsWith(word) || word.startsWith(name) || editDistance(name, word) <= 2)
         throw new UsageError(`unknown command '${word}'${near.length > 0 ? ` (did you mean ${near.map(n => `'${n}'`).join(' or ')}?)` : ''}`)
       }
       const clientOptions = ['url', 'secret', 'json', 'retries'].filter(name => program.getOptionValueSource(name) === 'cli')
@@ -89,7 +90,8 @@ export async function run (argv: string[], io: CliIo): Promise<number> {
   program.command('migrate').description('apply the store\'s migrations (TASKBROKER_DATABASE_URL, or the embedded store in TASKBROKER_DATA_DIR)')
     .action(async () => {
       if (io.migrate === undefined) throw new UsageError('migrate is not available here')
-      io.stdout.write(`${await io.migrate(io.env)}\n`)
+      const done = await io.migrate(io.env)
+      out({ migrated: true, message: done }, () => `${done}\n`)
     })
 
   program.command('produce').description('produce one task (or many from --file as a JSON array or {tasks})')
@@ -264,4 +266,17 @@ async function readStdin (): Promise<string> {
   let text = ''
   for await (const chunk of process.stdin) text += (chunk as Buffer).toString()
   return text
+}
+
+/** Letters to insert, delete or change to turn one word into the other (for "did you mean"). */
+function editDistance (a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length] as number
 }

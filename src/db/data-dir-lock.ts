@@ -14,9 +14,9 @@
  *   next start finds the lock stale.
  */
 import { randomBytes } from 'node:crypto'
-import { accessSync, constants, linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, existsSync, linkSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { ConfigError, StartupRefusedError } from '../config/config.js'
 
 export const LOCK_FILE = 'taskbroker.lock'
@@ -86,7 +86,7 @@ export function lockDataDir (dataDir: string): DataDirLock {
 export function prepareDataDir (dataDir: string): string {
   const dir = resolve(dataDir)
   try {
-    mkdirSync(dir, { recursive: true })
+    makeDirectories(dir)
   } catch (error) {
     if (isFile(dir)) throw dataDirError(dir, 'is not a directory')
     throw dataDirError(dir, 'cannot be created', error)
@@ -98,6 +98,27 @@ export function prepareDataDir (dataDir: string): string {
     throw dataDirError(dir, 'is not writable', error)
   }
   return dir
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's own `mkdirSync(dir, { recursive: true })` never returns
+ * where a parent cannot hold directories (under /proc, say: it keeps retrying), so a broker
+ * started there hung instead of stopping with the reason.
+ */
+function makeDirectories (dir: string): void {
+  const missing: string[] = []
+  for (let path = dir; !existsSync(path); path = dirname(path)) {
+    if (dirname(path) === path) break
+    missing.unshift(path)
+  }
+  for (const path of missing) {
+    try {
+      mkdirSync(path)
+    } catch (error) {
+      // Another broker starting at the same moment made it first.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    }
+  }
 }
 
 function dataDirError (dir: string, problem: string, cause?: unknown): ConfigError {

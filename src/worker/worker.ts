@@ -99,6 +99,7 @@ function checkOptions (options: WorkerOptions): void {
   whole('heartbeatIntervalMs', options.heartbeatIntervalMs, 1)
   whole('stopTimeoutMs', options.stopTimeoutMs, 0)
   whole('taskTimeoutMs', options.taskTimeoutMs, 1)
+  whole('extendSec', options.extendSec, 1)
   if (options.namespace !== undefined && options.application === undefined) throw new TypeError('createWorker: a namespace filter needs an application')
   if (typeof options.handler !== 'function') throw new TypeError('createWorker needs a handler function')
 }
@@ -369,6 +370,7 @@ export function createWorker (options: WorkerOptions): Worker {
       try {
         await client.release(entry.task.id, { lease: entry.task.lease })
         releases = true
+        warn(`task ${entry.task.id} released while its handler still runs (it did not end within 1 s of its abort); the handler is left behind`)
         leaveBehind(entry)
       } catch (error) {
         if (isRouteNotFound(error)) releases = false

@@ -233,6 +233,9 @@ t.test('exit codes: usage 2, unreachable 69, busy 75; --help on every command', 
   const typo = await cli(['stat'])
   t.equal(typo.code, 2)
   t.match(typo.stderr, /unknown command 'stat' \(did you mean 'stats'\?\)/)
+  const typoWithArgs = await cli(['prodcue', 'emails', 'send'])
+  t.equal(typoWithArgs.code, 2)
+  t.match(typoWithArgs.stderr, /unknown command 'prodcue' \(did you mean 'produce'\?\)/, 'with its arguments, still named, with the nearest command')
   const urlAlone = await cli(['--url', 'http://127.0.0.1:1'])
   t.equal(urlAlone.code, 2, '--url with no command does not start a broker')
   t.match(urlAlone.stderr, /--url is for the commands that talk to a broker/)
@@ -270,6 +273,8 @@ t.test('migrate: the embedded store in TASKBROKER_DATA_DIR, again harmlessly', a
   t.equal(first.stdout, `migrated the embedded store in ${dataDir}\n`)
   t.ok(readdirSync(dataDir).length > 0)
   t.equal((await cli(['migrate'], { TASKBROKER_DATA_DIR: dataDir, LOG_LEVEL: 'silent' })).code, 0)
+  const json = await cli(['--json', 'migrate'], { TASKBROKER_DATA_DIR: dataDir, LOG_LEVEL: 'silent' })
+  t.match(JSON.parse(json.stdout), { migrated: true, message: /migrated the embedded store in / }, 'with --json the answer is JSON too')
   const bad = await cli(['migrate'], { TASKBROKER_DATABASE_URL: 'mysql://nope' })
   t.equal(bad.code, 78, 'a bad setting: EX_CONFIG, as the broker\'s start')
   // Nothing listens on port 9 (discard): the database could not be reached, not a broker's error.

@@ -106,6 +106,14 @@ t.test('an unusable data directory is one ConfigError naming TASKBROKER_DATA_DIR
   writeFileSync(file, '')
   t.throws(() => lockDataDir(file), new ConfigError('TASKBROKER_DATA_DIR', `${JSON.stringify(file)} is not a directory`))
   t.throws(() => lockDataDir(join(file, 'data')), new ConfigError('TASKBROKER_DATA_DIR', `${JSON.stringify(join(file, 'data'))} cannot be created (ENOTDIR)`))
+  // Node's recursive mkdir never returns under /proc; the broker hung there instead of refusing.
+  if (existsSync('/proc/self')) {
+    t.throws(() => lockDataDir('/proc/taskbroker-no-such/data'), { name: 'ConfigError', message: /TASKBROKER_DATA_DIR "\/proc\/taskbroker-no-such\/data" cannot be created \(ENOENT\)/ })
+  }
+  const deep = join(base, 'a', 'b', 'c')
+  const lock = lockDataDir(deep)
+  t.equal(lock.dir, deep, 'missing parents are created, as mkdir -p does')
+  lock.release()
   const readOnly = join(base, 'read-only')
   mkdirSync(readOnly)
   chmodSync(readOnly, 0o555)

@@ -263,6 +263,7 @@ t.test('createWorker refuses options a broker would refuse on every claim, or th
     [{ concurrency: 1.5 }, /concurrency must be an integer/],
     [{ waitMs: -1 }, /waitMs must be an integer of at least 0/],
     [{ heartbeatIntervalMs: 0 }, /heartbeatIntervalMs must be/],
+    [{ extendSec: -1 }, /extendSec must be an integer of at least 1/],
     [{ namespace: 'emails' }, /a namespace filter needs an application/],
     [{ handler: undefined }, /needs a handler function/]
   ] as const) {

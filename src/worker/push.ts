@@ -8,9 +8,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import pino, { type Logger } from 'pino'
 import { NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from '../auth/signing.js'
 import { createClient } from '../client/client.js'
-import { isRouteNotFound, TaskbrokerError } from '../client/errors.js'
+import { isRouteNotFound } from '../client/errors.js'
 import type { StatusRequest, Task } from '../client/types.js'
-import { dropReport, runHandler, TaskAbortedError, type AbortReason, type Handler } from './run-task.js'
+import { dropReport, heartbeatEveryMs, isGone, MAX_TIMER_MS, runHandler, TaskAbortedError, type AbortReason, type Handler } from './run-task.js'
 
 export interface PushReceiverOptions {
   handler: Handler
@@ -37,7 +37,6 @@ export interface PushReceiver {
 }
 
 export const PUSH_MAX_BODY_BYTES = 5 * 1024 * 1024
-const MAX_TIMER_MS = 2_147_483_647
 
 /** A push taken: its task, where to report, and the claim's lease (sent back so a stale report is refused). */
 interface Accepted { task: Task, callbackUrl: string, lease: string | undefined, receivedAt: number }
@@ -93,13 +92,12 @@ export function createPushReceiver (options: PushReceiverOptions): PushReceiver 
       } catch (error) {
         if (beats.signal.aborted) return
         if (isRouteNotFound(error)) heartbeats = false
-        else if (error instanceof TaskbrokerError && (error.statusCode === 404 || error.statusCode === 409)) abort('lost') // finished elsewhere, reset, cancelled
+        else if (isGone(error)) abort('lost')
         else log.warn({ taskId: task.id, err: error }, 'heartbeat failed')
       }
     }
     // Kept alive as the pull worker keeps its tasks: a heartbeat every third of the deadline.
-    const every = Math.max(1_000, task.processing_deadline_duration * 1000 / 3)
-    const beating = heartbeats === false ? undefined : setInterval(() => { heartbeat().catch(() => {}) }, Math.min(every, MAX_TIMER_MS))
+    const beating = heartbeats === false ? undefined : setInterval(() => { heartbeat().catch(() => {}) }, heartbeatEveryMs(task.processing_deadline_duration))
     const timeout = options.taskTimeoutMs === undefined
       ? undefined
       : setTimeout(() => { abort('timeout'); clearInterval(beating) }, Math.min(options.taskTimeoutMs, MAX_TIMER_MS))

@@ -3,6 +3,7 @@
  * its return reports `complete`, a throw reports `failure`, and `retry({delaySec})` (returned or
  * thrown) reports `retry`.
  */
+import { TaskbrokerError } from '../client/errors.js'
 import type { ClaimedTask, StatusRequest, Task } from '../client/types.js'
 
 const RETRY = Symbol('taskbroker.retry')
@@ -68,6 +69,19 @@ export function outcomeOf (result: { ok: true, value: unknown } | { ok: false, e
 export function dropReport (signal: AbortSignal, report: StatusRequest): boolean {
   const reason = (signal.reason as TaskAbortedError | undefined)?.reason
   return signal.aborted && (reason === 'deadline' || reason === 'lost') && report.status === 'failure'
+}
+
+/** The longest delay setTimeout takes (about 24.8 days); longer ones would fire at once. */
+export const MAX_TIMER_MS = 2_147_483_647
+
+/** How often a held task is heartbeated: every third of its deadline, at least every second. */
+export function heartbeatEveryMs (processingDeadlineSec: number): number {
+  return Math.min(Math.max(1_000, processingDeadlineSec * 1000 / 3), MAX_TIMER_MS)
+}
+
+/** The broker no longer has the task for this worker (finished elsewhere, reset, cancelled): 404 or 409. */
+export function isGone (error: unknown): boolean {
+  return error instanceof TaskbrokerError && (error.statusCode === 404 || error.statusCode === 409)
 }
 
 /** Runs the handler and turns what it did into a report; never throws. */

@@ -14,7 +14,7 @@ import { createClient, type TaskbrokerClient } from '../client/client.js'
 import { isRouteNotFound, TaskbrokerError } from '../client/errors.js'
 import { backoffMs, DEFAULT_RETRY, mayRetry, sleep } from '../client/retry.js'
 import type { BatchStatusUpdate, ClaimedTask, StatusRequest } from '../client/types.js'
-import { dropReport, runHandler, TaskAbortedError, type AbortReason, type Handler } from './run-task.js'
+import { dropReport, heartbeatEveryMs, isGone, MAX_TIMER_MS, runHandler, TaskAbortedError, type AbortReason, type Handler } from './run-task.js'
 
 export interface WorkerOptions {
   /** The broker's base URL (ignored when `client` is given). */
@@ -83,7 +83,6 @@ interface Running {
 
 interface Finished { task: ClaimedTask, report: StatusRequest, reserved: boolean }
 
-const MAX_TIMER_MS = 2_147_483_647
 /** The broker's default TASKBROKER_CLAIM_MAX_TASKS: a larger limit would be a 400. */
 const CLAIM_MAX = 100
 /** After a stop's hard deadline, how long aborted handlers get before they are left behind. */
@@ -194,7 +193,7 @@ export function createWorker (options: WorkerOptions): Worker {
         heartbeats = false
         for (const other of running.values()) clearInterval(other.heartbeat)
         log.info('the broker has no heartbeat endpoint: tasks run within their processing deadline')
-      } else if (error instanceof TaskbrokerError && (error.statusCode === 409 || error.statusCode === 404)) {
+      } else if (isGone(error)) {
         abort(entry, 'lost') // no longer ours: finished elsewhere, timed out or cancelled
       } else {
         warn(`heartbeat for ${entry.task.id} failed`, error)
@@ -208,8 +207,8 @@ export function createWorker (options: WorkerOptions): Worker {
     running.set(task.id, entry)
     armDeadline(entry, task.processing_deadline)
     if (heartbeats !== false) {
-      const every = options.heartbeatIntervalMs ?? Math.max(1_000, task.processing_deadline_duration * 1000 / 3)
-      entry.heartbeat = setInterval(() => { sendHeartbeat(entry).catch(() => {}) }, Math.min(every, MAX_TIMER_MS))
+      const every = options.heartbeatIntervalMs === undefined ? heartbeatEveryMs(task.processing_deadline_duration) : Math.min(options.heartbeatIntervalMs, MAX_TIMER_MS)
+      entry.heartbeat = setInterval(() => { sendHeartbeat(entry).catch(() => {}) }, every)
     }
     if (options.taskTimeoutMs !== undefined) {
       entry.timeout = setTimeout(() => {
@@ -375,7 +374,7 @@ export function createWorker (options: WorkerOptions): Worker {
       } catch (error) {
         if (isRouteNotFound(error)) releases = false
         // No longer ours (finished, cancelled, handed out again): nothing to wait for or report.
-        else if (error instanceof TaskbrokerError && (error.statusCode === 404 || error.statusCode === 409)) leaveBehind(entry)
+        else if (isGone(error)) leaveBehind(entry)
       }
     }
   }

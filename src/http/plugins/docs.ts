@@ -44,7 +44,6 @@ function errorBody (): unknown {
 interface Response { description?: string, content?: unknown, headers?: Record<string, unknown> }
 interface Operation {
   security?: unknown[]
-  parameters?: Array<{ in?: string }>
   responses?: Record<string, Response>
   requestBody?: { required?: boolean, content?: Record<string, { schema?: unknown }> }
 }
